@@ -1,0 +1,63 @@
+"""Shared CLI plumbing: error handling, progress bars, console."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from limner.errors import LimnerError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line on stderr and exit with ``code``."""
+    line = " ".join(str(message).split())
+    print(f"limner: error: {line}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def run_guarded(app: typer.Typer) -> int:
+    """Run the Typer app; map limner and usage errors to exit code 2 and one stderr line."""
+    try:
+        app(standalone_mode=False)
+    except LimnerError as exc:
+        fail(exc.message, 2 if exc.status < 500 else 1)
+    except click.exceptions.NoArgsIsHelp:
+        return 0
+    except click.UsageError as exc:
+        fail(exc.format_message(), 2)
+    except click.exceptions.Abort:
+        fail("aborted", 1)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+    """A Rich progress bar on a terminal, nothing otherwise. Yields ``update(done, total)``."""
+    if not err_console.is_terminal:
+        yield lambda done, total=None: None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=total)
+
+        def update(done: int, total: int | None = None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update

@@ -1,0 +1,33 @@
+"""The ``limner`` command: parses arguments and calls the library; no logic of its own.
+
+Each sub-command lives in its own module with a ``register(app)`` function.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from limner.cli import datasets, demo, explain, keys, serve, train
+from limner.cli.common import run_guarded
+
+app = typer.Typer(
+    name="limner",
+    help="Explain image classifiers: which regions pushed a prediction up or down.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (demo, serve, explain, train, datasets, keys):
+    module.register(app)
+
+
+def main() -> None:
+    """Console entry point: exit 0 on success, 2 with a one-line message on bad input."""
+    sys.exit(run_guarded(app))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,18 @@
+"""Image decoding, resizing and rendering of explanation panes."""
+
+from limner.imaging.decode import DEFAULT_MAX_PIXELS, ImageInput, decode_image, read_image
+from limner.imaging.render import encode_png, heatmap, negative_pane, positive_pane
+from limner.imaging.transform import resize, resize_labels
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageInput",
+    "decode_image",
+    "encode_png",
+    "heatmap",
+    "negative_pane",
+    "positive_pane",
+    "read_image",
+    "resize",
+    "resize_labels",
+]

@@ -1,0 +1,36 @@
+"""Resizing of images and label maps."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize an RGB uint8 image to ``width``×``height`` (area-averaging when shrinking)."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    shrinking = width < image.shape[1] and height < image.shape[0]
+    method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+    if shrinking and (image.shape[1] > 4 * width or image.shape[0] > 4 * height):
+        # reduce() in integer steps first: fast and alias-free for very large photos
+        factor = max(1, min(image.shape[1] // (2 * width), image.shape[0] // (2 * height)))
+        pil = Image.fromarray(image).reduce(factor)
+        return np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((width, height), method))
+
+
+def resize_labels(labels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize an integer label map with nearest-neighbour sampling (ids stay exact)."""
+    h, w = labels.shape
+    if (w, h) == (width, height):
+        return labels
+    rows = np.minimum((np.arange(height) + 0.5) * h / height, h - 1).astype(np.intp)
+    cols = np.minimum((np.arange(width) + 0.5) * w / width, w - 1).astype(np.intp)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The size of ``width``×``height`` scaled down so that its longer side is ≤ ``max_side``."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))

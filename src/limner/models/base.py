@@ -1,0 +1,110 @@
+"""The model protocol every adapter implements, and the shared output handling.
+
+An adapter overrides ``_forward`` (preprocessed tensor in, raw output out); the base class owns
+preprocessing (from the metadata), batching, and turning logits or a single sigmoid output into
+class probabilities.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from limner.errors import InvalidInputError, ModelError
+from limner.imaging.transform import resize
+from limner.models.metadata import ModelMetadata
+
+
+class Model(ABC):
+    """An image classifier: RGB uint8 images at the model's size in, probabilities out."""
+
+    #: Batch size at which this adapter's forward pass is fastest (measured per backend).
+    preferred_batch_size: int = 32
+
+    def __init__(self, metadata: ModelMetadata, *, name: str | None = None) -> None:
+        self.metadata = metadata
+        self.name = name or metadata.name
+
+    @property
+    def labels(self) -> list[str]:
+        """Class labels, in output order."""
+        return self.metadata.labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(width, height)`` the model takes."""
+        return self.metadata.input.width, self.metadata.input.height
+
+    @property
+    def problem_type(self) -> str:
+        """``binary`` or ``multiclass``."""
+        return self.metadata.problem_type
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (two for any binary model)."""
+        return len(self.labels)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, C)`` float32 for uint8 images ``(N, H, W, 3)`` at model size."""
+        images = np.asarray(images)
+        w, h = self.input_size
+        if images.ndim != 4 or images.shape[1:] != (h, w, 3) or images.dtype != np.uint8:
+            raise InvalidInputError(
+                f"{self.name}: expected uint8 images of shape (N, {h}, {w}, 3), "
+                f"got {images.dtype} {tuple(images.shape)}"
+            )
+        if images.shape[0] == 0:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        raw = self._forward(self.metadata.input.preprocess(images))
+        return self._to_probabilities(np.asarray(raw, dtype=np.float32))
+
+    def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """Probabilities for RGB uint8 images of any size (each resized to the model's size)."""
+        w, h = self.input_size
+        batch = np.stack([resize(im, w, h) for im in images]) if images else np.zeros((0, h, w, 3), np.uint8)
+        return self.predict(batch)
+
+    @abstractmethod
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """Run the model on a preprocessed batch; return its raw output ``(N, K)``."""
+
+    def _to_probabilities(self, raw: np.ndarray) -> np.ndarray:
+        if raw.ndim == 1:
+            raw = raw[:, None]
+        raw = raw.reshape(raw.shape[0], -1)
+        logits = self.metadata.output == "logits"
+        if raw.shape[1] == 1 and self.num_classes == 2:
+            p = 1.0 / (1.0 + np.exp(-raw[:, 0])) if logits else raw[:, 0]
+            return np.stack([1.0 - p, p], axis=1).astype(np.float32)
+        if raw.shape[1] != self.num_classes:
+            raise ModelError(
+                f"{self.name}: the model returned {raw.shape[1]} outputs for "
+                f"{self.num_classes} labels"
+            )
+        if logits:
+            z = raw - raw.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return raw.astype(np.float32)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (sessions, connections)."""
+
+    def __repr__(self) -> str:
+        w, h = self.input_size
+        return f"<{type(self).__name__} {self.name!r} {w}×{h} {self.num_classes} classes>"
+
+
+class CallableModel(Model):
+    """A model given as a Python function of uint8 images → probabilities (or logits)."""
+
+    preferred_batch_size = 64
+
+    def __init__(self, fn, metadata: ModelMetadata, *, name: str | None = None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(metadata, name=name)
+        self._fn = fn
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._fn(x))

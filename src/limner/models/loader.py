@@ -1,0 +1,90 @@
+"""``load_model(spec)``: one entry point for every kind of model spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from limner.errors import InvalidInputError
+from limner.models.base import Model
+from limner.models.metadata import METADATA_FILE, ModelMetadata
+from limner.models.pytorch import resolve_device
+from limner.models.zoo import BUILTIN_MODELS, load_builtin
+
+SPECS_HELP = (
+    "a built-in name (efficientnet-lite0), a .onnx file, a model directory, a .keras file, "
+    "a .pt TorchScript file, or an http(s)://host/v2/models/NAME URL"
+)
+
+
+def load_model(
+    spec: str | Path,
+    *,
+    device: str = "auto",
+    metadata: ModelMetadata | None = None,
+    headers: dict[str, str] | None = None,
+) -> Model:
+    """Load a classifier from a model spec (see SPEC.md, "Model specs").
+
+    Args:
+        spec: built-in name, path, or Open Inference URL.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        metadata: labels and preprocessing; read from ``limner-model.json`` beside the model
+            when not given.
+        headers: extra HTTP headers for a remote model (an ``Authorization`` key, say).
+    """
+    text = str(spec)
+    dev = resolve_device(device)
+    if text in BUILTIN_MODELS:
+        return load_builtin(text, device=dev)
+    if text.startswith(("http://", "https://")):
+        from limner.models.remote import RemoteModel
+
+        return RemoteModel(text, metadata, headers=headers)
+    path = Path(text)
+    if not path.exists():
+        raise InvalidInputError(f"model {text!r} not found: give {SPECS_HELP}")
+    if path.is_dir():
+        meta = metadata or ModelMetadata.read(path / METADATA_FILE)
+        artifact = path / str(meta.extra.get("artifact", "model.onnx"))
+        if not artifact.exists():
+            raise InvalidInputError(f"{path}: model directory has no {artifact.name}")
+        return _load_file(artifact, meta, dev)
+    return _load_file(path, metadata, dev)
+
+
+def _load_file(path: Path, metadata: ModelMetadata | None, device: str) -> Model:
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        from limner.models.keras import load_keras
+
+        return load_keras(path, metadata)
+    meta = metadata or _metadata_beside(path)
+    meta = _named(meta, path)
+    if suffix == ".onnx":
+        from limner.models.onnx import OnnxModel
+
+        return OnnxModel(path, meta, device=device)
+    if suffix in (".pt", ".pth", ".torchscript"):
+        from limner.models.pytorch import load_torchscript
+
+        return load_torchscript(path, meta, device=device)
+    raise InvalidInputError(f"{path}: unknown model format {suffix!r}; give {SPECS_HELP}")
+
+
+def _metadata_beside(path: Path) -> ModelMetadata:
+    for candidate in (path.with_suffix(".json"), path.parent / METADATA_FILE):
+        if candidate.exists() and candidate.name != path.name:
+            return ModelMetadata.read(candidate)
+    raise InvalidInputError(
+        f"{path}: no {METADATA_FILE} beside the model; write one with labels and input settings"
+    )
+
+
+def _named(meta: ModelMetadata, path: Path) -> ModelMetadata:
+    if meta.name != "model":
+        return meta
+    return ModelMetadata(
+        labels=meta.labels, input=meta.input, output=meta.output,
+        problem_type=meta.problem_type, name=path.stem if path.stem != "model" else path.parent.name,
+        extra=meta.extra,
+    )

