@@ -112,9 +112,7 @@ def encode_tensor(name: str, array: np.ndarray) -> ResponseOutput:
 
 def encode_bytes(name: str, items: list[bytes] | list[str]) -> ResponseOutput:
     """Encode a list of byte strings (base64 in JSON) or texts as a BYTES tensor."""
-    data = [
-        base64.b64encode(i).decode("ascii") if isinstance(i, bytes) else str(i) for i in items
-    ]
+    data = [base64.b64encode(i).decode("ascii") if isinstance(i, bytes) else str(i) for i in items]
     return ResponseOutput(name=name, shape=[len(data)], datatype="BYTES", data=data)
 
 
@@ -134,8 +132,7 @@ def decode_tensor(tensor: RequestInput | ResponseOutput) -> np.ndarray:
     expected = int(np.prod(tensor.shape)) if tensor.shape else 1
     if any(d < 0 for d in tensor.shape) or flat.size != expected:
         raise BadRequestError(
-            f"tensor {tensor.name!r}: shape {tensor.shape} needs {expected} values, "
-            f"got {flat.size}"
+            f"tensor {tensor.name!r}: shape {tensor.shape} needs {expected} values, got {flat.size}"
         )
     return flat.reshape(tensor.shape)
 

@@ -6,11 +6,11 @@ claims a huge canvas (a decompression bomb) costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,7 +20,7 @@ from limner.errors import ImageDecodeError, InvalidInputError, PayloadTooLargeEr
 #: Default limit on decoded pixels (40 megapixels).
 DEFAULT_MAX_PIXELS = 40_000_000
 
-ImageInput = Union[str, os.PathLike[str], bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 # Pillow's own bomb check would raise its own error type; limner checks the header itself.
 Image.MAX_IMAGE_PIXELS = None
@@ -104,10 +104,8 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
-    try:
+    with contextlib.suppress(Exception):  # a broken EXIF block must not make it unreadable
         img = ImageOps.exif_transpose(img) or img
-    except Exception:  # a broken EXIF block must not make the image unreadable
-        pass
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
@@ -132,9 +130,7 @@ def _from_array(arr: np.ndarray, max_pixels: int) -> np.ndarray:
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise InvalidInputError(
-            f"an image array must have shape (H, W, 3), got {tuple(arr.shape)}"
-        )
+        raise InvalidInputError(f"an image array must have shape (H, W, 3), got {tuple(arr.shape)}")
     _check_size(arr.shape[1], arr.shape[0], max_pixels)
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)

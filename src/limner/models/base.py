@@ -47,7 +47,7 @@ class Model(ABC):
         return len(self.labels)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(N, C)`` float32 for uint8 images ``(N, H, W, 3)`` at model size."""
+        """Probabilities ``(N, C)`` float32 for uint8 images ``(N, H, W, 3)`` at the model size."""
         images = np.asarray(images)
         w, h = self.input_size
         if images.ndim != 4 or images.shape[1:] != (h, w, 3) or images.dtype != np.uint8:
@@ -63,7 +63,11 @@ class Model(ABC):
     def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
         """Probabilities for RGB uint8 images of any size (each resized to the model's size)."""
         w, h = self.input_size
-        batch = np.stack([resize(im, w, h) for im in images]) if images else np.zeros((0, h, w, 3), np.uint8)
+        batch = (
+            np.stack([resize(im, w, h) for im in images])
+            if images
+            else np.zeros((0, h, w, 3), np.uint8)
+        )
         return self.predict(batch)
 
     @abstractmethod

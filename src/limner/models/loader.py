@@ -84,7 +84,10 @@ def _named(meta: ModelMetadata, path: Path) -> ModelMetadata:
     if meta.name != "model":
         return meta
     return ModelMetadata(
-        labels=meta.labels, input=meta.input, output=meta.output,
-        problem_type=meta.problem_type, name=path.stem if path.stem != "model" else path.parent.name,
+        labels=meta.labels,
+        input=meta.input,
+        output=meta.output,
+        problem_type=meta.problem_type,
+        name=path.stem if path.stem != "model" else path.parent.name,
         extra=meta.extra,
     )

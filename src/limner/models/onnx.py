@@ -19,7 +19,11 @@ class OnnxModel(Model):
     preferred_batch_size = 4
 
     def __init__(
-        self, path: str | Path, metadata: ModelMetadata, *, device: str = "cpu",
+        self,
+        path: str | Path,
+        metadata: ModelMetadata,
+        *,
+        device: str = "cpu",
         name: str | None = None,
     ) -> None:
         super().__init__(metadata, name=name)
@@ -27,7 +31,9 @@ class OnnxModel(Model):
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = int(os.environ.get("LIMNER_THREADS", 0)) or (os.cpu_count() or 1)
+        opts.intra_op_num_threads = int(os.environ.get("LIMNER_THREADS", 0)) or (
+            os.cpu_count() or 1
+        )
         opts.log_severity_level = 3
         providers = ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():

@@ -56,8 +56,9 @@ class TorchModel(Model):
         if self._autocast and t.ndim == 4:
             t = t.contiguous(memory_format=torch.channels_last)
         try:
-            with torch.inference_mode(), torch.autocast(
-                self.device.type, dtype=torch.bfloat16, enabled=self._autocast
+            with (
+                torch.inference_mode(),
+                torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast),
             ):
                 out = self._module(t)
         except Exception as exc:
@@ -67,7 +68,9 @@ class TorchModel(Model):
         return out.float().cpu().numpy()
 
 
-def load_torchscript(path: str | Path, metadata: ModelMetadata, *, device: str = "cpu") -> TorchModel:
+def load_torchscript(
+    path: str | Path, metadata: ModelMetadata, *, device: str = "cpu"
+) -> TorchModel:
     """Load a TorchScript classifier saved with ``torch.jit.save``."""
     import torch
 

@@ -77,8 +77,11 @@ class RemoteModel(Model):
             md = ModelMetadata.from_dict(params["limner_model"])
             if md.input.dtype != "uint8":  # limner's server preprocesses itself
                 md = ModelMetadata(
-                    labels=md.labels, input=raw_pixels_spec(md.input.width, md.input.height),
-                    output="probabilities", problem_type=md.problem_type, name=md.name,
+                    labels=md.labels,
+                    input=raw_pixels_spec(md.input.width, md.input.height),
+                    output="probabilities",
+                    problem_type=md.problem_type,
+                    name=md.name,
                 )
             return md
         raise InvalidInputError(
@@ -91,8 +94,12 @@ class RemoteModel(Model):
         req = InferenceRequest(
             inputs=[
                 RequestInput(
-                    name=self._input_name, shape=list(x.shape), datatype=dtype,
-                    data=x.astype(np.uint8 if dtype == "UINT8" else np.float32).reshape(-1).tolist(),
+                    name=self._input_name,
+                    shape=list(x.shape),
+                    datatype=dtype,
+                    data=x.astype(np.uint8 if dtype == "UINT8" else np.float32)
+                    .reshape(-1)
+                    .tolist(),
                 )
             ],
             parameters={"log": False},

@@ -40,8 +40,13 @@ def efficientnet_lite0_metadata() -> ModelMetadata:
     return ModelMetadata(
         labels=imagenet_labels(),
         input=InputSpec(
-            width=224, height=224, layout="NCHW", dtype="float32",
-            scale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0),
+            width=224,
+            height=224,
+            layout="NCHW",
+            dtype="float32",
+            scale=1.0,
+            mean=(127.0, 127.0, 127.0),
+            std=(128.0, 128.0, 128.0),
         ),
         output="logits",
         problem_type="multiclass",
@@ -93,10 +98,14 @@ def efficientnet_lite0_onnx() -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module, torch.zeros(1, 3, 224, 224), tmp,
-                input_names=["input"], output_names=["logits"],
+                module,
+                torch.zeros(1, 3, 224, 224),
+                tmp,
+                input_names=["input"],
+                output_names=["logits"],
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=17, dynamo=False,
+                opset_version=17,
+                dynamo=False,
             )
         os.replace(tmp, target)
     finally:
