@@ -5,18 +5,12 @@ one image and returns an :class:`~limner.explain.Explanation` whose ``to_dict()`
 """
 
 from limner.errors import LimnerError
+
+# Importing the engine package binds the name ``limner.explain`` to it; rebind it to the
+# function, which is the public entry point (the package stays reachable as a module).
+from limner.explain import Explanation, explain
 from limner.models import Model, ModelMetadata, load_model
 
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    # The engine imports scikit-image; load it on first use so `import limner` stays light.
-    if name in ("explain", "Explanation"):
-        from limner import explain as _explain_module
-
-        return getattr(_explain_module, name)
-    raise AttributeError(f"module 'limner' has no attribute {name!r}")
-
 
 __all__ = ["Explanation", "LimnerError", "Model", "ModelMetadata", "explain", "load_model"]

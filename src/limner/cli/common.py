@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,23 +25,30 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def run_guarded(app: typer.Typer) -> int:
-    """Run the Typer app; map limner and usage errors to exit code 2 and one stderr line."""
+    """Run the Typer app; map limner and usage errors to exit code 2 and one stderr line.
+
+    Unexpected errors print one line too (exit 1); ``LIMNER_DEBUG=1`` shows the traceback.
+    """
     try:
         app(standalone_mode=False)
     except LimnerError as exc:
         fail(exc.message, 2 if exc.status < 500 else 1)
-    except click.exceptions.NoArgsIsHelp:
-        return 0
-    except click.UsageError as exc:
-        fail(exc.format_message(), 2)
-    except click.exceptions.Abort:
-        fail("aborted", 1)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code or 0)
+    except typer.Abort:
+        fail("aborted", 1)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:
+        if type(exc).__name__ in ("NoArgsIsHelp", "NoArgsIsHelpError"):
+            return 0
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click usage errors
+            fail(exc.format_message(), 2)
+        if os.environ.get("LIMNER_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc} (set LIMNER_DEBUG=1 for details)", 1)
     return 0
 
 

@@ -1,0 +1,101 @@
+"""``limner explain IMAGE...``: explain images with a model, write the panes, print a summary."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from limner.cli.common import console, progress_bar
+
+DEFAULT_OUT = "limner-explanations"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``explain`` to the CLI."""
+    app.command("explain")(explain_command)
+
+
+def explain_command(
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files (PNG, JPEG, WebP, BMP, TIFF, GIF).")
+    ],
+    model: Annotated[str, typer.Option("--model", help="Model spec.")] = "efficientnet-lite0",
+    method: Annotated[
+        str, typer.Option(help="lime | kernelshap | occlusion | rise")
+    ] = "kernelshap",
+    samples: Annotated[int | None, typer.Option(help="Model evaluations for the estimate.")] = None,
+    segmentation: Annotated[
+        str, typer.Option(help="slic | quickshift | felzenszwalb | grid")
+    ] = "slic",
+    segments: Annotated[int | None, typer.Option(help="Number of regions.")] = None,
+    baseline: Annotated[str, typer.Option(help="mean | blur | gray | black")] = "blur",
+    classes: Annotated[
+        list[str] | None, typer.Option("--class", help="Class to explain (repeatable).")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Explain the K most probable classes.")] = 1,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    out: Annotated[Path, typer.Option("--out", help="Folder for the panes.")] = Path(DEFAULT_OUT),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as one JSON document.")
+    ] = False,
+) -> None:
+    """Explain which regions of each image pushed the model's prediction up or down."""
+    from limner.errors import InvalidInputError
+    from limner.explain import BASELINES, METHODS, SEGMENTATIONS, explain
+    from limner.imaging import read_image
+    from limner.models import load_model
+
+    for name, value, allowed in (
+        ("method", method, METHODS),
+        ("segmentation", segmentation, SEGMENTATIONS),
+        ("baseline", baseline, BASELINES),
+    ):
+        if value not in allowed:
+            raise InvalidInputError(f"--{name} must be one of {', '.join(allowed)}, not {value!r}")
+    pixels = [read_image(p) for p in images]  # fail fast on any bad file, before loading a model
+    clf = load_model(model, device=device)
+    results = []
+    table = Table("image", "label", "probability", "top regions (id: share)", "seconds")
+    with progress_bar("explaining", None) as update:
+        for path, rgb in zip(images, pixels, strict=True):
+            exp = explain(
+                rgb,
+                clf,
+                method=method,
+                samples=samples,
+                segmentation=segmentation,
+                segments=segments,
+                baseline=baseline,
+                classes=classes or None,
+                top_k=top_k,
+                seed=seed,
+                progress=update,
+            )
+            folder = out / _slug(path.stem)
+            exp.save(folder)
+            result = exp.to_dict(lambda ci, kind, e=exp, f=folder: str(f / e.file_name(ci, kind)))
+            results.append(result)
+            for ce in result["explanations"]:
+                top = ", ".join(f"{r['id']}: {r['share']:.0f}%" for r in ce["regions"][:3])
+                table.add_row(
+                    path.name,
+                    ce["label"],
+                    f"{ce['probability']:.3f}",
+                    top,
+                    f"{result['seconds']:.2f}",
+                )
+    if as_json:
+        print(json.dumps({"results": results}, indent=2))
+    else:
+        console.print(table)
+        console.print(f"panes written under {out}/")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "image"

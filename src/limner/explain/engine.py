@@ -1,0 +1,216 @@
+"""``explain()``: segment once, sample region masks, evaluate in batches, estimate, measure.
+
+Pure computation: no database, no HTTP. The same inputs and seed give the same RESULT.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from limner.errors import InvalidInputError
+from limner.explain.methods import METHODS, make_explainer
+from limner.explain.metrics import curve_masks, faithfulness, ranking
+from limner.explain.perturb import BASELINES, Perturber
+from limner.explain.result import ClassExplanation, Explanation
+from limner.explain.segmentation import DEFAULT_SEGMENTS, SEGMENTATIONS, region_map
+from limner.imaging.decode import DEFAULT_MAX_PIXELS, ImageInput, decode_image
+from limner.imaging.transform import resize
+from limner.models.base import Model
+
+DEFAULT_METHOD = "kernelshap"
+DEFAULT_SEGMENTATION = "slic"
+DEFAULT_BASELINE = "blur"
+#: How many top predictions the RESULT lists at least.
+MIN_PREDICTIONS = 5
+
+Predict = Callable[[np.ndarray], np.ndarray]
+Progress = Callable[[int, int], None]
+
+
+def explain(
+    image: ImageInput,
+    model: Model,
+    *,
+    method: str = DEFAULT_METHOD,
+    samples: int | None = None,
+    segmentation: str = DEFAULT_SEGMENTATION,
+    segments: int | None = None,
+    baseline: str = DEFAULT_BASELINE,
+    classes: Sequence[str | int] | None = None,
+    top_k: int = 1,
+    seed: int = 0,
+    batch_size: int | None = None,
+    predict: Predict | None = None,
+    progress: Progress | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Explanation:
+    """Explain which regions of ``image`` pushed ``model``'s classes up or down.
+
+    Args:
+        image: a path, encoded bytes, a PIL image or an RGB uint8 array, of any size.
+        model: a loaded classifier (``limner.load_model``).
+        method: ``kernelshap`` (default), ``lime``, ``occlusion`` or ``rise``.
+        samples: model evaluations for the method's estimate (default: the method's own).
+        segmentation: ``slic`` (default), ``quickshift``, ``felzenszwalb`` or ``grid``.
+        segments: number of regions (default 24; for ``grid``, rows × cols).
+        baseline: what a switched-off region becomes: ``blur`` (default), ``mean``, ``gray``,
+            ``black``.
+        classes: labels or class indices to explain; default: the ``top_k`` most probable
+            classes (both classes for a binary model).
+        top_k: how many of the most probable classes to explain when ``classes`` is not given.
+        seed: seed of the sampling; the same seed gives the same result.
+        batch_size: images per model call (default: the model's preferred size).
+        predict: replaces ``model.predict`` (a shared batcher, say); same signature.
+        progress: called as ``progress(done, total)`` after each batch.
+        max_pixels: refuse larger images before decoding them.
+
+    Returns:
+        An :class:`Explanation`; ``to_dict()`` gives the RESULT.
+    """
+    _validate(method, segmentation, baseline, samples, segments, top_k, batch_size)
+    explainer = make_explainer(method, samples=samples, seed=seed)
+    start = time.perf_counter()
+    rgb = decode_image(image, max_pixels=max_pixels)
+    regions = region_map(rgb, segmentation, segments or DEFAULT_SEGMENTS)
+    m = regions.count
+    width, height = model.input_size
+    perturber = Perturber(resize(rgb, width, height), regions.at_size(width, height), baseline, m)
+    design = explainer.design(perturber, np.random.default_rng(seed))
+    n = len(design.z)
+
+    evaluate = _Evaluator(
+        predict or model.predict, batch_size or model.preferred_batch_size, progress
+    )
+    full = evaluate(perturber.image[None])[0]
+    chosen = _choose_classes(model, full, classes, top_k)
+    evaluate.total = 1 + n + len(chosen) * 2 * (m + 1)
+    y = evaluate.design(design, perturber)
+
+    estimates = [explainer.estimate(design, y[:, c]) for c in chosen]
+    explained = []
+    for c, est in zip(chosen, estimates, strict=True):
+        order = ranking(est.weights)
+        del_masks, ins_masks = curve_masks(order)
+        curves = evaluate.masks(np.vstack([del_masks, ins_masks]), perturber)
+        explained.append(
+            ClassExplanation(
+                label=model.labels[c],
+                class_index=c,
+                probability=float(full[c]),
+                intercept=float(est.intercept),
+                fit_r2=float(est.fit_r2),
+                weights=np.asarray(est.weights, dtype=np.float64),
+                used_features=est.used_features,
+                faithfulness=faithfulness(order, c, curves[: m + 1], curves[m + 1 :]),
+            )
+        )
+    top = np.argsort(-full, kind="stable")[: max(top_k, min(MIN_PREDICTIONS, len(full)))]
+    return Explanation(
+        image=rgb,
+        regions=regions,
+        model=model.name,
+        method=explainer.name,
+        seed=seed,
+        baseline=baseline,
+        samples=explainer.params()["samples"],
+        model_evaluations=evaluate.done,
+        seconds=time.perf_counter() - start,
+        predictions=[
+            {"label": model.labels[i], "class_index": int(i), "probability": float(full[i])}
+            for i in top
+        ],
+        classes=explained,
+    )
+
+
+class _Evaluator:
+    """Runs perturbed images through the model in fixed-size batches, reporting progress."""
+
+    def __init__(self, predict: Predict, batch_size: int, progress: Progress | None) -> None:
+        self.predict = predict
+        self.batch_size = batch_size
+        self.progress = progress
+        self.done = 0
+        self.total = 0
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.predict(images), dtype=np.float32)
+        self.done += len(images)
+        if self.progress is not None:
+            self.progress(self.done, max(self.total, self.done))
+        return out
+
+    def design(self, design, perturber: Perturber) -> np.ndarray:  # type: ignore[no-untyped-def]
+        n = len(design.z)
+        parts = [
+            self(design.images(perturber, s, min(n, s + self.batch_size)))
+            for s in range(0, n, self.batch_size)
+        ]
+        return np.concatenate(parts)
+
+    def masks(self, z: np.ndarray, perturber: Perturber) -> np.ndarray:
+        parts = [
+            self(perturber.regions(z[s : s + self.batch_size]))
+            for s in range(0, len(z), self.batch_size)
+        ]
+        return np.concatenate(parts)
+
+
+def _choose_classes(
+    model: Model, full: np.ndarray, classes: Sequence[str | int] | None, top_k: int
+) -> list[int]:
+    if classes:
+        out: list[int] = []
+        for c in classes:
+            if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+                if not 0 <= int(c) < model.num_classes:
+                    raise InvalidInputError(
+                        f"class index {c} is out of range (the model has {model.num_classes})"
+                    )
+                idx = int(c)
+            elif str(c) in model.labels:
+                idx = model.labels.index(str(c))
+            elif str(c).isdigit() and int(str(c)) < model.num_classes:
+                idx = int(str(c))
+            else:
+                raise InvalidInputError(f"unknown class {c!r}; not one of the model's labels")
+            if idx not in out:
+                out.append(idx)
+        return out
+    if model.problem_type == "binary" and top_k == 1:
+        return [int(i) for i in np.argsort(-full, kind="stable")]
+    if top_k > model.num_classes:
+        raise InvalidInputError(f"top_k={top_k} but the model has {model.num_classes} classes")
+    return [int(i) for i in np.argsort(-full, kind="stable")[:top_k]]
+
+
+def _validate(
+    method: str,
+    segmentation: str,
+    baseline: str,
+    samples: int | None,
+    segments: int | None,
+    top_k: int,
+    batch_size: int | None,
+) -> None:
+    if method not in METHODS:
+        raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if segmentation not in SEGMENTATIONS:
+        raise InvalidInputError(
+            f"unknown segmentation {segmentation!r}; choose one of {', '.join(SEGMENTATIONS)}"
+        )
+    if baseline not in BASELINES:
+        raise InvalidInputError(
+            f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}"
+        )
+    if samples is not None and not 1 <= samples <= 100_000:
+        raise InvalidInputError(f"samples must be between 1 and 100000, not {samples}")
+    if segments is not None and not 2 <= segments <= 1000:
+        raise InvalidInputError(f"segments must be between 2 and 1000, not {segments}")
+    if top_k < 1:
+        raise InvalidInputError(f"top_k must be at least 1, not {top_k}")
+    if batch_size is not None and batch_size < 1:
+        raise InvalidInputError(f"batch_size must be at least 1, not {batch_size}")

@@ -1,0 +1,29 @@
+"""Attribution methods. Each implements :class:`~limner.explain.methods.base.Explainer`."""
+
+from __future__ import annotations
+
+from limner.errors import InvalidInputError
+from limner.explain.methods.base import Design, Estimate, Explainer
+from limner.explain.methods.kernelshap import KernelShapExplainer
+from limner.explain.methods.lime import LimeExplainer
+from limner.explain.methods.occlusion import OcclusionExplainer
+from limner.explain.methods.rise import RiseExplainer
+
+EXPLAINERS: dict[str, type[Explainer]] = {
+    cls.name: cls for cls in (KernelShapExplainer, LimeExplainer, OcclusionExplainer, RiseExplainer)
+}
+METHODS = tuple(EXPLAINERS)
+
+
+def make_explainer(method: str, *, samples: int | None, seed: int) -> Explainer:
+    """The explainer for ``method``, with a clear error for unknown names."""
+    try:
+        cls = EXPLAINERS[method]
+    except KeyError:
+        raise InvalidInputError(
+            f"unknown method {method!r}; choose one of {', '.join(METHODS)}"
+        ) from None
+    return cls(samples=samples, seed=seed)
+
+
+__all__ = ["EXPLAINERS", "METHODS", "Design", "Estimate", "Explainer", "make_explainer"]

@@ -1,0 +1,210 @@
+"""The RESULT of an explanation: region weights, faithfulness, and the rendered panes."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from limner.explain.metrics import Faithfulness, ranking
+from limner.explain.segmentation import RegionMap
+from limner.imaging.render import encode_png, heatmap, negative_pane, positive_pane
+
+PANES = ("positive", "negative", "heatmap")
+#: Regions whose |weight| is below this fraction of the largest count as neither side.
+NEUTRAL_FRACTION = 0.005
+
+ImageRefs = Callable[[int, str], Any]
+
+
+@dataclass
+class ClassExplanation:
+    """The explanation of one class: additive region weights and how faithful they are."""
+
+    label: str
+    class_index: int
+    probability: float
+    intercept: float
+    fit_r2: float
+    weights: np.ndarray
+    used_features: int
+    faithfulness: Faithfulness
+
+    @property
+    def order(self) -> np.ndarray:
+        """Region ids by weight, highest first."""
+        return ranking(self.weights)
+
+    def _threshold(self) -> float:
+        return float(np.abs(self.weights).max(initial=0.0)) * NEUTRAL_FRACTION
+
+    @property
+    def positive_regions(self) -> list[int]:
+        """Regions that pushed the class up, strongest first."""
+        t = self._threshold()
+        return [int(i) for i in self.order if self.weights[i] > t]
+
+    @property
+    def negative_regions(self) -> list[int]:
+        """Regions that pushed the class down, strongest first."""
+        t = self._threshold()
+        return [int(i) for i in self.order[::-1] if self.weights[i] < -t]
+
+
+@dataclass
+class Explanation:
+    """An explanation of one image for one or more classes (``to_dict()`` is the RESULT)."""
+
+    image: np.ndarray
+    regions: RegionMap
+    model: str
+    method: str
+    seed: int
+    baseline: str
+    samples: int
+    model_evaluations: int
+    seconds: float
+    predictions: list[dict[str, Any]]
+    classes: list[ClassExplanation]
+    _panes: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def width(self) -> int:
+        """Original image width."""
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        """Original image height."""
+        return int(self.image.shape[0])
+
+    @property
+    def explained_classes(self) -> list[int]:
+        """Class indices explained, in the order of ``explanations``."""
+        return [c.class_index for c in self.classes]
+
+    @property
+    def labels_map(self) -> np.ndarray:
+        """Region id of every pixel, at the original size."""
+        return self.regions.original
+
+    def settings(self) -> dict[str, Any]:
+        """How this explanation was made (enough to reproduce it)."""
+        return {
+            "method": self.method,
+            "samples": self.samples,
+            "seed": self.seed,
+            "segmentation": self.regions.algorithm,
+            "segments": self.regions.count,
+            "baseline": self.baseline,
+        }
+
+    def for_class(self, class_index: int) -> ClassExplanation:
+        """The explanation of one class index."""
+        for c in self.classes:
+            if c.class_index == class_index:
+                return c
+        raise KeyError(
+            f"class {class_index} was not explained (explained: {self.explained_classes})"
+        )
+
+    def pane(self, class_index: int, kind: str) -> np.ndarray:
+        """The ``positive``, ``negative`` or ``heatmap`` pane, RGB uint8 at the original size."""
+        if kind not in PANES:
+            raise ValueError(f"pane must be one of {', '.join(PANES)}")
+        key = (class_index, kind)
+        if key not in self._panes:
+            c = self.for_class(class_index)
+            labels = self.labels_map
+            if kind == "positive":
+                self._panes[key] = positive_pane(self.image, labels, c.positive_regions)
+            elif kind == "negative":
+                self._panes[key] = negative_pane(self.image, labels, c.negative_regions)
+            else:
+                self._panes[key] = heatmap(self.image, labels, c.weights)
+        return self._panes[key]
+
+    def pane_image(self, class_index: int, kind: str) -> Image.Image:
+        """A pane as a PIL image (the REF of the Python API)."""
+        return Image.fromarray(self.pane(class_index, kind))
+
+    def png(self, class_index: int, kind: str) -> bytes:
+        """A pane encoded as PNG."""
+        return encode_png(self.pane(class_index, kind))
+
+    def file_name(self, class_index: int, kind: str) -> str:
+        """File name ``save()`` gives a pane: ``{class_index}-{label}-{kind}.png``."""
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.for_class(class_index).label).strip("-").lower()
+        return f"{class_index}-{slug or 'class'}-{kind}.png"
+
+    def to_dict(self, image_refs: ImageRefs | None = None) -> dict[str, Any]:
+        """The RESULT of SPEC.md. ``image_refs(class_index, kind)`` gives each REF
+        (default: the file names written by ``save``)."""
+        refs = image_refs or self.file_name
+        boxes, areas = self.regions.boxes_and_areas
+        out = []
+        for c in self.classes:
+            total = float(np.abs(c.weights).sum()) or 1.0
+            regions = [
+                {
+                    "id": int(i),
+                    "weight": float(c.weights[i]),
+                    "share": round(100.0 * abs(float(c.weights[i])) / total, 3),
+                    "bbox": [int(v) for v in boxes[i]],
+                    "area": int(areas[i]),
+                }
+                for i in c.order
+            ]
+            f = c.faithfulness
+            out.append(
+                {
+                    "label": c.label,
+                    "class_index": c.class_index,
+                    "probability": c.probability,
+                    "intercept": c.intercept,
+                    "fit_r2": c.fit_r2,
+                    "total_features": len(c.weights),
+                    "used_features": c.used_features,
+                    "regions": regions,
+                    "positive_regions": c.positive_regions,
+                    "negative_regions": c.negative_regions,
+                    "deletion_auc": f.deletion_auc,
+                    "insertion_auc": f.insertion_auc,
+                    "sufficient_regions": f.sufficient,
+                    "necessary_regions": f.necessary,
+                    "images": {k: refs(c.class_index, k) for k in PANES},
+                }
+            )
+        return {
+            "width": self.width,
+            "height": self.height,
+            "model": self.model,
+            "method": self.method,
+            "seed": self.seed,
+            "segmentation": {
+                "algorithm": self.regions.algorithm,
+                "count": self.regions.count,
+                "baseline": self.baseline,
+            },
+            "samples": self.samples,
+            "model_evaluations": self.model_evaluations,
+            "seconds": round(self.seconds, 4),
+            "predictions": self.predictions,
+            "explanations": out,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write every pane as PNG and the RESULT as ``result.json`` into ``directory``."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for ci in self.explained_classes:
+            for kind in PANES:
+                (d / self.file_name(ci, kind)).write_bytes(self.png(ci, kind))
+        (d / "result.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return d
