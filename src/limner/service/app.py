@@ -1,0 +1,70 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from limner import __version__
+from limner.service.deps import current_space
+from limner.service.errors import install_error_handlers
+from limner.service.limits import BodyLimitMiddleware
+from limner.service.routers import (
+    deployments,
+    explanations,
+    inference,
+    predictions,
+    subscriptions,
+    system,
+    transactions,
+)
+from limner.service.state import ServiceState
+from limner.settings import Settings, get_settings
+
+#: Routers behind an API key, all scoped to the key's space.
+PROTECTED = (deployments, predictions, inference, subscriptions, transactions, explanations)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The limner service: opens the store and starts the job runner when it starts serving."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await run_in_threadpool(ServiceState.open, settings)
+        app.state.limner = state
+        try:
+            yield
+        finally:
+            await run_in_threadpool(state.close)
+
+    app = FastAPI(
+        title="limner",
+        version=__version__,
+        summary="Explanations for image classifiers: deployments, transactions, explanations.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.middleware("http")(_count_requests)
+    for module in PROTECTED:
+        app.include_router(module.router, dependencies=[Depends(current_space)])
+    app.include_router(system.router)
+    return app
+
+
+async def _count_requests(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    state = getattr(request.app.state, "limner", None)
+    if state is not None:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        state.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+        state.metrics.latency.labels(route).observe(time.perf_counter() - started)
+    return response

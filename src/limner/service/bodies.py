@@ -1,0 +1,125 @@
+"""Reading request bodies that come in more than one form (JSON or multipart)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, TypeVar
+
+import numpy as np
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from limner.errors import BadRequestError, InvalidInputError, UnsupportedMediaError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def media_type(request: Request) -> str:
+    """The request's media type, lower case, without parameters."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_json(request: Request) -> Any:
+    """The JSON body (400 when it is not JSON)."""
+    raw = await request.body()
+    if not raw:
+        raise BadRequestError("the request has no body; send JSON")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"the body is not valid JSON ({exc})") from exc
+
+
+def parse(model: type[M], data: Any) -> M:
+    """Validate ``data`` as ``model`` (422 with the field problems when it does not fit)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise InvalidInputError("; ".join(problems[:5])) from exc
+
+
+def b64decode(text: Any, what: str) -> bytes:
+    """Decode a base64 string (a ``data:`` URL prefix is allowed)."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} must be a base64 string")
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequestError(f"{what} is not valid base64") from exc
+
+
+async def form_files(request: Request, field: str) -> list[bytes]:
+    """The contents of every file part called ``field`` of a multipart body."""
+    form = await request.form(max_files=1000)
+    files = [f for f in form.getlist(field) if isinstance(f, UploadFile)]
+    if not files:
+        raise InvalidInputError(f"the multipart body has no file part named {field!r}")
+    return [await f.read() for f in files]
+
+
+async def image_payload(request: Request) -> list[bytes] | list[np.ndarray]:
+    """Images of a predictions request: files (multipart or base64) or a pixel array."""
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        return await form_files(request, "file")
+    if kind not in ("application/json", ""):
+        raise UnsupportedMediaError(
+            f"cannot read {kind!r}; send multipart/form-data with 'file' parts or JSON"
+        )
+    body = await read_json(request)
+    if isinstance(body, dict) and "images" in body:
+        images = body["images"]
+        if not isinstance(images, list):
+            raise InvalidInputError("'images' must be a list of base64 strings")
+        return [b64decode(x, f"images[{i}]") for i, x in enumerate(images)]
+    if isinstance(body, dict) and "input_data" in body:
+        return pixels_from_input_data(body["input_data"])
+    raise InvalidInputError(
+        "send {'images': [base64, ...]} or {'input_data': [{'values': pixels}]}"
+    )
+
+
+def pixels_from_input_data(input_data: Any) -> list[np.ndarray]:
+    """uint8 ``[H,W,3]`` images from ``[{"values": nested pixel lists}]``."""
+    if not isinstance(input_data, list) or not input_data:
+        raise InvalidInputError("'input_data' must be a non-empty list of {'values': ...}")
+    arrays: list[np.ndarray] = []
+    for i, entry in enumerate(input_data):
+        if not isinstance(entry, dict) or "values" not in entry:
+            raise InvalidInputError(f"input_data[{i}] must be an object with 'values'")
+        try:
+            arr = np.asarray(entry["values"])
+        except ValueError as exc:
+            raise InvalidInputError(f"input_data[{i}].values is not a regular array") from exc
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise InvalidInputError(
+                f"input_data[{i}].values must have shape [H, W, 3] or [N, H, W, 3], "
+                f"got {list(arr.shape)}"
+            )
+        arrays.extend(to_uint8(arr, f"input_data[{i}].values"))
+    return arrays
+
+
+def to_uint8(arr: np.ndarray, what: str) -> np.ndarray:
+    """Pixels as uint8: integers 0..255, or floats 0..1 (scaled) or 0..255."""
+    if arr.dtype.kind in "iu":
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise InvalidInputError(f"{what}: pixel values must lie in 0..255")
+        return arr.astype(np.uint8)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or (arr.size and (arr.min() < 0 or arr.max() > 255)):
+            raise InvalidInputError(f"{what}: pixel values must lie in 0..255 (or 0..1)")
+        if arr.size and arr.max() <= 1.0:
+            arr = arr * 255.0
+        return np.round(arr).astype(np.uint8)
+    raise InvalidInputError(f"{what}: pixel values must be numbers, got {arr.dtype}")

@@ -1,0 +1,81 @@
+"""Explanation requests: checked against the subscription's settings, stored, queued."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from limner.errors import ConflictError, InvalidInputError
+from limner.jobs import QUEUED
+from limner.service.schemas import ExplanationCreate
+from limner.service.state import ServiceState
+from limner.store import SpaceRef, new_id
+from limner.store.tables import Explanation, Subscription, Transaction
+
+#: Settings of the subscription that a request may override.
+_OVERRIDABLE = ("method", "samples", "segmentation", "segments", "baseline")
+
+
+def request_explanation(
+    state: ServiceState, space: SpaceRef, tx: Transaction, body: ExplanationCreate
+) -> Explanation:
+    """Queue an explanation of ``tx`` (409 while the subscription's explainability is off)."""
+    with state.db.session() as s:
+        sub = s.get(Subscription, tx.subscription_id)
+    if sub is None or not sub.explainability.get("enabled"):
+        raise ConflictError(
+            "explainability is off for this subscription; turn it on with "
+            f"PUT /v1/subscriptions/{tx.subscription_id}/explainability"
+        )
+    settings: dict[str, Any] = {
+        k: v for k, v in sub.explainability.items() if k in _OVERRIDABLE and v is not None
+    }
+    settings.update(body.model_dump(include=set(_OVERRIDABLE), exclude_none=True))
+    if body.classes is not None:
+        settings["classes"] = _check_classes(body.classes, list(sub.model_metadata["labels"]))
+    if body.top_k is not None:
+        settings["top_k"] = body.top_k
+    if body.seed is not None:
+        settings["seed"] = body.seed
+    job = Explanation(
+        id=new_id(),
+        space_id=space.id,
+        transaction_id=tx.id,
+        status=QUEUED,
+        progress=0.0,
+        settings=settings,
+        panes={},
+        attempts=0,
+    )
+    with state.db.session() as s:
+        s.add(job)
+    state.runner.enqueue(job.id)
+    return job
+
+
+def _check_classes(classes: list[str | int], labels: list[str]) -> list[int]:
+    out: list[int] = []
+    for c in classes:
+        if isinstance(c, int):
+            if not 0 <= c < len(labels):
+                raise InvalidInputError(f"class index {c} is out of range 0..{len(labels) - 1}")
+            out.append(c)
+        elif c in labels:
+            out.append(labels.index(c))
+        else:
+            raise InvalidInputError(f"class {c!r} is not one of the model's labels")
+    return out
+
+
+def list_explanations(
+    state: ServiceState, space: SpaceRef, scoring_id: str | None
+) -> list[Explanation]:
+    """The space's explanations (of one transaction when ``scoring_id`` is given), newest first."""
+    where = [Explanation.space_id == space.id]
+    if scoring_id is not None:
+        where.append(Explanation.transaction_id == scoring_id)
+    with state.db.session() as s:
+        return list(
+            s.scalars(select(Explanation).where(*where).order_by(Explanation.created_at.desc()))
+        )

@@ -1,0 +1,174 @@
+"""Scoring images with a deployment and logging every scoring of a subscribed one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from limner.errors import ConflictError, InvalidInputError
+from limner.imaging import decode_image, encode_png, resize
+from limner.service.state import ServiceState
+from limner.store import SpaceRef, new_id
+from limner.store.tables import Deployment, Subscription, Transaction, utcnow
+
+#: Most images one scoring request may carry.
+MAX_IMAGES_PER_REQUEST = 256
+
+
+@dataclass
+class ImageItem:
+    """A decoded image and, when it came as a file, the file's bytes (kept as scored)."""
+
+    pixels: np.ndarray
+    encoded: bytes | None = None
+
+
+@dataclass
+class Scores:
+    """Probabilities of a batch and the transaction ids (``None`` when nothing was logged)."""
+
+    probabilities: np.ndarray
+    scoring_ids: list[str | None]
+
+
+def decode_files(files: list[bytes], max_pixels: int) -> list[ImageItem]:
+    """Decode uploaded or base64 image files (400 for unreadable ones, 413 for bombs)."""
+    check_count(len(files))
+    return [ImageItem(decode_image(data, max_pixels=max_pixels), data) for data in files]
+
+
+def from_pixels(images: list[np.ndarray] | np.ndarray, max_pixels: int) -> list[ImageItem]:
+    """Images from uint8 ``[H,W,3]`` arrays (or one ``[N,H,W,3]`` array)."""
+    for im in images:
+        if im.ndim != 3 or im.shape[2] != 3:
+            raise InvalidInputError(
+                f"an image must have shape [H, W, 3] (RGB), got {list(im.shape)}"
+            )
+    check_count(len(images))
+    return [
+        ImageItem(decode_image(np.ascontiguousarray(im), max_pixels=max_pixels)) for im in images
+    ]
+
+
+def check_count(n: int) -> None:
+    """Refuse empty and oversized batches."""
+    if n < 1:
+        raise InvalidInputError("no images to score")
+    if n > MAX_IMAGES_PER_REQUEST:
+        raise InvalidInputError(f"at most {MAX_IMAGES_PER_REQUEST} images per request, got {n}")
+
+
+def score(
+    state: ServiceState, dep: Deployment, items: list[ImageItem], *, log: bool = True
+) -> Scores:
+    """Score ``items`` with the deployment's model (sharing batches with concurrent callers);
+    when the deployment is subscribed, log each scoring as a transaction before answering."""
+    loaded = state.models.for_deployment(dep)
+    w, h = loaded.model.input_size
+    batch = np.stack([resize(item.pixels, w, h) for item in items])
+    probs = loaded.batcher.predict(batch)
+    state.metrics.scored.labels(dep.name).inc(len(items))
+    ids: list[str | None] = [None] * len(items)
+    if log:
+        with state.db.session() as s:
+            sub_id = s.scalar(select(Subscription.id).where(Subscription.deployment_id == dep.id))
+        if sub_id is not None:
+            labels = loaded.model.labels
+            ids = list(_log(state, dep.space_id, sub_id, labels, items, probs))
+    return Scores(probs, ids)
+
+
+def _log(
+    state: ServiceState,
+    space_id: str,
+    sub_id: str,
+    labels: list[str],
+    items: list[ImageItem],
+    probs: np.ndarray,
+) -> list[str]:
+    rows = []
+    for item, p in zip(items, probs, strict=True):
+        blob = state.blobs.put(
+            item.encoded if item.encoded is not None else encode_png(item.pixels)
+        )
+        rows.append(_row(space_id, sub_id, new_id(), blob, item.pixels, labels, p, None))
+    with state.db.session() as s:
+        s.add_all(rows)
+    state.metrics.transactions.inc(len(rows))
+    return [r.id for r in rows]
+
+
+def _row(
+    space_id: str,
+    sub_id: str,
+    scoring_id: str,
+    blob: str,
+    pixels: np.ndarray,
+    labels: list[str],
+    p: np.ndarray,
+    timestamp: datetime | None,
+) -> Transaction:
+    ci = int(np.argmax(p))
+    return Transaction(
+        id=scoring_id,
+        space_id=space_id,
+        subscription_id=sub_id,
+        image_blob=blob,
+        width=int(pixels.shape[1]),
+        height=int(pixels.shape[0]),
+        label=labels[ci],
+        class_index=ci,
+        probability=float(p[ci]),
+        probabilities=[float(x) for x in p],
+        created_at=timestamp or utcnow(),
+    )
+
+
+def log_record(
+    state: ServiceState,
+    space: SpaceRef,
+    sub: Subscription,
+    *,
+    scoring_id: str | None,
+    image: bytes,
+    probabilities: list[float],
+    timestamp: datetime | None,
+) -> tuple[str, bool]:
+    """Log one scoring of an external model; return ``(scoring_id, created)``.
+
+    Idempotent: a record whose ``scoring_id`` is logged already is acknowledged, not doubled.
+    """
+    labels = list(sub.model_metadata["labels"])
+    if len(probabilities) != len(labels):
+        raise InvalidInputError(
+            f"a record has {len(probabilities)} probabilities for {len(labels)} labels"
+        )
+    if scoring_id is not None and _existing(state, sub, scoring_id):
+        return scoring_id, False
+    pixels = decode_image(image, max_pixels=state.settings.max_pixels)
+    blob = state.blobs.put(image)
+    sid = scoring_id or new_id()
+    row = _row(space.id, sub.id, sid, blob, pixels, labels, np.asarray(probabilities), timestamp)
+    try:
+        with state.db.session() as s:
+            s.add(row)
+    except IntegrityError:
+        if _existing(state, sub, sid):
+            return sid, False
+        raise
+    state.metrics.transactions.inc()
+    return sid, True
+
+
+def _existing(state: ServiceState, sub: Subscription, scoring_id: str) -> bool:
+    with state.db.session() as s:
+        owner = s.scalar(select(Transaction.subscription_id).where(Transaction.id == scoring_id))
+    if owner is None:
+        return False
+    if owner != sub.id:
+        raise ConflictError(f"scoring_id {scoring_id!r} belongs to another subscription")
+    return True

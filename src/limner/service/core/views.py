@@ -1,0 +1,113 @@
+"""Rows to response bodies."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from limner.service.schemas import (
+    ClassProbability,
+    DeploymentRead,
+    ExplanationRead,
+    Prediction,
+    SubscriptionRead,
+    TransactionRead,
+)
+from limner.store.tables import Deployment, Explanation, Subscription, Transaction
+
+#: Classes listed with a transaction.
+TOP_CLASSES = 5
+
+
+def deployment_view(dep: Deployment) -> DeploymentRead:
+    """A deployment as JSON."""
+    meta = dep.model_metadata
+    return DeploymentRead(
+        id=dep.id,
+        name=dep.name,
+        model=dep.model,
+        problem_type=str(meta.get("problem_type", "multiclass")),
+        num_classes=len(meta.get("labels", [])),
+        input_size=[int(meta["input"]["width"]), int(meta["input"]["height"])],
+        inference_url=f"/v2/models/{dep.name}",
+        created_at=dep.created_at,
+    )
+
+
+def subscription_view(sub: Subscription) -> SubscriptionRead:
+    """A subscription as JSON."""
+    meta = sub.model_metadata
+    return SubscriptionRead(
+        id=sub.id,
+        name=sub.name,
+        deployment_id=sub.deployment_id,
+        scoring_url=sub.scoring_url,
+        problem_type=str(meta.get("problem_type", "multiclass")),
+        num_classes=len(meta.get("labels", [])),
+        explainability=sub.explainability or {"enabled": False},
+        created_at=sub.created_at,
+    )
+
+
+def top_classes(probabilities: list[float], labels: list[str], k: int) -> list[ClassProbability]:
+    """The ``k`` most probable classes, most probable first."""
+    p = np.asarray(probabilities)
+    order = np.argsort(-p, kind="stable")[:k]
+    return [
+        ClassProbability(label=labels[i], class_index=int(i), probability=float(p[i]))
+        for i in order
+    ]
+
+
+def transaction_view(tx: Transaction, labels: list[str], base_url: str) -> TransactionRead:
+    """A transaction as JSON (with its top classes and the URL of its image)."""
+    return TransactionRead(
+        id=tx.id,
+        scoring_id=tx.id,
+        subscription_id=tx.subscription_id,
+        label=tx.label,
+        class_index=tx.class_index,
+        probability=tx.probability,
+        predictions=top_classes(tx.probabilities, labels, TOP_CLASSES),
+        width=tx.width,
+        height=tx.height,
+        image_url=f"{base_url}/v1/transactions/{tx.id}/image",
+        created_at=tx.created_at,
+    )
+
+
+def prediction_view(p: np.ndarray, labels: list[str], scoring_id: str | None) -> Prediction:
+    """One scored image as JSON."""
+    ci = int(np.argmax(p))
+    return Prediction(
+        scoring_id=scoring_id,
+        label=labels[ci],
+        class_index=ci,
+        probability=float(p[ci]),
+        probabilities={label: float(x) for label, x in zip(labels, p, strict=True)},
+    )
+
+
+def explanation_view(exp: Explanation, base_url: str) -> ExplanationRead:
+    """An explanation as JSON; pane references become absolute URLs."""
+    result = copy.deepcopy(exp.result) if exp.result else None
+    if result:
+        for item in result.get("explanations", []):
+            images = item.get("images") or {}
+            for kind, ref in list(images.items()):
+                if isinstance(ref, str) and ref.startswith("/"):
+                    images[kind] = base_url + ref
+    return ExplanationRead(
+        id=exp.id,
+        explanation_id=exp.id,
+        scoring_id=exp.transaction_id,
+        status=exp.status,  # type: ignore[arg-type]
+        progress=round(float(exp.progress), 4),
+        error=exp.error,
+        settings=exp.settings,
+        result=result,
+        created_at=exp.created_at,
+        started_at=exp.started_at,
+        finished_at=exp.finished_at,
+    )

@@ -1,0 +1,61 @@
+"""``POST /v1/deployments/{id}/predictions``: scoring for people (files, base64 or pixels)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from limner.service.bodies import image_payload
+from limner.service.core.scoring import decode_files, from_pixels, score
+from limner.service.core.views import prediction_view
+from limner.service.deps import DeploymentDep, StateDep
+from limner.service.schemas import Predictions
+
+router = APIRouter(prefix="/v1/deployments", tags=["predictions"])
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"type": "object", "properties": {"images": {"type": "array"}}},
+                        {"type": "object", "properties": {"input_data": {"type": "array"}}},
+                    ]
+                }
+            },
+        },
+    }
+}
+
+
+@router.post("/{deployment_id}/predictions", response_model=Predictions, openapi_extra=_BODY)
+async def predict(request: Request, dep: DeploymentDep, state: StateDep) -> Predictions:
+    """Score images; each scoring of a subscribed deployment becomes a transaction."""
+    payload = await image_payload(request)
+    max_pixels = state.settings.max_pixels
+
+    def work() -> Predictions:
+        if payload and isinstance(payload[0], bytes):
+            items = decode_files(payload, max_pixels)  # type: ignore[arg-type]
+        else:
+            items = from_pixels(payload, max_pixels)  # type: ignore[arg-type]
+        scores = score(state, dep, items)
+        labels = list(dep.model_metadata["labels"])
+        return Predictions(
+            predictions=[
+                prediction_view(p, labels, sid)
+                for p, sid in zip(scores.probabilities, scores.scoring_ids, strict=True)
+            ]
+        )
+
+    return await run_in_threadpool(work)

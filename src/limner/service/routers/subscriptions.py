@@ -1,0 +1,100 @@
+"""``/v1/subscriptions``: monitored models, their explainability, transactions and records."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+
+from limner.service.bodies import b64decode
+from limner.service.core import subscriptions as core
+from limner.service.core.scoring import log_record
+from limner.service.core.views import subscription_view, transaction_view
+from limner.service.deps import SpaceDep, StateDep, SubscriptionDep
+from limner.service.schemas import (
+    ExplainabilitySettings,
+    PayloadRecords,
+    RecordAck,
+    RecordAcks,
+    SubscriptionCreate,
+    SubscriptionList,
+    SubscriptionRead,
+    TransactionList,
+)
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+
+
+@router.post("", status_code=201, response_model=SubscriptionRead)
+def create_subscription(
+    body: SubscriptionCreate, space: SpaceDep, state: StateDep
+) -> SubscriptionRead:
+    """Subscribe a deployment (``deployment_id``) or an external model."""
+    return subscription_view(core.create_subscription(state, space, body))
+
+
+@router.get("", response_model=SubscriptionList)
+def list_subscriptions(space: SpaceDep, state: StateDep) -> SubscriptionList:
+    """The space's subscriptions."""
+    subs = core.list_subscriptions(state, space)
+    return SubscriptionList(subscriptions=[subscription_view(s) for s in subs])
+
+
+@router.get("/{subscription_id}", response_model=SubscriptionRead)
+def read_subscription(sub: SubscriptionDep) -> SubscriptionRead:
+    """One subscription."""
+    return subscription_view(sub)
+
+
+@router.delete("/{subscription_id}", status_code=204)
+def delete_subscription(sub: SubscriptionDep, state: StateDep) -> Response:
+    """Remove a subscription with its transactions and explanations."""
+    core.delete_subscription(state, sub)
+    return Response(status_code=204)
+
+
+@router.put("/{subscription_id}/explainability", response_model=SubscriptionRead)
+def set_explainability(
+    body: ExplainabilitySettings, sub: SubscriptionDep, state: StateDep
+) -> SubscriptionRead:
+    """Turn explanations on or off and choose how they are made."""
+    return subscription_view(core.set_explainability(state, sub, body))
+
+
+@router.post("/{subscription_id}/payload-records", response_model=RecordAcks)
+def log_payload_records(
+    body: PayloadRecords, sub: SubscriptionDep, space: SpaceDep, state: StateDep
+) -> RecordAcks:
+    """Log scorings of an external model (idempotent on ``scoring_id``)."""
+    acks = []
+    for i, record in enumerate(body.records):
+        sid, created = log_record(
+            state,
+            space,
+            sub,
+            scoring_id=record.scoring_id,
+            image=b64decode(record.image, f"records[{i}].image"),
+            probabilities=record.probabilities,
+            timestamp=record.timestamp,
+        )
+        acks.append(RecordAck(scoring_id=sid, created=created))
+    return RecordAcks(records=acks)
+
+
+@router.get("/{subscription_id}/transactions", response_model=TransactionList)
+def list_transactions(
+    request: Request,
+    sub: SubscriptionDep,
+    state: StateDep,
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    label: str | None = Query(None, max_length=200),
+) -> TransactionList:
+    """The subscription's transactions, newest first."""
+    rows, total = core.list_transactions(state, sub, limit=limit, offset=offset, label=label)
+    base = str(request.base_url).rstrip("/")
+    labels = list(sub.model_metadata["labels"])
+    return TransactionList(
+        transactions=[transaction_view(t, labels, base) for t in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )

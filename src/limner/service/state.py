@@ -1,0 +1,49 @@
+"""What a running service holds: settings, database, blobs, models and the job runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from limner.jobs import JobRunner, ModelProvider, ModelRegistry, make_executor
+from limner.service.metrics import Metrics
+from limner.settings import Settings
+from limner.store import Database, LocalBlobStore
+from limner.store.blobs import BlobStore
+
+
+@dataclass
+class ServiceState:
+    """The service's long-lived parts, built on start and closed on stop."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    models: ModelProvider
+    runner: JobRunner
+    metrics: Metrics
+
+    @classmethod
+    def open(cls, settings: Settings) -> ServiceState:
+        """Open the database (migrating it), the blob store, and start the job runner."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url())
+        db.migrate()
+        blobs = LocalBlobStore(settings.data_dir / "blobs")
+        models = ModelProvider(ModelRegistry(settings.max_loaded_models), device=settings.device)
+        metrics = Metrics()
+        runner = JobRunner(
+            db,
+            blobs,
+            models,
+            make_executor(settings.executor, settings.workers),
+            max_pixels=settings.max_pixels,
+            on_done=metrics.explanation_done,
+        )
+        runner.resume()
+        return cls(settings, db, blobs, models, runner, metrics)
+
+    def close(self) -> None:
+        """Stop the jobs, unload the models, close the database."""
+        self.runner.close()
+        self.models.registry.close()
+        self.db.close()
