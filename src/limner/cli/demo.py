@@ -1,16 +1,157 @@
-"""`limner demo` (not built yet)."""
+"""``limner demo``: the whole product on the built-in model and bundled photos.
+
+Starts the service in-process on a free loopback port, deploys ``efficientnet-lite0``,
+subscribes it, scores scikit-image's sample photos (each becomes a transaction), explains every
+transaction in parallel through the API, writes the panes under ``--out`` and prints a table.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 import typer
+
+from limner.cli.common import console, err_console, progress_bar
+
+#: Bundled scikit-image photos: (name, loader attribute).
+PHOTOS = (
+    ("chelsea", "chelsea"),
+    ("coffee", "coffee"),
+    ("astronaut", "astronaut"),
+    ("rocket", "rocket"),
+    ("camera", "camera"),
+    ("motorcycle", "stereo_motorcycle"),
+)
+#: How the demo's explanations are made (a minute on two CPU cores for all photos).
+EXPLAINABILITY = {"method": "kernelshap", "samples": 256, "segmentation": "slic", "segments": 24}
+
+
+@dataclass
+class Row:
+    """One line of the demo's table."""
+
+    name: str
+    label: str
+    probability: float
+    regions: str
+    seconds: float
+
+
+def sample_photos() -> list[tuple[str, np.ndarray]]:
+    """The bundled sample photos as RGB uint8 arrays."""
+    from skimage import data
+
+    from limner.imaging import decode_image
+
+    out = []
+    for name, attr in PHOTOS:
+        image = getattr(data, attr)()
+        if isinstance(image, tuple):  # stereo pairs: the left view
+            image = image[0]
+        out.append((name, decode_image(np.asarray(image))))
+    return out
+
+
+def run_demo(out: Path, *, serve: bool, port: int) -> None:
+    """Run the demo; with ``serve``, keep the service up until interrupted."""
+    from limner.client import APIClient
+    from limner.service import EmbeddedServer, create_app
+    from limner.settings import Settings
+    from limner.store import Database, create_key
+
+    data_dir = Path(tempfile.mkdtemp(prefix="limner-demo-"))
+    settings = Settings(data_dir=data_dir, database_url="", workers=len(PHOTOS))
+    db = Database(settings.resolved_database_url())
+    db.migrate()
+    key = create_key(db, "demo")
+    db.close()
+    server = EmbeddedServer(create_app(settings), port=port).start()
+    try:
+        with APIClient(server.url, api_key=key) as client:
+            rows = _walkthrough(client, out)
+        _print_table(rows, out)
+        console.print(f"Dashboard: [bold]{server.url}/ui[/]", highlight=False)
+        if serve:
+            console.print(f"API key (space 'demo'): {key}", highlight=False)
+            console.print("Serving until Ctrl-C.")
+            while True:
+                time.sleep(3600)
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _walkthrough(client: object, out: Path) -> list[Row]:
+    from limner.client import APIClient
+    from limner.imaging import encode_png
+
+    assert isinstance(client, APIClient)  # typed loosely to keep imports lazy
+    photos = sample_photos()
+    with progress_bar("Deploying efficientnet-lite0", None):
+        dep = client.deployments.create(name="imagenet", model="efficientnet-lite0")
+        sub = client.subscriptions.create(deployment_id=dep.id)
+        sub.enable_explainability(**EXPLAINABILITY)
+    scorings = []
+    with progress_bar("Scoring", len(photos)) as update:
+        for i, (_, image) in enumerate(photos):
+            scorings.append(client.score(dep, image))
+            update(i + 1, len(photos))
+    jobs = [client.explanations.create(str(s.scoring_id)) for s in scorings]
+    with progress_bar("Explaining", len(jobs) * 100) as update:
+        while True:
+            for job in jobs:
+                if not job.done:
+                    job.refresh()
+            update(int(sum(100 if j.done else j.progress * 100 for j in jobs)), len(jobs) * 100)
+            if all(j.done for j in jobs):
+                break
+            time.sleep(0.25)
+    rows = []
+    for (name, image), job in zip(photos, jobs, strict=True):
+        job.wait(timeout=0)
+        folder = job.save(out / name)
+        (folder / "image.png").write_bytes(encode_png(image))
+        rows.append(_row(name, job.result or {}))
+    return rows
+
+
+def _row(name: str, result: dict) -> Row:  # type: ignore[type-arg]
+    entry = result["explanations"][0]
+    top = " ".join(
+        f"#{r['id']} {r['share']:.0f}%" for r in entry["regions"][:3] if r["weight"] > 0
+    )
+    return Row(name, entry["label"], entry["probability"], top or "-", result["seconds"])
+
+
+def _print_table(rows: list[Row], out: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"limner demo — panes in {out}/")
+    table.add_column("image")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    table.add_column("top regions (share)")
+    table.add_column("seconds", justify="right")
+    for r in rows:
+        table.add_row(r.name, r.label, f"{r.probability:.1%}", r.regions, f"{r.seconds:.1f}")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `demo` command to the CLI."""
+    """Add the ``demo`` command to the CLI."""
 
-    @app.command("demo", hidden=True)
-    def _cmd() -> None:
-        """Not available yet."""
-        from limner.cli.common import fail
-
-        fail("`limner demo` is not available in this version")
+    @app.command("demo")
+    def demo(
+        out: Path = typer.Option(Path("limner-demo"), "--out", help="Where the panes go."),
+        serve: bool = typer.Option(False, "--serve", help="Keep the service up afterwards."),
+        port: int = typer.Option(0, "--port", min=0, max=65535, help="Port (0: a free one)."),
+    ) -> None:
+        """Deploy the built-in model, score sample photos, explain each, write the panes."""
+        started = time.perf_counter()
+        run_demo(out, serve=serve, port=port)
+        err_console.print(f"Done in {time.perf_counter() - started:.0f} s.")

@@ -1,16 +1,65 @@
-"""`limner serve` (not built yet)."""
+"""``limner serve``: run the REST service."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from limner.cli.common import err_console
+from limner.settings import Settings
+
+
+def settings_with(**overrides: Any) -> Settings:
+    """Settings from the environment, with the options given on the command line on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def ensure_first_key(settings: Settings) -> str | None:
+    """Migrate the database; when it has no API key yet, create one for space ``default``."""
+    from limner.store import Database, count_keys, create_key
+
+    db = Database(settings.resolved_database_url())
+    try:
+        db.migrate()
+        return create_key(db, "default") if count_keys(db) == 0 else None
+    finally:
+        db.close()
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `serve` command to the CLI."""
+    """Add the ``serve`` command to the CLI."""
 
-    @app.command("serve", hidden=True)
-    def _cmd() -> None:
-        """Not available yet."""
-        from limner.cli.common import fail
+    @app.command("serve")
+    def serve(
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+        port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on."),
+        data_dir: Path | None = typer.Option(
+            None, "--data-dir", help="Database, images and models [env LIMNER_DATA_DIR]."
+        ),
+        database_url: str | None = typer.Option(
+            None, "--database-url", help="SQLAlchemy URL [env LIMNER_DATABASE_URL]."
+        ),
+        workers: int | None = typer.Option(
+            None, "--workers", min=1, help="Explanation jobs run at once [env LIMNER_WORKERS]."
+        ),
+    ) -> None:
+        """Run the REST service (the first start creates an API key for space 'default')."""
+        import uvicorn
 
-        fail("`limner serve` is not available in this version")
+        from limner.service import create_app
+
+        settings = settings_with(data_dir=data_dir, database_url=database_url, workers=workers)
+        token = ensure_first_key(settings)
+        if token is not None:
+            err_console.print(
+                "First start: created an API key for space [bold]default[/] "
+                "(shown once, keep it safe):"
+            )
+            print(token, flush=True)
+        err_console.print(
+            f"limner serving on http://{host}:{port} — API docs /docs, dashboard /ui",
+            highlight=False,
+        )
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -1,0 +1,155 @@
+"""A handle on an explanation job: wait for it, look at it, save it."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from limner.errors import LimnerError, NotFoundError
+
+if TYPE_CHECKING:
+    from limner.client._core import Core
+
+PANES = ("positive", "negative", "heatmap")
+
+
+class ExplanationFailedError(LimnerError):
+    """The explanation job ended in ``failed``; ``message`` says why."""
+
+    code = "explanation_failed"
+    status = 422
+
+
+class Explanation:
+    """An explanation job on the server; :meth:`refresh` or :meth:`wait` update it."""
+
+    def __init__(self, core: Core, data: dict[str, Any]) -> None:
+        self._core = core
+        self._update(data)
+
+    def _update(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.id: str = data.get("explanation_id") or data["id"]
+        self.scoring_id: str = data["scoring_id"]
+        self.status: str = data.get("status", "queued")
+        self.progress: float = float(data.get("progress") or 0.0)
+        self.error: str | None = data.get("error")
+        self.result: dict[str, Any] | None = data.get("result")
+
+    @property
+    def done(self) -> bool:
+        """Whether the job has ended (finished or failed)."""
+        return self.status in ("finished", "failed")
+
+    def refresh(self) -> Explanation:
+        """Read the job's current state from the server."""
+        self._update(self._core.json("GET", f"/v1/explanations/{self.id}"))
+        return self
+
+    def wait(self, timeout: float | None = 120.0, *, poll: float = 0.25) -> Explanation:
+        """Block until the job ends; return ``self`` when it finished.
+
+        Raises:
+            ExplanationFailedError: the job failed (``error`` says why).
+            TimeoutError: it did not end within ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(poll, 0.05)
+        while True:
+            if not self.done:
+                self.refresh()
+            if self.status == "finished":
+                return self
+            if self.status == "failed":
+                raise ExplanationFailedError(f"explanation {self.id} failed: {self.error}")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"explanation {self.id} is still {self.status} after {timeout:g} s"
+                )
+            time.sleep(delay)
+            delay = min(poll, delay * 2)
+
+    # --- the result ---------------------------------------------------------------------
+
+    def _finished(self) -> dict[str, Any]:
+        if self.result is None:
+            raise NotFoundError(f"explanation {self.id} is {self.status}; wait() for it first")
+        return self.result
+
+    @property
+    def explained_classes(self) -> list[int]:
+        """Class indices explained, in the RESULT's order."""
+        return [int(e["class_index"]) for e in self._finished()["explanations"]]
+
+    def image(self, kind: str = "positive", class_index: int | None = None) -> bytes:
+        """A pane as PNG bytes (``positive``, ``negative`` or ``heatmap``)."""
+        if kind not in PANES:
+            raise ValueError(f"kind must be one of {PANES}")
+        ci = self.explained_classes[0] if class_index is None else class_index
+        path = f"/v1/explanations/{self.id}/images/{ci}/{kind}.png"
+        return self._core.request("GET", path).content
+
+    def original(self) -> bytes:
+        """The transaction's image as it was scored."""
+        return self._core.request("GET", f"/v1/transactions/{self.scoring_id}/image").content
+
+    def show(self, class_index: int | None = None) -> Any:
+        """Plot the original, positive and negative panes side by side (matplotlib); return the
+        figure, which a notebook displays."""
+        import matplotlib.pyplot as plt
+        from PIL import Image
+
+        result = self._finished()
+        ci = self.explained_classes[0] if class_index is None else class_index
+        entry = next(e for e in result["explanations"] if int(e["class_index"]) == ci)
+        panes = [
+            ("image", self.original()),
+            (f"{entry['label']}: positive", self.image("positive", ci)),
+            ("negative", self.image("negative", ci)),
+        ]
+        fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+        for ax, (title, png) in zip(axes, panes, strict=True):
+            ax.imshow(Image.open(io.BytesIO(png)).convert("RGB"))
+            ax.set_title(title)
+            ax.axis("off")
+        fig.suptitle(f"{entry['label']} ({entry['probability']:.1%}), {result['method']}")
+        fig.tight_layout()
+        if not _in_notebook():
+            plt.show()
+        return fig
+
+    def save(self, directory: str | Path) -> Path:
+        """Write every pane as PNG and the RESULT as ``result.json`` (panes named as files)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        result = json.loads(json.dumps(self._finished()))
+        for entry in result["explanations"]:
+            ci = int(entry["class_index"])
+            for kind in PANES:
+                name = file_name(ci, entry["label"], kind)
+                (d / name).write_bytes(self.image(kind, ci))
+                entry.setdefault("images", {})[kind] = name
+        (d / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        return d
+
+    def __repr__(self) -> str:
+        return f"<Explanation {self.id} {self.status} {self.progress:.0%}>"
+
+
+def file_name(class_index: int, label: str, kind: str) -> str:
+    """``{class_index}-{label}-{kind}.png`` (the names ``limner explain`` writes too)."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()
+    return f"{class_index}-{slug or 'class'}-{kind}.png"
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"

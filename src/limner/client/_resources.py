@@ -1,0 +1,228 @@
+"""Client resources: deployments, subscriptions, transactions, explanations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from limner.client._explanation import Explanation
+
+if TYPE_CHECKING:
+    from limner.client._core import Core
+
+
+@dataclass
+class Deployment:
+    """A deployed model."""
+
+    id: str
+    name: str
+    model: str
+    data: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Deployment:
+        return cls(data["id"], data["name"], data["model"], data)
+
+
+@dataclass
+class Subscription:
+    """A monitored model; turn explanations on with :meth:`enable_explainability`."""
+
+    id: str
+    name: str
+    deployment_id: str | None
+    explainability: dict[str, Any]
+    data: dict[str, Any] = field(repr=False)
+    _core: Core = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, core: Core, data: dict[str, Any]) -> Subscription:
+        return cls(
+            data["id"],
+            data["name"],
+            data.get("deployment_id"),
+            data.get("explainability") or {},
+            data,
+            core,
+        )
+
+    def enable_explainability(self, **settings: Any) -> Subscription:
+        """Turn explanations on: ``method``, ``samples``, ``segmentation``, ``segments``,
+        ``baseline`` as in ``limner explain``."""
+        data = self._core.json(
+            "PUT", f"/v1/subscriptions/{self.id}/explainability", json={"enabled": True, **settings}
+        )
+        self.explainability, self.data = data["explainability"], data
+        return self
+
+    def disable_explainability(self) -> Subscription:
+        """Turn explanations off (requests answer 409 until turned on again)."""
+        data = self._core.json(
+            "PUT", f"/v1/subscriptions/{self.id}/explainability", json={"enabled": False}
+        )
+        self.explainability, self.data = data["explainability"], data
+        return self
+
+    def transactions(
+        self, *, limit: int = 50, offset: int = 0, label: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The subscription's transactions, newest first."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if label is not None:
+            params["label"] = label
+        data = self._core.json("GET", f"/v1/subscriptions/{self.id}/transactions", params=params)
+        return list(data["transactions"])
+
+    def log_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Log scorings of an external model: ``{"scoring_id"?, "image": base64,
+        "probabilities": [...], "timestamp"?}``."""
+        data = self._core.json(
+            "POST", f"/v1/subscriptions/{self.id}/payload-records", json={"records": records}
+        )
+        return list(data["records"])
+
+
+class Deployments:
+    """``client.deployments``."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    def create(
+        self,
+        *,
+        name: str,
+        model: str | Path | None = None,
+        file: str | Path | None = None,
+        metadata: dict[str, Any] | str | Path | None = None,
+    ) -> Deployment:
+        """Deploy ``model`` (a spec the server can load) or upload ``file`` (.onnx with
+        ``metadata``, a model directory as .zip, or .keras)."""
+        if (model is None) == (file is None):
+            raise ValueError("give exactly one of model= (a spec) or file= (an upload)")
+        if model is not None:
+            data = self._core.json(
+                "POST", "/v1/deployments", json={"name": name, "model": str(model)}
+            )
+            return Deployment.of(data)
+        path = Path(str(file))
+        files: list[tuple[str, tuple[str, bytes, str]]] = [
+            ("file", (path.name, path.read_bytes(), "application/octet-stream"))
+        ]
+        if metadata is not None:
+            meta = (
+                json.dumps(metadata) if isinstance(metadata, dict) else Path(metadata).read_text()
+            )
+            files.append(("metadata", ("limner-model.json", meta.encode(), "application/json")))
+        data = self._core.json("POST", "/v1/deployments", data={"name": name}, files=files)
+        return Deployment.of(data)
+
+    def list(self) -> list[Deployment]:
+        """The space's deployments."""
+        return [Deployment.of(d) for d in self._core.json("GET", "/v1/deployments")["deployments"]]
+
+    def get(self, deployment_id: str) -> Deployment:
+        """One deployment."""
+        return Deployment.of(self._core.json("GET", f"/v1/deployments/{deployment_id}"))
+
+    def delete(self, deployment: Deployment | str) -> None:
+        """Remove a deployment with its subscription, transactions and explanations."""
+        self._core.request("DELETE", f"/v1/deployments/{_id(deployment)}")
+
+
+class Subscriptions:
+    """``client.subscriptions``."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    def create(
+        self,
+        deployment_id: str | Deployment | None = None,
+        *,
+        name: str | None = None,
+        scoring_url: str | None = None,
+        labels: list[str] | None = None,
+        input: dict[str, Any] | None = None,
+        problem_type: str | None = None,
+    ) -> Subscription:
+        """Subscribe a deployment, or an external model (``name``, ``scoring_url``, ``labels``,
+        ``input``, ``problem_type``)."""
+        body: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "deployment_id": _id(deployment_id) if deployment_id is not None else None,
+                "name": name,
+                "scoring_url": scoring_url,
+                "labels": labels,
+                "input": input,
+                "problem_type": problem_type,
+            }.items()
+            if v is not None
+        }
+        return Subscription.of(self._core, self._core.json("POST", "/v1/subscriptions", json=body))
+
+    def list(self) -> list[Subscription]:
+        """The space's subscriptions."""
+        data = self._core.json("GET", "/v1/subscriptions")["subscriptions"]
+        return [Subscription.of(self._core, d) for d in data]
+
+    def get(self, subscription_id: str) -> Subscription:
+        """One subscription."""
+        data = self._core.json("GET", f"/v1/subscriptions/{subscription_id}")
+        return Subscription.of(self._core, data)
+
+    def delete(self, subscription: Subscription | str) -> None:
+        """Remove a subscription with its transactions and explanations."""
+        self._core.request("DELETE", f"/v1/subscriptions/{_id(subscription)}")
+
+
+class Transactions:
+    """``client.transactions``."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    def get(self, scoring_id: str) -> dict[str, Any]:
+        """One transaction."""
+        return dict(self._core.json("GET", f"/v1/transactions/{scoring_id}"))
+
+    def image(self, scoring_id: str) -> bytes:
+        """The transaction's image as scored."""
+        return self._core.request("GET", f"/v1/transactions/{scoring_id}/image").content
+
+
+class Explanations:
+    """``client.explanations``."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    def create(
+        self, scoring_id: str, *, classes: list[str | int] | None = None, **overrides: Any
+    ) -> Explanation:
+        """Request an explanation of a transaction; ``overrides`` (``method``, ``samples``,
+        ``segmentation``, ``segments``, ``baseline``, ``top_k``, ``seed``) replace the
+        subscription's settings for this one."""
+        body: dict[str, Any] = {"scoring_id": scoring_id, **overrides}
+        if classes is not None:
+            body["classes"] = classes
+        queued = self._core.json("POST", "/v1/explanations", json=body)
+        return Explanation(self._core, queued)
+
+    def get(self, explanation_id: str) -> Explanation:
+        """One explanation."""
+        return Explanation(self._core, self._core.json("GET", f"/v1/explanations/{explanation_id}"))
+
+    def list(self, scoring_id: str | None = None) -> list[Explanation]:
+        """Explanations (of one transaction with ``scoring_id``), newest first."""
+        params = {"scoring_id": scoring_id} if scoring_id else None
+        data = self._core.json("GET", "/v1/explanations", params=params)["explanations"]
+        return [Explanation(self._core, d) for d in data]
+
+
+def _id(obj: Any) -> str:
+    return str(getattr(obj, "id", obj))
