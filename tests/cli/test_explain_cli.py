@@ -1,0 +1,115 @@
+"""`limner explain` as users run it: a real subprocess, the real model."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from limner.samples import sample_photo
+
+LIMNER = [sys.executable, "-m", "limner.cli.main"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LIMNER, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def cat_jpg(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("img") / "cat.jpg"
+    Image.fromarray(sample_photo("chelsea")).save(p, quality=92)
+    return p
+
+
+def test_explain_json_writes_panes_and_the_result(cat_jpg, tmp_path):
+    out = tmp_path / "out"
+    proc = run(
+        "explain",
+        str(cat_jpg),
+        "--segmentation",
+        "grid",
+        "--segments",
+        "12",
+        "--samples",
+        "128",
+        "--top-k",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    (result,) = doc["results"]
+    assert (result["width"], result["height"]) == (451, 300)
+    assert result["segmentation"] == {"algorithm": "grid", "count": 12, "baseline": "blur"}
+    assert len(result["explanations"]) == 2
+    first = result["explanations"][0]
+    assert first["label"] in ("Egyptian cat", "tabby", "tiger cat")
+    assert sum(r["area"] for r in first["regions"]) == 451 * 300
+    assert abs(sum(r["share"] for r in first["regions"]) - 100) < 0.1
+    weights = [r["weight"] for r in first["regions"]]
+    assert weights == sorted(weights, reverse=True)
+    for kind in ("positive", "negative", "heatmap"):
+        pane = Path(first["images"][kind])
+        assert pane.exists()
+        assert Image.open(pane).size == (451, 300)
+    assert 0 <= first["deletion_auc"] <= 1 and 0 <= first["insertion_auc"] <= 1
+    assert first["sufficient_regions"] and first["necessary_regions"]
+
+
+def _bomb(path: Path) -> Path:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("case", ["corrupt", "empty", "bomb", "text", "missing"])
+def test_bad_input_exits_2_with_one_line(case, cat_jpg, tmp_path):
+    if case == "corrupt":
+        path = tmp_path / "corrupt.jpg"
+        path.write_bytes(cat_jpg.read_bytes()[:2000])
+    elif case == "empty":
+        path = tmp_path / "empty.png"
+        path.write_bytes(b"")
+    elif case == "bomb":
+        path = _bomb(tmp_path / "bomb.png")
+    elif case == "text":
+        path = tmp_path / "notes.jpg"
+        path.write_text("these are my notes, not a photo\n")
+    else:
+        path = tmp_path / "nowhere.jpg"
+    proc = run("explain", str(path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and str(path.name) in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--method", "magic"],
+        ["--segments", "1"],
+        ["--samples", "many"],
+        ["--class", "no such label"],
+        ["--unknown-flag"],
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(args, cat_jpg, tmp_path):
+    proc = run("explain", str(cat_jpg), "--out", str(tmp_path), *args)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
