@@ -94,7 +94,7 @@ def test_explaining_an_onnx_model(onnx_dir):
 
 
 def test_metadata_errors(tmp_path, onnx_dir):
-    with pytest.raises(InvalidInputError, match="limner-model.json"):
+    with pytest.raises(InvalidInputError, match=r"limner-model\.json"):
         (tmp_path / "bare.onnx").write_bytes((onnx_dir / "model.onnx").read_bytes())
         load_model(tmp_path / "bare.onnx")
     (tmp_path / METADATA_FILE).write_text("{not json")
