@@ -91,7 +91,8 @@ class RegionMap:
         if (width, height) == (self.labels.shape[1], self.labels.shape[0]):
             return self.labels
         rows, cols = self._index(width, height)
-        return self.labels[rows[:, None], cols[None, :]]
+        # two 1-D gathers: much faster than one 2-D fancy index on a 12-megapixel map
+        return np.take(np.take(self.labels, rows, axis=0), cols, axis=1)
 
     @cached_property
     def original(self) -> np.ndarray:

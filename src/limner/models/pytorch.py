@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ def resolve_device(device: str) -> str:
         raise InvalidInputError(f"device must be auto, cpu or cuda, not {device!r}")
     if device != "auto":
         return device
+    # importing torch takes a second or two; only ask it when an NVIDIA driver is present
+    if not (os.path.exists("/proc/driver/nvidia") or shutil.which("nvidia-smi")):
+        return "cpu"
     try:
         import torch
 
