@@ -1,0 +1,39 @@
+"""``limner demo`` on a clean data dir: exit 0, panes of every photo, the table, the URL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from limner.cli.demo import PHOTOS
+
+
+@pytest.mark.slow
+def test_demo_writes_panes_table_and_dashboard_url(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    env = {**os.environ, "LIMNER_DATABASE_URL": "", "COLUMNS": "120"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "limner.cli.main", "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name, _ in PHOTOS:
+        folder = out / name
+        result = json.loads((folder / "result.json").read_text())
+        entry = result["explanations"][0]
+        for kind in ("positive", "negative", "heatmap"):
+            assert (folder / entry["images"][kind]).read_bytes().startswith(b"\x89PNG")
+        assert name in proc.stdout
+        assert entry["label"] in proc.stdout
+    assert "Egyptian cat" in proc.stdout and "espresso" in proc.stdout
+    assert "/ui" in proc.stdout and "http://127.0.0.1:" in proc.stdout
+    assert "Traceback" not in proc.stderr

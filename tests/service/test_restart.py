@@ -1,0 +1,115 @@
+"""SIGKILL a real ``limner serve`` mid-work, start it again: every job finishes, nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from limner.client import APIClient
+from limner.errors import LimnerError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str | None]:
+    env = {**os.environ, "LIMNER_WORKERS": "1", "LIMNER_DATABASE_URL": ""}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "limner.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"limner serve exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise AssertionError("limner serve did not come up")
+    key = None
+    if proc.stdout is not None:
+        os.set_blocking(proc.stdout.fileno(), False)
+        key = (proc.stdout.readline() or "").strip() or None
+    return proc, key
+
+
+@pytest.mark.slow
+def test_sigkill_then_restart_finishes_every_job(tmp_path: Path, small_pngs) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc, key = start_server(tmp_path, port)
+    assert key and key.startswith("lmn_"), "the first start prints a key for space 'default'"
+    try:
+        client = APIClient(url, api_key=key)
+        dep = client.deployments.create(name="imagenet", model="efficientnet-lite0")
+        sub = client.subscriptions.create(deployment_id=dep.id)
+        sub.enable_explainability(samples=128, segmentation="grid", segments=12, baseline="gray")
+        ids = [s.scoring_id for s in client.score_many(dep, small_pngs(6))]
+        jobs = [client.explanations.create(str(sid)) for sid in ids]
+
+        acknowledged: list[str] = []
+        stop = threading.Event()
+
+        def keep_scoring() -> None:
+            images = small_pngs(40)
+            with APIClient(url, api_key=key) as c:
+                for png in images:
+                    if stop.is_set():
+                        return
+                    try:
+                        acknowledged.append(str(c.score(dep, png).scoring_id))
+                    except LimnerError:
+                        return  # the server went away mid-request: not acknowledged
+
+        scorer = threading.Thread(target=keep_scoring)
+        scorer.start()
+        deadline = time.monotonic() + 60
+        while not any(j.refresh().status == "running" for j in jobs):
+            assert time.monotonic() < deadline, "no job started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        stop.set()
+        scorer.join(timeout=30)
+        states = {j.status for j in jobs}
+        assert "queued" in states or "running" in states
+
+        proc, again = start_server(tmp_path, port)
+        assert again is None, "a key is only created when there is none"
+        for job in jobs:
+            job.wait(timeout=150)
+            assert job.status == "finished"
+        stored = {t["scoring_id"] for t in sub.transactions(limit=1000)}
+        assert set(ids) | set(acknowledged) <= stored
+        client.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
