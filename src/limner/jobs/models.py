@@ -55,7 +55,9 @@ class ModelProvider:
             return self.for_deployment(dep)
         meta = ModelMetadata.from_dict(sub.model_metadata)
         url = str(sub.scoring_url)
-        return self.registry.get(f"subscription:{sub.id}", lambda: RemoteModel(url, meta))
+        return self.registry.get(
+            f"subscription:{sub.id}", lambda: RemoteModel(url, meta, input_name="image")
+        )
 
     def drop_deployment(self, dep_id: str) -> None:
         """Forget a removed deployment's model."""
