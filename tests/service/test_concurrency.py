@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from svc_helpers import FAST, Running
+from svc_helpers import FAST, Running, running
 
 from limner.client import APIClient
 
 
-def test_16_clients_scoring_25_images_leave_400_transactions(shared: Running, small_pngs) -> None:
-    key = shared.new_key("load")
+def test_16_clients_scoring_25_images_leave_400_transactions(backend_settings, small_pngs) -> None:
+    with running(backend_settings) as svc:
+        check_400_transactions(svc, small_pngs(25))
+
+
+def check_400_transactions(shared: Running, images: list[bytes]) -> None:
+    key = shared.key
     client = APIClient(shared.url, api_key=key)
     dep = client.deployments.create(name="load", model="efficientnet-lite0")
     sub = client.subscriptions.create(deployment_id=dep.id)
-    images = small_pngs(25)
 
     def one_client(_: int) -> list[str]:
         with APIClient(shared.url, api_key=key) as c:

@@ -7,9 +7,9 @@ import base64
 import numpy as np
 import pytest
 from fastapi import FastAPI
-from svc_helpers import FAST, Running
+from svc_helpers import FAST, Running, free_port
 
-from limner.client import APIClient
+from limner.client import APIClient, ExplanationFailedError
 from limner.imaging import encode_png
 from limner.protocol import InferenceRequest, InferenceResponse, decode_tensor, encode_tensor
 from limner.service import EmbeddedServer
@@ -97,3 +97,20 @@ def test_records_with_wrong_probability_count_are_422(shared: Running, external:
         headers={"Authorization": f"Bearer {key}"},
     )
     assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_input"
+
+
+def test_unreachable_model_fails_its_job_readably(shared: Running) -> None:
+    with APIClient(shared.url, api_key=shared.new_key("external-down")) as client:
+        sub = client.subscriptions.create(
+            name="down",
+            scoring_url=f"http://127.0.0.1:{free_port()}/v2/models/down",
+            labels=["dark", "bright"],
+        )
+        image = base64.b64encode(encode_png(half_bright())).decode()
+        sid = sub.log_records([{"image": image, "probabilities": [0.5, 0.5]}])[0]["scoring_id"]
+        sub.enable_explainability(**FAST)
+        job = client.explanations.create(sid)
+        with pytest.raises(ExplanationFailedError, match="cannot be reached"):
+            job.wait(timeout=60)
+        assert job.status == "failed"
+        assert client.transactions.get(sid)["scoring_id"] == sid  # the transaction is intact

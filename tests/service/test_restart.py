@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,15 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from svc_helpers import free_port
 
 from limner.client import APIClient
 from limner.errors import LimnerError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str | None]:
