@@ -12,11 +12,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
 
 from limner.cli.common import console, err_console, progress_bar
+
+if TYPE_CHECKING:
+    from limner.client import APIClient
 
 #: Bundled scikit-image photos: (name, loader attribute).
 PHOTOS = (
@@ -86,11 +90,9 @@ def run_demo(out: Path, *, serve: bool, port: int) -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _walkthrough(client: object, out: Path) -> list[Row]:
-    from limner.client import APIClient
+def _walkthrough(client: APIClient, out: Path) -> list[Row]:
     from limner.imaging import encode_png
 
-    assert isinstance(client, APIClient)  # typed loosely to keep imports lazy
     photos = sample_photos()
     with progress_bar("Deploying efficientnet-lite0", None):
         dep = client.deployments.create(name="imagenet", model="efficientnet-lite0")
@@ -120,11 +122,9 @@ def _walkthrough(client: object, out: Path) -> list[Row]:
     return rows
 
 
-def _row(name: str, result: dict) -> Row:  # type: ignore[type-arg]
+def _row(name: str, result: dict[str, Any]) -> Row:
     entry = result["explanations"][0]
-    top = " ".join(
-        f"#{r['id']} {r['share']:.0f}%" for r in entry["regions"][:3] if r["weight"] > 0
-    )
+    top = " ".join(f"#{r['id']} {r['share']:.0f}%" for r in entry["regions"][:3] if r["weight"] > 0)
     return Row(name, entry["label"], entry["probability"], top or "-", result["seconds"])
 
 
