@@ -126,3 +126,14 @@ def test_delete_removes_subscription_and_transactions(ctx, photo_png: bytes) -> 
     client.deployments.delete(dep)
     assert ctx["http"].get(f"/v1/subscriptions/{sub.id}").status_code == 404
     assert ctx["http"].get(f"/v1/transactions/{sid}").status_code == 404
+
+
+def test_openapi_ui_health_and_metrics_are_open(shared: Running) -> None:
+    spec = httpx.get(f"{shared.url}/openapi.json").json()
+    assert "/v1/explanations/{explanation_id}" in spec["paths"]
+    assert (
+        "multipart/form-data" in spec["paths"]["/v1/deployments"]["post"]["requestBody"]["content"]
+    )
+    assert httpx.get(f"{shared.url}/ui").text.startswith("<!doctype html>")
+    assert httpx.get(f"{shared.url}/healthz").json() == {"status": "ok"}
+    assert "limner_http_requests_total" in httpx.get(f"{shared.url}/metrics").text

@@ -19,10 +19,10 @@ def register(app: typer.Typer) -> None:
             ..., "--space", help="Space the key belongs to (created if new)."
         ),
         data_dir: Path | None = typer.Option(
-            None, "--data-dir", help="Service data directory [env LIMNER_DATA_DIR]."
+            None, "--data-dir", help="Service data directory; env LIMNER_DATA_DIR."
         ),
         database_url: str | None = typer.Option(
-            None, "--database-url", help="Database URL [env LIMNER_DATABASE_URL]."
+            None, "--database-url", help="Database URL; env LIMNER_DATABASE_URL."
         ),
     ) -> None:
         """Create an API key and print it once; only its hash is stored."""

@@ -36,13 +36,13 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
         port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on."),
         data_dir: Path | None = typer.Option(
-            None, "--data-dir", help="Database, images and models [env LIMNER_DATA_DIR]."
+            None, "--data-dir", help="Database, images and models; env LIMNER_DATA_DIR."
         ),
         database_url: str | None = typer.Option(
-            None, "--database-url", help="SQLAlchemy URL [env LIMNER_DATABASE_URL]."
+            None, "--database-url", help="SQLAlchemy URL; env LIMNER_DATABASE_URL."
         ),
         workers: int | None = typer.Option(
-            None, "--workers", min=1, help="Explanation jobs run at once [env LIMNER_WORKERS]."
+            None, "--workers", min=1, help="Explanation jobs run at once; env LIMNER_WORKERS."
         ),
     ) -> None:
         """Run the REST service (the first start creates an API key for space 'default')."""
