@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     #: Largest request body accepted, in bytes (413 beyond it).
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    #: Largest model upload (``POST /v1/deployments``) accepted, in bytes.
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     #: Largest decoded image accepted, in pixels (413 beyond it).
     max_pixels: int = Field(default=40_000_000, ge=1)
     #: Explanation jobs that run at once.

@@ -49,7 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_paths={"/v1/deployments": settings.max_upload_bytes},
+    )
     app.middleware("http")(_count_requests)
     for module in PROTECTED:
         app.include_router(module.router, dependencies=[Depends(current_space)])

@@ -17,18 +17,22 @@ class BodyLimitMiddleware:
     ``Content-Length`` or streams without one is stopped as well.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, *, upload_paths: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_paths = upload_paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
+        limit = self.upload_paths.get(scope["path"].rstrip("/"), self.max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._drain(receive, int(declared))
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._drain(receive, int(declared), limit)
+            await self._reject(send, limit)
             return
         chunks: list[bytes] = []
         total = 0
@@ -38,22 +42,22 @@ class BodyLimitMiddleware:
                 return
             body = message.get("body", b"")
             total += len(body)
-            if total > self.max_bytes:
+            if total > limit:
                 if message.get("more_body"):
-                    await self._drain(receive, total)
-                await self._reject(send)
+                    await self._drain(receive, total, limit)
+                await self._reject(send, limit)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
-    async def _drain(self, receive: Receive, size_hint: int) -> None:
+    async def _drain(self, receive: Receive, size_hint: int, limit: int) -> None:
         # Read what the client sends (up to a bound) so it sees the answer, not a reset.
-        if size_hint > self.max_bytes * _DRAIN_FACTOR:
+        if size_hint > limit * _DRAIN_FACTOR:
             return
         read = 0
-        while read <= self.max_bytes * _DRAIN_FACTOR:
+        while read <= limit * _DRAIN_FACTOR:
             message = await receive()
             if message["type"] != "http.request":
                 return
@@ -61,8 +65,8 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 return
 
-    async def _reject(self, send: Send) -> None:
-        limit_mb = self.max_bytes / (1024 * 1024)
+    async def _reject(self, send: Send, limit: int) -> None:
+        limit_mb = limit / (1024 * 1024)
         body = json.dumps(
             {
                 "error": {
