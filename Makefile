@@ -16,8 +16,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e .
 	@touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.installed
+$(VENV)/.dev-installed: $(VENV)/.installed pyproject.toml
 	$(PIP) -e '.[dev]'
+	@touch $@
+
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PIP) -e '.[bench]'
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install limner
@@ -30,6 +34,10 @@ demo: install  ## run the end-to-end demo
 test: dev  ## the whole test suite
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest
+
+bench: $(VENV)/.bench-installed  ## limner against lime, captum and shap; rewrites docs/benchmarks.md tables
+	$(BIN)/python benchmarks/compare.py
+	$(BIN)/python benchmarks/bench_image_size.py
 
 lint: dev
 	$(BIN)/ruff check src tests
