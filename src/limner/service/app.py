@@ -23,6 +23,7 @@ from limner.service.routers import (
     transactions,
 )
 from limner.service.state import ServiceState
+from limner.service.ui import install as install_dashboard
 from limner.settings import Settings, get_settings
 
 #: Routers behind an API key, all scoped to the key's space.
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.middleware("http")(_count_requests)
     for module in PROTECTED:
         app.include_router(module.router, dependencies=[Depends(current_space)])
+    install_dashboard(app)
     app.include_router(system.router)
     return app
 

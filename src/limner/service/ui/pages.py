@@ -1,0 +1,191 @@
+"""Dashboard pages: subscriptions, a subscription's transactions, an explanation."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import func, select
+
+from limner.errors import ConflictError
+from limner.service.core import explanations as explanations_core
+from limner.service.core import subscriptions as subscriptions_core
+from limner.service.core.views import top_classes
+from limner.service.deps import StateDep
+from limner.service.schemas import ExplainabilitySettings, ExplanationCreate
+from limner.service.ui.deps import (
+    AuthDep,
+    CsrfSessionDep,
+    SessionDep,
+    find_explanation,
+    find_subscription,
+    find_transaction,
+    render,
+)
+from limner.service.ui.sessions import UiSession
+from limner.store.tables import Explanation, Subscription, Transaction
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+#: Transactions on one page.
+PAGE_SIZE = 20
+
+
+def _latest_explanations(state: StateDep, ids: list[str]) -> dict[str, Explanation]:
+    """The newest explanation of each transaction in ``ids``."""
+    if not ids:
+        return {}
+    with state.db.session() as s:
+        rows = s.scalars(
+            select(Explanation)
+            .where(Explanation.transaction_id.in_(ids))
+            .order_by(Explanation.created_at)
+        )
+        return {e.transaction_id: e for e in rows}
+
+
+@router.get("/subscriptions")
+def subscriptions(request: Request, session: SessionDep, auth: AuthDep, state: StateDep) -> Any:
+    """The space's subscriptions with their transaction counts."""
+    subs = subscriptions_core.list_subscriptions(state, session.space)
+    with state.db.session() as s:
+        counts = dict(
+            s.execute(
+                select(Transaction.subscription_id, func.count())
+                .where(Transaction.space_id == session.space.id)
+                .group_by(Transaction.subscription_id)
+            ).all()
+        )
+    rows = [{"sub": sub, "count": int(counts.get(sub.id, 0))} for sub in subs]
+    return render(request, "subscriptions.html", {"rows": rows}, session=session, auth=auth)
+
+
+@router.get("/subscriptions/{subscription_id}")
+def transactions(
+    request: Request,
+    subscription_id: str,
+    session: SessionDep,
+    auth: AuthDep,
+    state: StateDep,
+    page: int = Query(1, ge=1, le=1_000_000),
+    notice: str | None = Query(None, max_length=40),
+) -> Any:
+    """A page of the subscription's transactions, newest first, with their explanations."""
+    sub = find_subscription(state, session, subscription_id)
+    rows, total = subscriptions_core.list_transactions(
+        state, sub, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, label=None
+    )
+    latest = _latest_explanations(state, [t.id for t in rows])
+    labels = list(sub.model_metadata.get("labels", []))
+    items = [
+        {"tx": t, "exp": latest.get(t.id), "top": top_classes(t.probabilities, labels, 3)}
+        for t in rows
+    ]
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    context = {
+        "sub": sub,
+        "items": items,
+        "total": total,
+        "page": page,
+        "pages": pages,
+        "explainability": sub.explainability or {"enabled": False},
+        "notice": notice,
+    }
+    return render(request, "transactions.html", context, session=session, auth=auth)
+
+
+@router.post("/subscriptions/{subscription_id}/explainability")
+def enable_explainability(
+    subscription_id: str, session: CsrfSessionDep, state: StateDep
+) -> RedirectResponse:
+    """Turn explanations on with the default settings."""
+    sub = find_subscription(state, session, subscription_id)
+    subscriptions_core.set_explainability(state, sub, ExplainabilitySettings())
+    return RedirectResponse(f"/ui/subscriptions/{sub.id}?notice=enabled", status_code=303)
+
+
+@router.post("/transactions/{scoring_id}/explain")
+def explain(scoring_id: str, session: CsrfSessionDep, state: StateDep) -> RedirectResponse:
+    """Queue an explanation of a transaction with its subscription's settings."""
+    tx = find_transaction(state, session, scoring_id)
+    try:
+        job = explanations_core.request_explanation(
+            state, session.space, tx, ExplanationCreate(scoring_id=tx.id)
+        )
+    except ConflictError:
+        return RedirectResponse(
+            f"/ui/subscriptions/{tx.subscription_id}?notice=off#explainability",
+            status_code=303,
+        )
+    return RedirectResponse(f"/ui/explanations/{job.id}", status_code=303)
+
+
+@router.get("/transactions/{scoring_id}")
+def transaction(scoring_id: str, session: SessionDep, state: StateDep) -> RedirectResponse:
+    """A transaction: its newest explanation, or its subscription's page."""
+    tx = find_transaction(state, session, scoring_id)
+    latest = _latest_explanations(state, [tx.id]).get(tx.id)
+    target = (
+        f"/ui/explanations/{latest.id}" if latest else f"/ui/subscriptions/{tx.subscription_id}"
+    )
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/explanations/{explanation_id}")
+def explanation(
+    request: Request, explanation_id: str, session: SessionDep, auth: AuthDep, state: StateDep
+) -> Any:
+    """An explanation: the panes, the regions, the numbers; live progress while it runs."""
+    exp = find_explanation(state, session, explanation_id)
+    tx, sub = _owner(state, session, exp)
+    context = {
+        "exp": exp,
+        "tx": tx,
+        "sub": sub,
+        "result": exp.result,
+        "items": [_item_view(item) for item in (exp.result or {}).get("explanations", [])],
+        "others": _others(state, exp),
+    }
+    return render(request, "explanation.html", context, session=session, auth=auth)
+
+
+def _owner(state: StateDep, session: UiSession, exp: Explanation) -> tuple[Transaction, Any]:
+    tx = find_transaction(state, session, exp.transaction_id)
+    with state.db.session() as s:
+        sub = s.get(Subscription, tx.subscription_id)
+    return tx, sub
+
+
+def _others(state: StateDep, exp: Explanation) -> list[Explanation]:
+    """Every explanation of the same transaction, newest first."""
+    with state.db.session() as s:
+        return list(
+            s.scalars(
+                select(Explanation)
+                .where(Explanation.transaction_id == exp.transaction_id)
+                .order_by(Explanation.created_at.desc())
+                .limit(20)
+            )
+        )
+
+
+def _item_view(item: dict[str, Any]) -> dict[str, Any]:
+    """One explained class, with what its bar chart needs."""
+    regions = list(item.get("regions", []))
+    peak = max((abs(float(r["weight"])) for r in regions), default=0.0) or 1.0
+    bars = []
+    for r in regions:
+        w = float(r["weight"])
+        half = 50.0 * abs(w) / peak
+        bars.append(
+            {
+                **r,
+                "x": 50.0 if w >= 0 else 50.0 - half,
+                "width": max(half, 0.4),
+                "sign": "pos" if w > 0 else ("neg" if w < 0 else "zero"),
+                "bbox_attr": ",".join(str(int(v)) for v in r["bbox"]),
+            }
+        )
+    return {**item, "bars": bars}
