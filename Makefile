@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install dev demo test lint bench clean
+.PHONY: install dev demo test lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,7 +31,17 @@ dev: $(VENV)/.dev-installed  ## install + the dev tools
 demo: install  ## run the end-to-end demo
 	$(BIN)/limner demo
 
-test: dev  ## the whole test suite
+# The dashboard tests drive Debian's Chromium through Playwright (never `playwright install`).
+browser:  ## install Chromium for the dashboard tests (apt, as root, only when missing)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "note: /usr/bin/chromium is missing (apt-get install chromium); the browser test is skipped" >&2; \
+	  fi; \
+	fi
+
+test: dev browser  ## the whole test suite
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest
 

@@ -69,7 +69,6 @@
   // --- live progress of a running job; the page reloads once it has finished.
   function poll(job) {
     const bar = document.getElementById("job-progress");
-    const badge = document.getElementById("job-status");
     const text = document.getElementById("job-text");
     fetch(job.dataset.statusUrl, { credentials: "same-origin", cache: "no-store" })
       .then(function (r) {
@@ -80,8 +79,10 @@
       })
       .then(function (s) {
         job.dataset.status = s.status;
-        badge.textContent = s.status;
-        badge.className = "badge " + s.status;
+        document.querySelectorAll("#job-status, [data-job-badge]").forEach(function (b) {
+          b.textContent = s.status;
+          b.className = "badge " + s.status;
+        });
         bar.value = s.progress;
         if (s.status === "finished") {
           text.textContent = "Done — loading the explanation…";
