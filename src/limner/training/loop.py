@@ -39,6 +39,7 @@ class FitSettings:
     batch_size: int = 32
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
     seed: int = 0
 
 
@@ -91,7 +92,9 @@ def fit(
             if augment is not None:
                 xb = augment(xb, generator)
             logits = module(xb)
-            loss = nn.functional.cross_entropy(logits, yb)
+            loss = nn.functional.cross_entropy(
+                logits, yb, label_smoothing=settings.label_smoothing
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,126 @@
+"""Keras 3 adapter: ``.keras`` files run on the PyTorch backend (no TensorFlow needed).
+
+A ``.keras`` file carries no labels. When a ``limner-model.json`` (or ``NAME.json``) lies beside
+it, that gives labels and preprocessing; otherwise they are derived from the model: the input
+size from its input shape, labels ``class_0, class_1, ...``, the output kind from the last
+layer's activation (softmax or sigmoid → probabilities, anything else → logits), and raw 0-255
+pixels in NHWC float32 (Keras image models usually start with a ``Rescaling(1/255)`` layer).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from limner.errors import InvalidInputError, ModelError
+from limner.models.base import Model
+from limner.models.metadata import METADATA_FILE, InputSpec, ModelMetadata
+
+
+def _import_keras() -> Any:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except ImportError as exc:
+        raise ModelError(
+            "Keras models need the keras package: pip install 'limner[keras]'"
+        ) from exc
+    return keras
+
+
+class KerasModel(Model):
+    """A Keras 3 model run by its backend (PyTorch by default)."""
+
+    preferred_batch_size = 32
+
+    def __init__(self, model: Any, metadata: ModelMetadata, *, name: str | None = None) -> None:
+        super().__init__(metadata, name=name)
+        self._model = model
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        try:
+            out = self._model.predict_on_batch(x)
+        except Exception as exc:
+            raise ModelError(f"{self.name}: the Keras model failed ({exc})") from exc
+        if isinstance(out, (list, tuple)):
+            out = out[0]
+        if isinstance(out, dict):
+            out = next(iter(out.values()))
+        return np.asarray(out, dtype=np.float32)
+
+
+def _last_activation(model: Any) -> str:
+    for layer in reversed(model.layers):
+        activation = getattr(layer, "activation", None)
+        if activation is not None:
+            return str(getattr(activation, "__name__", activation)).lower()
+        if type(layer).__name__ == "Softmax":
+            return "softmax"
+    return "linear"
+
+
+def derive_metadata(model: Any, name: str, artifact: str = "model.keras") -> ModelMetadata:
+    """Metadata read off a Keras model: input size, class count and output kind."""
+    shape = tuple(model.inputs[0].shape) if model.inputs else ()
+    if len(shape) != 4:
+        raise InvalidInputError(
+            f"{name}: expected an image input (batch, height, width, channels), got {shape}; "
+            f"write a {METADATA_FILE} beside the model"
+        )
+    channels_first = shape[1] in (1, 3) and shape[3] not in (1, 3)
+    height, width, channels = (shape[2], shape[3], shape[1]) if channels_first else shape[1:]
+    if not height or not width:
+        raise InvalidInputError(
+            f"{name}: the model's input size is not fixed {shape}; "
+            f"write a {METADATA_FILE} with the input width and height beside the model"
+        )
+    outputs = int(np.prod([d for d in model.outputs[0].shape[1:] if d]))
+    activation = _last_activation(model)
+    kind = "probabilities" if activation in ("softmax", "sigmoid") else "logits"
+    n_classes = 2 if outputs == 1 else outputs
+    return ModelMetadata(
+        labels=[f"class_{i}" for i in range(n_classes)],
+        input=InputSpec(
+            width=int(width),
+            height=int(height),
+            channels=int(channels or 3),
+            layout="NCHW" if channels_first else "NHWC",
+            dtype="float32",
+            scale=1.0,
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+        ),
+        output=kind,
+        problem_type="binary" if n_classes == 2 else "multiclass",
+        name=name,
+        extra={"artifact": artifact, "framework": "keras"},
+    )
+
+
+def _metadata_beside(path: Path) -> ModelMetadata | None:
+    for candidate in (path.with_suffix(".json"), path.parent / METADATA_FILE):
+        if candidate.is_file():
+            return ModelMetadata.read(candidate)
+    return None
+
+
+def load_keras(path: str | Path, metadata: ModelMetadata | None = None) -> Model:
+    """Load a Keras 3 ``.keras`` classifier.
+
+    Args:
+        path: the ``.keras`` file.
+        metadata: labels and preprocessing; default: a ``limner-model.json`` beside the file,
+            else what the model itself tells (see the module notes).
+    """
+    p = Path(path)
+    keras = _import_keras()
+    try:
+        model = keras.saving.load_model(str(p), compile=False)
+    except Exception as exc:
+        raise ModelError(f"{p}: not a loadable Keras model ({exc})") from exc
+    name = p.stem
+    meta = metadata or _metadata_beside(p) or derive_metadata(model, name, p.name)
+    return KerasModel(model, meta, name=meta.name if meta.name != "model" else name)
