@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from ui_helpers import Dashboard, csrf_of, logged_in
 
 
@@ -134,3 +135,17 @@ def test_explain_when_explainability_is_off_offers_the_defaults(dashboard: Dashb
     )
     assert enable.status_code == 303
     assert dashboard.client().subscriptions.get(sub.id).explainability["enabled"] is True
+
+
+def test_transactions_are_paged(dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch) -> None:
+    from limner.service.ui import pages
+
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
+    http = logged_in(dashboard.url, dashboard.key)
+    path = f"/ui/subscriptions/{dashboard.subscription_id}"
+    first, second = http.get(path).text, http.get(path, params={"page": 2}).text
+    assert "Page 1 of 2" in first and 'rel="next"' in first
+    assert "Page 2 of 2" in second and 'rel="prev"' in second
+    newest_first = list(reversed(dashboard.scoring_ids))
+    assert all(sid in first for sid in newest_first[:2]) and newest_first[2] not in first
+    assert newest_first[2] in second

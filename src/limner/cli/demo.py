@@ -78,16 +78,41 @@ def run_demo(out: Path, *, serve: bool, port: int) -> None:
     try:
         with APIClient(server.url, api_key=key) as client:
             rows = _walkthrough(client, out)
+            sub_id = client.subscriptions.list()[0].id
         _print_table(rows, out)
-        console.print(f"Dashboard: [bold]{server.url}/ui[/]", highlight=False)
         if serve:
-            console.print(f"API key (space 'demo'): {key}", highlight=False)
+            link = _login_link(server.url, key, f"/ui/subscriptions/{sub_id}")
+            console.print(
+                f"Dashboard (logs you in once, within 15 minutes): [bold]{link}[/]",
+                highlight=False,
+                soft_wrap=True,
+            )
+            console.print(
+                f"Later: {server.url}/ui with the API key (space 'demo'): {key}",
+                highlight=False,
+                soft_wrap=True,
+            )
             console.print("Serving until Ctrl-C.")
             while True:
                 time.sleep(3600)
+        console.print(f"Dashboard: [bold]{server.url}/ui[/] (run with --serve to keep it up)")
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _login_link(url: str, key: str, next_path: str) -> str:
+    """A one-time dashboard link that logs a browser in and opens ``next_path``."""
+    import httpx
+
+    response = httpx.post(
+        f"{url}/ui/login-links",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"next": next_path},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.json()["url"])
 
 
 def _walkthrough(client: APIClient, out: Path) -> list[Row]:

@@ -81,7 +81,7 @@ def login_form(
 ) -> Any:
     """The login form."""
     target = safe_next(next)
-    if optional_session(request, auth) is not None and not expired:
+    if optional_session(request, auth) is not None:
         return RedirectResponse(target, status_code=303)
     notice = "That login link has expired or was used already; log in with your key." * expired
     return _login_page(request, target, notice=notice)
