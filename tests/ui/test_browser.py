@@ -71,6 +71,12 @@ def test_login_explain_and_enlarge(dashboard: Dashboard, page: sync_api.Page, sh
     expect = sync_api.expect
     url, sub_id = dashboard.url, dashboard.subscription_id
     started = time.perf_counter()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
+    )
 
     # No session: every page leads to the login form; a wrong key says so.
     page.goto(f"{url}/ui/subscriptions")
@@ -79,6 +85,8 @@ def test_login_explain_and_enlarge(dashboard: Dashboard, page: sync_api.Page, sh
     page.click("button[type=submit]")
     expect(page.locator("#login-error")).to_contain_text("not known")
     page.screenshot(path=shots / "01-login-wrong-key.png")
+    assert all("status of 401" in p for p in problems), problems  # the refused login itself
+    problems.clear()
 
     # The right key opens the space's subscriptions, then the transactions.
     page.fill("#key", dashboard.key)
@@ -137,4 +145,5 @@ def test_login_explain_and_enlarge(dashboard: Dashboard, page: sync_api.Page, sh
     page.goto(f"{url}/ui/subscriptions/{sub_id}")
     expect(row.locator(".badge")).to_have_text("finished")
     page.screenshot(path=shots / "09-transactions-explained.png", full_page=True)
+    assert problems == [], problems
     print(f"browser walk-through took {time.perf_counter() - started:.1f} s")

@@ -149,3 +149,10 @@ def test_transactions_are_paged(dashboard: Dashboard, monkeypatch: pytest.Monkey
     newest_first = list(reversed(dashboard.scoring_ids))
     assert all(sid in first for sid in newest_first[:2]) and newest_first[2] not in first
     assert newest_first[2] in second
+
+
+def test_pages_forbid_framing_and_foreign_scripts(dashboard: Dashboard) -> None:
+    page = httpx.get(dashboard.url + "/ui/login")
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
+    assert page.headers["cache-control"] == "no-store"

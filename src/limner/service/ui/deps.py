@@ -23,6 +23,16 @@ from limner.store.tables import Explanation, Subscription, Transaction
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 _auth_lock = threading.Lock()
+#: Headers of every dashboard page: no caching, no framing, scripts and styles from here only.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 class LoginRequired(Exception):
@@ -114,7 +124,7 @@ def render(
         ctx.setdefault("space", session.space)
         ctx.setdefault("csrf", auth.csrf_token(session))
     response = templates.TemplateResponse(request, name, ctx, status_code=status)
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(PAGE_HEADERS)
     return response
 
 

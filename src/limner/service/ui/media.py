@@ -31,12 +31,12 @@ def _media_type(data: bytes) -> str:
 
 
 def _thumbnail(data: bytes) -> bytes:
-    with Image.open(io.BytesIO(data)) as img:
-        img.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
-        img = img.convert("RGB")
-        img.thumbnail((THUMB_SIDE, THUMB_SIDE))
-        out = io.BytesIO()
-        img.save(out, format="JPEG", quality=85)
+    with Image.open(io.BytesIO(data)) as source:
+        source.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
+        small = source.convert("RGB")
+    small.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    out = io.BytesIO()
+    small.save(out, format="JPEG", quality=85)
     return out.getvalue()
 
 
