@@ -50,6 +50,10 @@ def segment(
         labels = sk.slic(
             image, n_segments=segments, compactness=10.0, start_label=0, enforce_connectivity=True
         )
+        if labels.max() + 1 < max(2, segments // 4):
+            # fine, noisy textures can collapse SLIC into a few regions: let SLIC-zero adapt
+            # the compactness per region instead
+            labels = sk.slic(image, n_segments=segments, slic_zero=True, start_label=0)
     elif algorithm == "quickshift":
         # LIME's defaults, with the kernel scaled to reach roughly the requested count
         kernel = max(2.0, math.sqrt(h * w / max(segments, 1)) / 6.0)
