@@ -92,9 +92,7 @@ def fit(
             if augment is not None:
                 xb = augment(xb, generator)
             logits = module(xb)
-            loss = nn.functional.cross_entropy(
-                logits, yb, label_smoothing=settings.label_smoothing
-            )
+            loss = nn.functional.cross_entropy(logits, yb, label_smoothing=settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
