@@ -3,7 +3,7 @@
 Every method explains the same 224×224 photos with the same efficientnet-lite0 (ONNX Runtime on
 the CPU), the same SLIC regions and the same baseline (each region's mean colour). For each it
 measures wall seconds per explanation, model evaluations, the deletion and insertion AUC of its
-region ranking under one protocol (limner's curves, same baseline), and seed stability (Spearman
+region ranking under one protocol (averaged over both seeds) (limner's curves, same baseline), and seed stability (Spearman
 rank correlation of the region weights from seeds 0 and 1).
 
     .venv/bin/python benchmarks/compare.py [--photos 7] [--out docs/benchmarks.md]
@@ -78,9 +78,17 @@ Method = Callable[[Case, Counter, int], np.ndarray]
 
 def limner_method(**settings) -> Method:
     def run(case: Case, f: Counter, seed: int) -> np.ndarray:
-        exp = limner.explain(case.image, f.model, predict=f, classes=[case.target],
-                             segmentation="slic", segments=SEGMENTS, baseline=BASELINE,
-                             seed=seed, **settings)
+        exp = limner.explain(
+            case.image,
+            f.model,
+            predict=f,
+            classes=[case.target],
+            segmentation="slic",
+            segments=SEGMENTS,
+            baseline=BASELINE,
+            seed=seed,
+            **settings,
+        )
         return exp.classes[0].weights
 
     return run
@@ -92,8 +100,14 @@ def lime_method(batch_size: int) -> Method:
 
         explainer = lime_image.LimeImageExplainer(random_state=seed)
         exp = explainer.explain_instance(
-            case.image, f, labels=(case.target,), top_labels=None, hide_color=None,
-            num_samples=1000, batch_size=batch_size, segmentation_fn=lambda _: case.labels,
+            case.image,
+            f,
+            labels=(case.target,),
+            top_labels=None,
+            hide_color=None,
+            num_samples=1000,
+            batch_size=batch_size,
+            segmentation_fn=lambda _: case.labels,
             random_seed=seed,
         )
         w = np.zeros(case.labels.max() + 1)
@@ -119,12 +133,19 @@ def captum_method(kind: str) -> Method:
         inp = torch.from_numpy(case.image.astype(np.float32)).permute(2, 0, 1)[None]
         base = torch.from_numpy(case.baseline.astype(np.float32)).permute(2, 0, 1)[None]
         mask = torch.from_numpy(case.labels.astype(np.int64))[None, None].expand(1, 3, 224, 224)
-        attr = algo.attribute(inp, baselines=base, target=case.target, feature_mask=mask,
-                              n_samples=1000, perturbations_per_eval=64)
+        attr = algo.attribute(
+            inp,
+            baselines=base,
+            target=case.target,
+            feature_mask=mask,
+            n_samples=1000,
+            perturbations_per_eval=64,
+        )
         a = attr[0, 0].numpy()
         m = case.labels.max() + 1
         return np.bincount(case.labels.ravel(), a.ravel(), m) / np.maximum(
-            np.bincount(case.labels.ravel(), minlength=m), 1)
+            np.bincount(case.labels.ravel(), minlength=m), 1
+        )
 
     return run
 
@@ -135,8 +156,13 @@ def shap_method() -> Method:
 
         masker = shap.maskers.Image(case.baseline.astype(np.float64), case.image.shape)
         explainer = shap.Explainer(lambda x: f(x), masker, algorithm="partition", seed=seed)
-        sv = explainer(case.image[None].astype(np.float64), max_evals=1000, batch_size=64,
-                       outputs=[case.target], silent=True)
+        sv = explainer(
+            case.image[None].astype(np.float64),
+            max_evals=1000,
+            batch_size=64,
+            outputs=[case.target],
+            silent=True,
+        )
         vals = np.asarray(sv.values)[0, ..., 0].sum(axis=2)
         return np.bincount(case.labels.ravel(), vals.ravel(), case.labels.max() + 1)
 
@@ -159,8 +185,13 @@ def protocol(case: Case, weights: np.ndarray, model: limner.Model) -> tuple[floa
     order = ranking(weights)
     dele, ins = curve_masks(order)
     pert = Perturber(case.image, case.labels, BASELINE, int(case.labels.max()) + 1)
-    probs = np.concatenate([model.predict(pert.regions(z[i : i + 32]))
-                            for z in (dele, ins) for i in range(0, len(z), 32)])
+    probs = np.concatenate(
+        [
+            model.predict(pert.regions(z[i : i + 32]))
+            for z in (dele, ins)
+            for i in range(0, len(z), 32)
+        ]
+    )
     m1 = len(order) + 1
     return auc(probs[:m1, case.target]), auc(probs[m1:, case.target])
 
@@ -212,17 +243,19 @@ def main() -> None:
                 w = method(case, f, seed)
                 wall = time.perf_counter() - t
                 weights.append(w)
-                if seed == 0:
-                    row.seconds.append(wall)
-                    row.evals.append(f.evals)
-                    row.model_share.append(wall / max(f.seconds, 1e-9))
-                    d, i = protocol(case, w, model)
-                    row.deletion.append(d)
-                    row.insertion.append(i)
+                row.seconds.append(wall)
+                row.evals.append(f.evals)
+                row.model_share.append(wall / max(f.seconds, 1e-9))
+                d, i = protocol(case, w, model)
+                row.deletion.append(d)
+                row.insertion.append(i)
             row.stability.append(spearman(*weights))
         rows.append(row)
-        print(f"{mname}: {statistics.mean(row.seconds):.2f}s del={statistics.mean(row.deletion):.4f}"
-              f" ins={statistics.mean(row.insertion):.4f}", flush=True)
+        print(
+            f"{mname}: {statistics.mean(row.seconds):.2f}s del={statistics.mean(row.deletion):.4f}"
+            f" ins={statistics.mean(row.insertion):.4f}",
+            flush=True,
+        )
     table = render(rows, cases)
     print(table)
     if args.out:

@@ -12,6 +12,7 @@ import numpy as np
 
 from limner.errors import InvalidInputError
 from limner.explain.methods import METHODS, make_explainer
+from limner.explain.methods.base import Design
 from limner.explain.metrics import curve_masks, faithfulness, ranking
 from limner.explain.perturb import BASELINES, Perturber
 from limner.explain.result import ClassExplanation, Explanation
@@ -84,7 +85,7 @@ def explain(
     evaluate = _Evaluator(
         predict or model.predict, batch_size or model.preferred_batch_size, progress
     )
-    full = evaluate(perturber.image[None])[0]
+    full = evaluate.masks(np.ones((1, m), np.float32), perturber)[0]
     chosen = _choose_classes(model, full, classes, top_k)
     evaluate.total = 1 + n + len(chosen) * 2 * (m + 1)
     y = evaluate.design(design, perturber)
@@ -127,7 +128,11 @@ def explain(
 
 
 class _Evaluator:
-    """Runs perturbed images through the model in fixed-size batches, reporting progress."""
+    """Runs perturbed images through the model in fixed-size batches, reporting progress.
+
+    Answers for region masks are remembered, so a mask the design already evaluated (the whole
+    image, the empty image, one region on or off) costs nothing again in the curves.
+    """
 
     def __init__(self, predict: Predict, batch_size: int, progress: Progress | None) -> None:
         self.predict = predict
@@ -135,6 +140,7 @@ class _Evaluator:
         self.progress = progress
         self.done = 0
         self.total = 0
+        self._seen: dict[bytes, np.ndarray] = {}
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         out = np.asarray(self.predict(images), dtype=np.float32)
@@ -143,7 +149,10 @@ class _Evaluator:
             self.progress(self.done, max(self.total, self.done))
         return out
 
-    def design(self, design, perturber: Perturber) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def design(self, design: Design, perturber: Perturber) -> np.ndarray:
+        """Answers (n, C) for every row of a method's design."""
+        if design.binary:
+            return self.masks(design.z, perturber)
         n = len(design.z)
         parts = [
             self(design.images(perturber, s, min(n, s + self.batch_size)))
@@ -152,11 +161,15 @@ class _Evaluator:
         return np.concatenate(parts)
 
     def masks(self, z: np.ndarray, perturber: Perturber) -> np.ndarray:
-        parts = [
-            self(perturber.regions(z[s : s + self.batch_size]))
-            for s in range(0, len(z), self.batch_size)
-        ]
-        return np.concatenate(parts)
+        """Answers (n, C) for binary region masks, evaluating only the ones not seen yet."""
+        keys = [row.tobytes() for row in np.asarray(z, dtype=bool)]
+        todo = [i for i, k in enumerate(keys) if k not in self._seen]
+        for s in range(0, len(todo), self.batch_size):
+            idx = todo[s : s + self.batch_size]
+            for i, row in zip(idx, self(perturber.regions(z[idx])), strict=True):
+                self._seen[keys[i]] = row
+        self.total -= len(z) - len(todo)
+        return np.stack([self._seen[k] for k in keys])
 
 
 def _choose_classes(

@@ -27,6 +27,10 @@ class Design:
 
     z: np.ndarray
 
+    #: Whether row i's image is exactly ``z[i]``'s regions on and the rest off (so its answer can
+    #: be reused for the same mask elsewhere, as in the deletion and insertion curves).
+    binary: bool = True
+
     def images(self, perturber: Perturber, start: int, stop: int) -> np.ndarray:
         """uint8 images (stop-start, h, w, 3) for rows ``[start, stop)``."""
         return perturber.regions(self.z[start:stop])

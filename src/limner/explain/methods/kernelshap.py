@@ -18,6 +18,8 @@ import numpy as np
 from limner.explain.methods.base import Design, Estimate, Explainer, weighted_r2
 from limner.explain.perturb import Perturber
 
+#: How the sizes of sampled coalitions are drawn: "kernel" or "uniform" (leverage-style).
+SIZE_SAMPLING = "kernel"
 #: Largest region count for which exact enumeration is considered.
 MAX_EXACT_REGIONS = 14
 
@@ -116,26 +118,31 @@ def _sample_coalitions(
                 rows.append(1.0 - row)
                 weights.append(w)
     if n_full < n_sizes and left >= 2:
-        rest = size_w[n_full:].copy()
-        rest[: max(n_paired - n_full, 0)] /= 2.0
-        rest /= rest.sum()
+        sizes = np.arange(n_full + 1, n_sizes + 1)
+        kernel_mass = size_w[n_full:]  # mass of each remaining size (pair)
+        rows_per_draw = np.where(sizes <= n_paired, 2.0, 1.0)
+        if SIZE_SAMPLING == "uniform":
+            p_draw = np.ones(len(sizes))
+        else:  # proportional to the kernel: every row gets the same weight
+            p_draw = kernel_mass / rows_per_draw
+        p_draw = p_draw / p_draw.sum()
         counts: dict[bytes, list] = {}
-        drawn = 0
+        draws = 0
         # draw until the budget holds that many distinct coalitions (repeats add weight)
-        while len(counts) < left - 1 and drawn < 40 * left:
-            s = n_full + 1 + int(rng.choice(len(rest), p=rest))
+        while len(counts) < left - 1 and draws < 20 * left:
+            k = int(rng.choice(len(sizes), p=p_draw))
+            size = int(sizes[k])
             row = np.zeros(m, np.float32)
-            row[rng.permutation(m)[:s]] = 1.0
-            for r in (row, 1.0 - row) if s <= n_paired else (row,):
+            row[rng.permutation(m)[:size]] = 1.0
+            for r in (row, 1.0 - row) if size <= n_paired else (row,):
                 key = r.tobytes()
                 if key in counts:
                     counts[key][1] += 1.0
                 else:
-                    counts[key] = [r, 1.0]
-                drawn += 1
-        weight_left = float(size_w[n_full:].sum())
-        total = sum(c[1] for c in counts.values())
-        for r, c in counts.values():
+                    counts[key] = [r, 1.0, k]
+            draws += 1
+        # importance weights: kernel mass over the chance of drawing the row
+        for r, c, k in counts.values():
             rows.append(r)
-            weights.append(c * weight_left / total)
+            weights.append(c * kernel_mass[k] / (p_draw[k] * rows_per_draw[k] * draws))
     return np.asarray(rows, np.float32).reshape(-1, m), np.asarray(weights, np.float64)

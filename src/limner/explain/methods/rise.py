@@ -20,6 +20,7 @@ class _RiseDesign(Design):
     grids: np.ndarray | None = None  # (n, s+1, s+1) 0/1 cells
     shifts: np.ndarray | None = None  # (n, 2) pixel offsets (dy, dx)
     cell: tuple[int, int] = (1, 1)
+    binary: bool = False
 
     def images(self, perturber: Perturber, start: int, stop: int) -> np.ndarray:
         """Image/baseline blends under the soft masks of rows ``[start, stop)``."""
