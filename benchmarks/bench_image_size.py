@@ -41,22 +41,43 @@ def main() -> None:
                 out = Path(tmp) / "out"
                 t = time.perf_counter()
                 proc = subprocess.run(
-                    [sys.executable, "-m", "limner.cli.main", "explain", str(path), "--json",
-                     "--method", args.method, "--out", str(out)],
-                    capture_output=True, text=True, check=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "limner.cli.main",
+                        "explain",
+                        str(path),
+                        "--json",
+                        "--method",
+                        args.method,
+                        "--out",
+                        str(out),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 walls.append(time.perf_counter() - t)
                 result = json.loads(proc.stdout)["results"][0]
                 engine.append(result["seconds"])
             pane = Image.open(result["explanations"][0]["images"]["positive"])
-            rows.append((f"{w}×{h}", path.stat().st_size, statistics.median(walls),
-                         statistics.median(engine), pane.size))
+            rows.append(
+                (
+                    f"{w}×{h}",
+                    path.stat().st_size,
+                    statistics.median(walls),
+                    statistics.median(engine),
+                    pane.size,
+                )
+            )
     base = rows[0][2]
     print(f"| image | file | wall s (median of {args.repeats}) | engine s | × 224² wall | panes |")
     print("|---|---|---|---|---|---|")
     for name, size, wall, eng, pane in rows:
-        print(f"| {name} | {size / 1e6:.2f} MB | {wall:.2f} | {eng:.2f} | {wall / base:.2f} | "
-              f"{pane[0]}×{pane[1]} |")
+        print(
+            f"| {name} | {size / 1e6:.2f} MB | {wall:.2f} | {eng:.2f} | {wall / base:.2f} | "
+            f"{pane[0]}×{pane[1]} |"
+        )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ import numpy as np
 from limner.explain.methods.base import Design, Estimate, Explainer, weighted_r2
 from limner.explain.perturb import Perturber
 
-#: How the sizes of sampled coalitions are drawn: "kernel" or "uniform" (leverage-style).
-SIZE_SAMPLING = "kernel"
 #: Largest region count for which exact enumeration is considered.
 MAX_EXACT_REGIONS = 14
 
@@ -121,10 +119,8 @@ def _sample_coalitions(
         sizes = np.arange(n_full + 1, n_sizes + 1)
         kernel_mass = size_w[n_full:]  # mass of each remaining size (pair)
         rows_per_draw = np.where(sizes <= n_paired, 2.0, 1.0)
-        if SIZE_SAMPLING == "uniform":
-            p_draw = np.ones(len(sizes))
-        else:  # proportional to the kernel: every row gets the same weight
-            p_draw = kernel_mass / rows_per_draw
+        # proportional to the kernel, so that every drawn row carries the same weight
+        p_draw = kernel_mass / rows_per_draw
         p_draw = p_draw / p_draw.sum()
         counts: dict[bytes, list] = {}
         draws = 0
