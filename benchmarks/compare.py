@@ -3,8 +3,8 @@
 Every method explains the same 224×224 photos with the same efficientnet-lite0 (ONNX Runtime on
 the CPU), the same SLIC regions and the same baseline (each region's mean colour). For each it
 measures wall seconds per explanation, model evaluations, the deletion and insertion AUC of
-its region ranking under one protocol (averaged over both seeds) (limner's curves, same baseline), and seed stability (Spearman
-rank correlation of the region weights from seeds 0 and 1).
+its region ranking under one protocol (limner's curves, same baseline; averaged over both
+seeds), and seed stability (Spearman rank correlation of the region weights from seeds 0 and 1).
 
     .venv/bin/python benchmarks/compare.py [--photos 7] [--out docs/benchmarks.md]
 """
