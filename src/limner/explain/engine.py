@@ -64,7 +64,8 @@ def explain(
         top_k: how many of the most probable classes to explain when ``classes`` is not given.
         seed: seed of the sampling; the same seed gives the same result.
         batch_size: images per model call (default: the model's preferred size).
-        predict: replaces ``model.predict`` (a shared batcher, say); same signature.
+        predict: replaces ``model.predict_tensor`` (a shared batcher, say): model-ready tensors
+            (``model.preprocess`` of the perturbed images) in, probabilities out.
         progress: called as ``progress(done, total)`` after each batch.
         max_pixels: refuse larger images before decoding them.
 
@@ -78,12 +79,18 @@ def explain(
     regions = region_map(rgb, segmentation, segments or DEFAULT_SEGMENTS)
     m = regions.count
     width, height = model.input_size
-    perturber = Perturber(resize(rgb, width, height), regions.at_size(width, height), baseline, m)
+    perturber = Perturber(
+        resize(rgb, width, height),
+        regions.at_size(width, height),
+        baseline,
+        m,
+        prepare=model.preprocess,
+    )
     design = explainer.design(perturber, np.random.default_rng(seed))
     n = len(design.z)
 
     evaluate = _Evaluator(
-        predict or model.predict, batch_size or model.preferred_batch_size, progress
+        predict or model.predict_tensor, batch_size or model.preferred_batch_size, progress
     )
     full = evaluate.masks(np.ones((1, m), np.float32), perturber)[0]
     chosen = _choose_classes(model, full, classes, top_k)
@@ -142,9 +149,9 @@ class _Evaluator:
         self.total = 0
         self._seen: dict[bytes, np.ndarray] = {}
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        out = np.asarray(self.predict(images), dtype=np.float32)
-        self.done += len(images)
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.predict(inputs), dtype=np.float32)
+        self.done += len(inputs)
         if self.progress is not None:
             self.progress(self.done, max(self.total, self.done))
         return out

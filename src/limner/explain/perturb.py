@@ -6,6 +6,8 @@ on the size of the original photo.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image, ImageFilter
 
@@ -39,25 +41,48 @@ def baseline_image(image: np.ndarray, labels: np.ndarray, kind: str) -> np.ndarr
 
 
 class Perturber:
-    """Builds perturbed copies of one image at model resolution."""
+    """Builds perturbed copies of one image at model resolution.
+
+    With ``prepare`` (a model's ``preprocess``), the copies are built directly as model-ready
+    tensors from a prepared image and baseline: one pass per batch instead of building uint8
+    images and preprocessing them. Without it they are uint8 RGB images.
+    """
 
     def __init__(
-        self, image: np.ndarray, labels: np.ndarray, baseline: str, count: int | None = None
+        self,
+        image: np.ndarray,
+        labels: np.ndarray,
+        baseline: str,
+        count: int | None = None,
+        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.image = image  # (h, w, 3) uint8 at model size
         self.labels = labels  # (h, w) int32 at model size
         self.base = baseline_image(image, labels, baseline)
         # regions too small to survive the resize still count (they simply have no effect)
         self.count = count if count is not None else int(labels.max()) + 1
+        if prepare is None:
+            self._img, self._base, self._axis = image[None], self.base[None], -1
+        else:
+            self._img, self._base = prepare(image[None]), prepare(self.base[None])
+            # the channel axis is the one whose length differs from the image's layout
+            hw = labels.shape
+            self._axis = 1 if self._img.shape[2:4] == hw else -1
+
+    def _mask(self, keep: np.ndarray) -> np.ndarray:
+        return keep[:, None] if self._axis == 1 else keep[..., None]
 
     def regions(self, z: np.ndarray) -> np.ndarray:
-        """Images for binary region masks ``z`` (n, M): 1 keeps a region, 0 switches it off."""
+        """Inputs for binary region masks ``z`` (n, M): 1 keeps a region, 0 switches it off."""
         keep = np.asarray(z, dtype=bool)[:, self.labels]  # (n, h, w)
-        return np.where(keep[..., None], self.image[None], self.base[None])
+        return np.where(self._mask(keep), self._img, self._base)
 
     def soft(self, masks: np.ndarray) -> np.ndarray:
-        """Images for soft pixel masks (n, h, w) in [0, 1]: a blend of image and baseline."""
-        a = masks[..., None].astype(np.float32)
-        img = self.image.astype(np.float32)
-        base = self.base.astype(np.float32)
-        return np.clip(base + a * (img - base) + 0.5, 0, 255).astype(np.uint8)
+        """Inputs for soft pixel masks (n, h, w) in [0, 1]: a blend of image and baseline."""
+        a = self._mask(masks.astype(np.float32))
+        img = self._img.astype(np.float32)
+        base = self._base.astype(np.float32)
+        out = base + a * (img - base)
+        if np.issubdtype(self._img.dtype, np.integer):
+            out = np.clip(out + 0.5, 0, np.iinfo(self._img.dtype).max)
+        return out.astype(self._img.dtype)

@@ -33,7 +33,7 @@ class Batcher:
         self._thread.start()
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities for ``images`` (same contract as ``Model.predict``), sharing batches."""
+        """The wrapped predict function's answer for ``images``, in batches shared with others."""
         images = np.asarray(images)
         if images.shape[0] == 0:
             return self._predict(images)

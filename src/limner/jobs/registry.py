@@ -46,7 +46,8 @@ class ModelRegistry:
                     return self._models[key]
             model = load()
             loaded = LoadedModel(
-                model, Batcher(model.predict, max_batch=model.preferred_batch_size, name=key)
+                model,
+                Batcher(model.predict_tensor, max_batch=model.preferred_batch_size, name=key),
             )
             with self._lock:
                 self._models[key] = loaded

@@ -48,6 +48,10 @@ class Model(ABC):
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, C)`` float32 for uint8 images ``(N, H, W, 3)`` at the model size."""
+        return self.predict_tensor(self.preprocess(images))
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """The model-ready tensor for uint8 images ``(N, H, W, 3)`` at the model size."""
         images = np.asarray(images)
         w, h = self.input_size
         if images.ndim != 4 or images.shape[1:] != (h, w, 3) or images.dtype != np.uint8:
@@ -55,10 +59,17 @@ class Model(ABC):
                 f"{self.name}: expected uint8 images of shape (N, {h}, {w}, 3), "
                 f"got {images.dtype} {tuple(images.shape)}"
             )
-        if images.shape[0] == 0:
+        return self.metadata.input.preprocess(images)
+
+    def predict_tensor(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, C)`` float32 for a tensor made by :meth:`preprocess`.
+
+        The explanation engine perturbs in this space (the preprocessing is per pixel, so mixing
+        image and baseline after it is exact) and batchers share batches of it.
+        """
+        if x.shape[0] == 0:
             return np.zeros((0, self.num_classes), dtype=np.float32)
-        raw = self._forward(self.metadata.input.preprocess(images))
-        return self._to_probabilities(np.asarray(raw, dtype=np.float32))
+        return self._to_probabilities(np.asarray(self._forward(x), dtype=np.float32))
 
     def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
         """Probabilities for RGB uint8 images of any size (each resized to the model's size)."""

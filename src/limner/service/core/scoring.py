@@ -70,7 +70,7 @@ def score(
     loaded = state.models.for_deployment(dep)
     w, h = loaded.model.input_size
     batch = np.stack([resize(item.pixels, w, h) for item in items])
-    probs = loaded.batcher.predict(batch)
+    probs = loaded.batcher.predict(loaded.model.preprocess(batch))
     state.metrics.scored.labels(dep.name).inc(len(items))
     ids: list[str | None] = [None] * len(items)
     if log:
