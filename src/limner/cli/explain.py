@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from limner.cli.common import console, progress_bar
+
+if TYPE_CHECKING:
+    from limner.explain import Explanation
 
 DEFAULT_OUT = "limner-explanations"
 
@@ -79,7 +83,7 @@ def explain_command(
             )
             folder = out / _slug(path.stem)
             exp.save(folder)
-            result = exp.to_dict(lambda ci, kind, e=exp, f=folder: str(f / e.file_name(ci, kind)))
+            result = exp.to_dict(_file_refs(exp, folder))
             results.append(result)
             for ce in result["explanations"]:
                 top = ", ".join(f"{r['id']}: {r['share']:.0f}%" for r in ce["regions"][:3])
@@ -95,6 +99,11 @@ def explain_command(
     else:
         console.print(table)
         console.print(f"panes written under {out}/")
+
+
+def _file_refs(exp: Explanation, folder: Path) -> Callable[[int, str], str]:
+    """Image references of the CLI: the paths of the PNG files written by ``save``."""
+    return lambda class_index, kind: str(folder / exp.file_name(class_index, kind))
 
 
 def _slug(text: str) -> str:

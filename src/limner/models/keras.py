@@ -17,7 +17,7 @@ import numpy as np
 
 from limner.errors import InvalidInputError, ModelError
 from limner.models.base import Model
-from limner.models.metadata import METADATA_FILE, InputSpec, ModelMetadata
+from limner.models.metadata import METADATA_FILE, InputSpec, ModelMetadata, OutputKind
 
 
 def _import_keras() -> Any:
@@ -79,7 +79,7 @@ def derive_metadata(model: Any, name: str, artifact: str = "model.keras") -> Mod
         )
     outputs = int(np.prod([d for d in model.outputs[0].shape[1:] if d]))
     activation = _last_activation(model)
-    kind = "probabilities" if activation in ("softmax", "sigmoid") else "logits"
+    kind: OutputKind = "probabilities" if activation in ("softmax", "sigmoid") else "logits"
     n_classes = 2 if outputs == 1 else outputs
     return ModelMetadata(
         labels=[f"class_{i}" for i in range(n_classes)],

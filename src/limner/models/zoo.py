@@ -99,7 +99,7 @@ def efficientnet_lite0_onnx() -> Path:
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module,
-                torch.zeros(1, 3, 224, 224),
+                (torch.zeros(1, 3, 224, 224),),
                 tmp,
                 input_names=["input"],
                 output_names=["logits"],
