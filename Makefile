@@ -43,6 +43,7 @@ browser:  ## install Chromium for the dashboard tests (apt, as root, only when m
 
 test: dev browser  ## the whole test suite
 	$(BIN)/ruff check src tests
+	$(BIN)/mypy src/limner
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.bench-installed  ## limner against lime, captum and shap; rewrites docs/benchmarks.md tables
@@ -52,6 +53,7 @@ bench: $(VENV)/.bench-installed  ## limner against lime, captum and shap; rewrit
 lint: dev
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy src/limner
 
 clean:
 	rm -rf $(VENV) .pytest_cache limner-demo
