@@ -97,10 +97,16 @@ class Explanation:
         """The transaction's image as it was scored."""
         return self._core.request("GET", f"/v1/transactions/{self.scoring_id}/image").content
 
-    def show(self, class_index: int | None = None) -> Any:
+    def show(
+        self, class_index: int | None = None, *, figsize: tuple[float, float] = (12, 4.4)
+    ) -> Any:
         """Plot the original, positive and negative panes side by side (matplotlib); return the
-        figure, which a notebook displays."""
-        import matplotlib.pyplot as plt
+        figure.
+
+        In a notebook the figure is not registered with pyplot, so it shows exactly once: as
+        the cell's value, or through ``display(exp.show(...))`` (in a loop). Elsewhere
+        ``plt.show()`` opens it.
+        """
         from PIL import Image
 
         result = self._finished()
@@ -111,14 +117,23 @@ class Explanation:
             (f"{entry['label']}: positive", self.image("positive", ci)),
             ("negative", self.image("negative", ci)),
         ]
-        fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+        notebook = _in_notebook()
+        if notebook:
+            from matplotlib.figure import Figure
+
+            fig = Figure(figsize=figsize)
+            axes = fig.subplots(1, 3)
+        else:
+            import matplotlib.pyplot as plt
+
+            fig, axes = plt.subplots(1, 3, figsize=figsize)
         for ax, (title, png) in zip(axes, panes, strict=True):
             ax.imshow(Image.open(io.BytesIO(png)).convert("RGB"))
             ax.set_title(title)
             ax.axis("off")
         fig.suptitle(f"{entry['label']} ({entry['probability']:.1%}), {result['method']}")
         fig.tight_layout()
-        if not _in_notebook():
+        if not notebook:
             plt.show()
         return fig
 
