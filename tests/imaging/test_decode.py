@@ -112,3 +112,15 @@ def test_paths_and_arrays(tmp_path, rgb):
     assert decode_image(np.ones((5, 6, 3), np.float32)).max() == 255
     with pytest.raises(InvalidInputError):
         decode_image(np.zeros((5, 6, 7), np.uint8))
+
+
+@pytest.mark.parametrize("size", [(40, 30), (1500, 800)])
+def test_encoded_panes_decode_to_the_same_pixels(size):
+    from limner.imaging import encode_png
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3)).astype(np.uint8)
+    arr[:, : size[0] // 2] = (10, 200, 30)  # flat areas as well as noise
+    data = encode_png(arr)
+    assert data.startswith(b"\x89PNG")
+    assert np.array_equal(decode_image(data), arr)
