@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import select
 
 from limner.errors import AuthenticationError, NotFoundError
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, space_for_key
+from limner.store.lookup import Owned, find_in_space
 from limner.store.tables import Deployment, Explanation, Subscription, Transaction
 
 
@@ -44,54 +44,31 @@ SpaceDep = Annotated[SpaceRef, Depends(current_space)]
 
 def load_deployment(deployment_id: str, space: SpaceDep, state: StateDep) -> Deployment:
     """The deployment ``deployment_id`` of the caller's space."""
-    with state.db.session() as s:
-        dep = s.scalar(
-            select(Deployment).where(
-                Deployment.id == deployment_id, Deployment.space_id == space.id
-            )
-        )
-    if dep is None:
-        raise NotFoundError(f"no deployment {deployment_id!r}")
-    return dep
+    return _in_space(state, Deployment, deployment_id, space, "deployment")
 
 
 def load_subscription(subscription_id: str, space: SpaceDep, state: StateDep) -> Subscription:
     """The subscription ``subscription_id`` of the caller's space."""
-    with state.db.session() as s:
-        sub = s.scalar(
-            select(Subscription).where(
-                Subscription.id == subscription_id, Subscription.space_id == space.id
-            )
-        )
-    if sub is None:
-        raise NotFoundError(f"no subscription {subscription_id!r}")
-    return sub
+    return _in_space(state, Subscription, subscription_id, space, "subscription")
 
 
 def load_transaction(scoring_id: str, space: SpaceDep, state: StateDep) -> Transaction:
     """The transaction ``scoring_id`` of the caller's space."""
-    with state.db.session() as s:
-        tx = s.scalar(
-            select(Transaction).where(
-                Transaction.id == scoring_id, Transaction.space_id == space.id
-            )
-        )
-    if tx is None:
-        raise NotFoundError(f"no transaction {scoring_id!r}")
-    return tx
+    return _in_space(state, Transaction, scoring_id, space, "transaction")
 
 
 def load_explanation(explanation_id: str, space: SpaceDep, state: StateDep) -> Explanation:
     """The explanation ``explanation_id`` of the caller's space."""
-    with state.db.session() as s:
-        exp = s.scalar(
-            select(Explanation).where(
-                Explanation.id == explanation_id, Explanation.space_id == space.id
-            )
-        )
-    if exp is None:
-        raise NotFoundError(f"no explanation {explanation_id!r}")
-    return exp
+    return _in_space(state, Explanation, explanation_id, space, "explanation")
+
+
+def _in_space(
+    state: ServiceState, table: type[Owned], row_id: str, space: SpaceRef, what: str
+) -> Owned:
+    row = find_in_space(state.db, table, row_id, space.id)
+    if row is None:
+        raise NotFoundError(f"no {what} {row_id!r}")
+    return row
 
 
 DeploymentDep = Annotated[Deployment, Depends(load_deployment)]

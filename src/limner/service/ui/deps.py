@@ -14,10 +14,10 @@ from urllib.parse import quote
 
 from fastapi import Depends, Form, Request
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from limner.service.deps import StateDep
 from limner.service.ui.sessions import SESSION_COOKIE, UiAuth, UiSession, load_secret
+from limner.store.lookup import Owned, find_in_space
 from limner.store.tables import Explanation, Subscription, Transaction
 
 HERE = Path(__file__).parent
@@ -142,38 +142,23 @@ templates.env.filters["when"] = when
 
 def find_subscription(state: StateDep, session: UiSession, subscription_id: str) -> Subscription:
     """The session's subscription ``subscription_id`` (404 page otherwise)."""
-    with state.db.session() as s:
-        sub = s.scalar(
-            select(Subscription).where(
-                Subscription.id == subscription_id, Subscription.space_id == session.space.id
-            )
-        )
-    if sub is None:
-        raise PageNotFound(f"There is no subscription {subscription_id!r} in this space.")
-    return sub
+    return _in_space(state, session, Subscription, subscription_id, "subscription")
 
 
 def find_transaction(state: StateDep, session: UiSession, scoring_id: str) -> Transaction:
     """The session's transaction ``scoring_id`` (404 page otherwise)."""
-    with state.db.session() as s:
-        tx = s.scalar(
-            select(Transaction).where(
-                Transaction.id == scoring_id, Transaction.space_id == session.space.id
-            )
-        )
-    if tx is None:
-        raise PageNotFound(f"There is no transaction {scoring_id!r} in this space.")
-    return tx
+    return _in_space(state, session, Transaction, scoring_id, "transaction")
 
 
 def find_explanation(state: StateDep, session: UiSession, explanation_id: str) -> Explanation:
     """The session's explanation ``explanation_id`` (404 page otherwise)."""
-    with state.db.session() as s:
-        exp = s.scalar(
-            select(Explanation).where(
-                Explanation.id == explanation_id, Explanation.space_id == session.space.id
-            )
-        )
-    if exp is None:
-        raise PageNotFound(f"There is no explanation {explanation_id!r} in this space.")
-    return exp
+    return _in_space(state, session, Explanation, explanation_id, "explanation")
+
+
+def _in_space(
+    state: StateDep, session: UiSession, table: type[Owned], row_id: str, what: str
+) -> Owned:
+    row = find_in_space(state.db, table, row_id, session.space.id)
+    if row is None:
+        raise PageNotFound(f"There is no {what} {row_id!r} in this space.")
+    return row
