@@ -6,6 +6,9 @@ them; tests and embedded servers build :class:`Settings` directly.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -32,8 +35,32 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=40_000_000, ge=1)
     #: Explanation jobs that run at once.
     workers: int = Field(default=4, ge=1, le=64)
-    #: Where explanation jobs run: ``thread`` (an in-process pool).
-    executor: Literal["thread"] = "thread"
+    #: Where explanation jobs run: ``thread`` (an in-process pool) or ``ray`` (actors on a Ray
+    #: cluster; extra ``limner[ray]``).
+    executor: Literal["thread", "ray"] = "thread"
+    #: Ray cluster to join with ``executor=ray`` (``host:port`` of the head); empty starts a
+    #: local Ray instance inside this process.
+    ray_address: str = ""
+    #: Ray namespace of limner's actors.
+    ray_namespace: str = "limner"
+    #: Ray actors (model workers) started by this replica.
+    ray_actors: int = Field(default=2, ge=1, le=1024)
+    #: CPUs each Ray actor reserves (fractions allowed).
+    ray_actor_cpus: float = Field(default=1.0, ge=0)
+    #: GPUs each Ray actor reserves; unset: one when the cluster has GPUs, none otherwise.
+    ray_num_gpus: float | None = Field(default=None, ge=0)
+    #: Times a dead Ray actor is restarted and its interrupted calls retried.
+    ray_max_restarts: int = Field(default=3, ge=0)
+    #: Blob store shared by every replica: a folder, or an fsspec URL (``s3://bucket/limner``);
+    #: empty means ``data_dir/blobs``.
+    blob_url: str = ""
+    #: Name of this replica in job leases; empty: ``local`` on SQLite (one process per database),
+    #: a unique name per process otherwise.
+    replica_id: str = ""
+    #: Seconds a claimed job stays leased without a renewal before another replica takes it.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    #: Seconds between looks for queued jobs and jobs whose lease expired.
+    poll_seconds: float = Field(default=2.0, gt=0)
     #: Device for models served here: ``auto``, ``cpu`` or ``cuda``.
     device: str = "auto"
     #: Models kept loaded at once (least recently used ones are unloaded).
@@ -44,6 +71,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'limner.db').resolve()}"
+
+    def resolved_replica_id(self) -> str:
+        """This replica's name in job leases (see :attr:`replica_id`)."""
+        if self.replica_id:
+            return self.replica_id
+        if self.resolved_database_url().startswith("sqlite"):
+            return "local"
+        return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+    def resolved_blob_url(self) -> str:
+        """The blob store's folder or URL, defaulting to ``blobs`` in the data directory."""
+        return self.blob_url or str(self.data_dir / "blobs")
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,9 @@
 """Where explanation jobs run.
 
-Routes and the job runner only see :class:`Executor`; the in-process thread pool is the default,
-and an executor for a cluster (Ray, say) implements the same two methods.
+Routes and the job runner only see :class:`Executor`; the in-process thread pool is the default.
+An executor for a cluster (:mod:`limner.jobs.ray_executor`) implements the same two methods and
+:class:`RemoteJobs` as well: the runner then keeps the claim, lease and outcome of a job in this
+process and hands the model work to the cluster.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from limner.settings import Settings
 
 log = logging.getLogger("limner.jobs")
 
@@ -23,6 +28,18 @@ class Executor(Protocol):
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking jobs; with ``wait``, finish the running ones first."""
+        ...
+
+
+@runtime_checkable
+class RemoteJobs(Protocol):
+    """Runs the model work of a claimed job elsewhere (a Ray actor) and returns its outcome."""
+
+    def explain(self, job_id: str, attempt: int) -> tuple[dict[str, Any], dict[str, str]]:
+        """The RESULT and pane blobs of job ``job_id`` under claim ``attempt``; blocks.
+
+        Raises :class:`~limner.errors.LimnerError` when the job cannot be explained.
+        """
         ...
 
 
@@ -49,8 +66,14 @@ def _logged(fn: Callable[[str], None], job_id: str) -> None:
         log.exception("job %s crashed", job_id)
 
 
-def make_executor(kind: str, workers: int) -> Executor:
-    """The executor named ``kind`` (``thread``)."""
+def make_executor(kind: str, workers: int, settings: Settings | None = None) -> Executor:
+    """The executor named ``kind``: ``thread``, or ``ray`` (needs ``settings`` and Ray)."""
     if kind == "thread":
         return ThreadExecutor(workers)
-    raise ValueError(f"unknown executor {kind!r}; use 'thread'")
+    if kind == "ray":
+        if settings is None:
+            raise ValueError("the ray executor needs the service settings")
+        from limner.jobs.ray_executor import RayExecutor
+
+        return RayExecutor(settings)
+    raise ValueError(f"unknown executor {kind!r}; use 'thread' or 'ray'")

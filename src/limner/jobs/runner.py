@@ -1,7 +1,10 @@
 """Explanation jobs: queued → running (with progress) → finished | failed.
 
-Every state change is written to the store first, so a restart loses nothing: jobs left queued
-or running are queued again by :meth:`JobRunner.resume`.
+Every state change is written to the store first, so a restart loses nothing. Several replicas
+may share one store: a replica claims a job atomically (one conditional ``UPDATE``), holds it
+under a lease that it renews while the job runs, and writes progress and the outcome only while
+its claim still stands (the attempt number is the fencing token). A job whose lease expired, or
+that was left queued, is taken by whichever replica looks first (:meth:`JobRunner.poll`).
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from limner.errors import LimnerError, NotFoundError
 from limner.imaging import decode_image
-from limner.jobs.executor import Executor
+from limner.jobs.executor import Executor, RemoteJobs
 from limner.jobs.models import ModelProvider
 from limner.store import BlobStore, Database
 from limner.store.tables import Deployment, Explanation, Subscription, Transaction, utcnow
@@ -25,10 +29,14 @@ log = logging.getLogger("limner.jobs")
 
 QUEUED, RUNNING, FINISHED, FAILED = "queued", "running", "finished", "failed"
 PANE_KINDS = ("positive", "negative", "heatmap")
-#: A job that was running when the server stopped this many times is given up.
+#: A job that was running when its replica stopped this many times is given up.
 MAX_ATTEMPTS = 3
 #: Seconds between progress writes of one job.
 PROGRESS_INTERVAL = 0.5
+#: Most jobs taken in by one look at the store.
+POLL_LIMIT = 1000
+
+JobOutcome = tuple[dict[str, Any], dict[str, str]]
 
 
 def pane_path(explanation_id: str, class_index: int, kind: str) -> str:
@@ -37,91 +45,224 @@ def pane_path(explanation_id: str, class_index: int, kind: str) -> str:
 
 
 class JobRunner:
-    """Queues explanation jobs on an executor and runs them against the store."""
+    """Queues explanation jobs on an executor and runs them against the store.
+
+    ``replica_id`` names this process in job leases; ``lease_seconds`` is how long a claim holds
+    without renewal; every ``poll_seconds`` the runner renews its leases and takes in jobs left
+    queued or orphaned (by a replica that stopped). When the executor also implements
+    :class:`~limner.jobs.executor.RemoteJobs`, the model work runs there (a Ray actor) while
+    this runner keeps the claim, the lease and the outcome.
+    """
 
     def __init__(
         self,
         db: Database,
         blobs: BlobStore,
-        models: ModelProvider,
-        executor: Executor,
+        models: ModelProvider | None,
+        executor: Executor | None,
         *,
         max_pixels: int,
         on_done: Callable[[str, float], None] | None = None,
+        replica_id: str = "local",
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 2.0,
     ) -> None:
         self.db = db
         self.blobs = blobs
         self.models = models
         self.executor = executor
         self.max_pixels = max_pixels
+        self.replica_id = replica_id
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
         self._on_done = on_done
+        self._remote = executor if isinstance(executor, RemoteJobs) else None
         self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()  # handed to the executor, not yet returned
+        self._active: set[str] = set()  # claimed by this process and running
+        self._keeper: threading.Thread | None = None
 
     def enqueue(self, explanation_id: str) -> None:
-        """Run the (already stored, queued) job soon."""
+        """Run the (already stored, queued) job soon, unless this process already has it."""
+        if self.executor is None or self._closed.is_set():
+            return
+        with self._lock:
+            if explanation_id in self._pending:
+                return
+            self._pending.add(explanation_id)
         self.executor.submit(self.run, explanation_id)
 
     def resume(self) -> int:
-        """Queue again every job left queued or running by a previous process; return how many."""
+        """Take in the jobs left queued or orphaned, keep doing so in the background.
+
+        Returns how many jobs were queued here now. A job left running by an earlier process
+        of this replica is taken back at once; one of another replica once its lease expired.
+        """
+        n = self.poll()
+        if self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep, name="limner-leases", daemon=True)
+            self._keeper.start()
+        return n
+
+    def poll(self) -> int:
+        """Queue here every claimable job (queued, or orphaned); return how many."""
         with self.db.session() as s:
-            s.execute(
-                update(Explanation).where(Explanation.status == RUNNING).values(status=QUEUED)
-            )
             ids = list(
                 s.scalars(
                     select(Explanation.id)
-                    .where(Explanation.status == QUEUED)
+                    .where(self._claimable())
                     .order_by(Explanation.created_at)
+                    .limit(POLL_LIMIT)
                 )
             )
-        for job_id in ids:
+        with self._lock:
+            fresh = [i for i in ids if i not in self._pending and i not in self._active]
+        for job_id in fresh:
             self.enqueue(job_id)
-        return len(ids)
+        return len(fresh)
+
+    def renew_leases(self) -> None:
+        """Extend the lease of every job this process runs."""
+        with self._lock:
+            active = list(self._active)
+        if not active:
+            return
+        with self.db.session() as s:
+            s.execute(
+                update(Explanation)
+                .where(
+                    Explanation.id.in_(active),
+                    Explanation.status == RUNNING,
+                    Explanation.owner == self.replica_id,
+                )
+                .values(lease_until=self._lease_end())
+                .execution_options(synchronize_session=False)
+            )
+
+    def _keep(self) -> None:
+        tick = min(self.poll_seconds, self.lease_seconds / 3)
+        last_poll = time.monotonic()
+        while not self._closed.wait(tick):
+            try:
+                self.renew_leases()
+                if time.monotonic() - last_poll >= self.poll_seconds:
+                    last_poll = time.monotonic()
+                    self.poll()
+            except Exception:  # the database may be briefly away; try again next tick
+                log.warning("renewing leases or polling for jobs failed", exc_info=True)
 
     def close(self) -> None:
-        """Stop taking jobs; running ones are abandoned and resumed after a restart."""
+        """Stop taking jobs; running ones are abandoned and taken up again later."""
         self._closed.set()
-        self.executor.shutdown(wait=False)
+        if self._keeper is not None:
+            self._keeper.join(timeout=10)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)
 
     def run(self, job_id: str) -> None:
-        """Run one job to its end, recording the outcome."""
-        if self._closed.is_set() or not self._claim(job_id):
+        """Claim one job and run it to its end, recording the outcome."""
+        with self._lock:
+            if job_id in self._active:
+                self._pending.discard(job_id)
+                return
+            self._active.add(job_id)
+        try:
+            self._run_claimed(job_id)
+        finally:
+            with self._lock:
+                self._active.discard(job_id)
+                self._pending.discard(job_id)
+
+    def _run_claimed(self, job_id: str) -> None:
+        if self._closed.is_set():
+            return
+        attempt = self._claim(job_id)
+        if attempt is None:
             return
         started = time.perf_counter()
         try:
-            result, panes = self._explain(job_id)
+            if self._remote is not None:
+                result, panes = self._remote.explain(job_id, attempt)
+            else:
+                result, panes = self.compute(job_id, attempt)
         except LimnerError as exc:
-            self._finish(job_id, FAILED, error=exc.message)
+            recorded = self._finish(job_id, attempt, FAILED, error=exc.message)
         except Exception as exc:
+            if self._closed.is_set():
+                return  # stopping: the job is taken up again once the lease expires
             log.exception("explanation %s failed", job_id)
-            self._finish(job_id, FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            recorded = self._finish(job_id, attempt, FAILED, error=error)
         else:
-            self._finish(job_id, FINISHED, result=result, panes=panes)
-        if self._on_done is not None:
+            recorded = self._finish(job_id, attempt, FINISHED, result=result, panes=panes)
+        if recorded and self._on_done is not None:
             self._on_done(job_id, time.perf_counter() - started)
 
-    def _claim(self, job_id: str) -> bool:
+    def _lease_end(self):  # type: ignore[no-untyped-def]
+        return utcnow() + timedelta(seconds=self.lease_seconds)
+
+    def _claimable(self) -> ColumnElement[bool]:
+        """Queued, or running under a lease that expired or that this replica holds."""
+        return or_(
+            Explanation.status == QUEUED,
+            and_(
+                Explanation.status == RUNNING,
+                or_(
+                    Explanation.lease_until.is_(None),
+                    Explanation.lease_until < utcnow(),
+                    Explanation.owner == self.replica_id,
+                ),
+            ),
+        )
+
+    def _claim(self, job_id: str) -> int | None:
+        """Take the job (one conditional ``UPDATE``); the attempt number, or None if taken."""
         with self.db.session() as s:
-            job = s.get(Explanation, job_id)
-            if job is None or job.status != QUEUED:
-                return False
-            if job.attempts >= MAX_ATTEMPTS:
-                job.status, job.finished_at = FAILED, utcnow()
-                job.error = f"gave up after {MAX_ATTEMPTS} attempts: the server stopped each time"
-                return False
-            claimed = s.execute(
+            attempt = s.execute(
                 update(Explanation)
-                .where(Explanation.id == job_id, Explanation.status == QUEUED)
+                .where(
+                    Explanation.id == job_id,
+                    Explanation.attempts < MAX_ATTEMPTS,
+                    self._claimable(),
+                )
                 .values(
                     status=RUNNING,
                     attempts=Explanation.attempts + 1,
+                    owner=self.replica_id,
+                    lease_until=self._lease_end(),
                     started_at=utcnow(),
                     progress=0.0,
                 )
+                .returning(Explanation.attempts)
+                .execution_options(synchronize_session=False)
+            ).scalar_one_or_none()
+            if attempt is not None:
+                return int(attempt)
+            s.execute(
+                update(Explanation)
+                .where(
+                    Explanation.id == job_id,
+                    Explanation.attempts >= MAX_ATTEMPTS,
+                    self._claimable(),
+                )
+                .values(
+                    status=FAILED,
+                    finished_at=utcnow(),
+                    owner=None,
+                    lease_until=None,
+                    error=f"gave up after {MAX_ATTEMPTS} attempts: the server stopped each time",
+                )
+                .execution_options(synchronize_session=False)
             )
-            return bool(claimed.rowcount)  # type: ignore[attr-defined]
+            return None
 
-    def _explain(self, job_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+    def compute(self, job_id: str, attempt: int) -> JobOutcome:
+        """Explain the job's transaction: its RESULT and pane blobs (the model work alone).
+
+        Progress is written while ``attempt`` is still the job's current claim. Runs in this
+        process, or in a Ray actor that holds its own runner on the same store.
+        """
         from limner.explain import explain
 
         with self.db.session() as s:
@@ -138,12 +279,14 @@ class JobRunner:
             settings = dict(job.settings)
             image_key = tx.image_blob
         image = decode_image(self.blobs.get(image_key), max_pixels=self.max_pixels)
+        if self.models is None:
+            raise RuntimeError("this runner has no models; it hands model work to its executor")
         loaded = self.models.for_subscription(sub, dep)
         exp = explain(
             image,
             loaded.model,
             predict=loaded.batcher.predict,
-            progress=self._progress_writer(job_id),
+            progress=self._progress_writer(job_id, attempt),
             **settings,
         )
         panes = {
@@ -154,7 +297,7 @@ class JobRunner:
         result = exp.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
         return result, panes
 
-    def _progress_writer(self, job_id: str) -> Callable[[int, int], None]:
+    def _progress_writer(self, job_id: str, attempt: int) -> Callable[[int, int], None]:
         last = [0.0]
 
         def write(done: int, total: int) -> None:
@@ -165,8 +308,13 @@ class JobRunner:
             with self.db.session() as s:
                 s.execute(
                     update(Explanation)
-                    .where(Explanation.id == job_id, Explanation.status == RUNNING)
+                    .where(
+                        Explanation.id == job_id,
+                        Explanation.status == RUNNING,
+                        Explanation.attempts == attempt,
+                    )
                     .values(progress=min(0.99, done / total))
+                    .execution_options(synchronize_session=False)
                 )
 
         return write
@@ -174,19 +322,38 @@ class JobRunner:
     def _finish(
         self,
         job_id: str,
+        attempt: int,
         status: str,
         *,
         error: str | None = None,
         result: dict[str, Any] | None = None,
         panes: dict[str, str] | None = None,
-    ) -> None:
+    ) -> bool:
+        """Record the outcome if ``attempt`` still holds the job; whether it did."""
+        values: dict[str, Any] = {
+            "status": status,
+            "error": error,
+            "result": result,
+            "panes": panes or {},
+            "finished_at": utcnow(),
+            "lease_until": None,
+        }
+        if status == FINISHED:
+            values["progress"] = 1.0
         with self.db.session() as s:
-            job = s.get(Explanation, job_id)
-            if job is None:
-                return
-            job.status = status
-            job.error = error
-            job.result = result
-            job.panes = panes or {}
-            job.progress = 1.0 if status == FINISHED else job.progress
-            job.finished_at = utcnow()
+            done = s.execute(
+                update(Explanation)
+                .where(
+                    Explanation.id == job_id,
+                    Explanation.status == RUNNING,
+                    Explanation.attempts == attempt,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if not done.rowcount:  # type: ignore[attr-defined]
+                log.warning(
+                    "explanation %s: attempt %d lost its claim; outcome dropped", job_id, attempt
+                )
+                return False
+        return True

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from limner.jobs import JobRunner, ModelProvider, ModelRegistry, make_executor
 from limner.service.metrics import Metrics
 from limner.settings import Settings
-from limner.store import Database, LocalBlobStore
+from limner.store import Database, open_blob_store
 from limner.store.blobs import BlobStore
 
 
@@ -28,16 +28,19 @@ class ServiceState:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url())
         db.migrate()
-        blobs = LocalBlobStore(settings.data_dir / "blobs")
+        blobs = open_blob_store(settings.resolved_blob_url())
         models = ModelProvider(ModelRegistry(settings.max_loaded_models), device=settings.device)
         metrics = Metrics()
         runner = JobRunner(
             db,
             blobs,
             models,
-            make_executor(settings.executor, settings.workers),
+            make_executor(settings.executor, settings.workers, settings),
             max_pixels=settings.max_pixels,
             on_done=metrics.explanation_done,
+            replica_id=settings.resolved_replica_id(),
+            lease_seconds=settings.lease_seconds,
+            poll_seconds=settings.poll_seconds,
         )
         runner.resume()
         return cls(settings, db, blobs, models, runner, metrics)

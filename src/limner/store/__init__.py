@@ -1,6 +1,6 @@
 """Persistence: SQLAlchemy tables, sessions and Alembic migrations, and the blob store."""
 
-from limner.store.blobs import BlobStore, LocalBlobStore
+from limner.store.blobs import BlobStore, FsspecBlobStore, LocalBlobStore, open_blob_store
 from limner.store.db import Database, alembic_config, make_engine
 from limner.store.keys import SpaceRef, count_keys, create_key, new_id, space_for_key
 from limner.store.tables import (
@@ -20,6 +20,7 @@ __all__ = [
     "Database",
     "Deployment",
     "Explanation",
+    "FsspecBlobStore",
     "LocalBlobStore",
     "Space",
     "SpaceRef",
@@ -30,5 +31,6 @@ __all__ = [
     "create_key",
     "make_engine",
     "new_id",
+    "open_blob_store",
     "space_for_key",
 ]

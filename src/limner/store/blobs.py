@@ -1,8 +1,9 @@
 """Content-addressed blob storage for images and panes.
 
 :class:`BlobStore` is the interface (put bytes, get them back by their SHA-256); the local
-folder implementation is the default, and a shared store (fsspec, S3) can implement the same
-three methods.
+folder implementation is the default; :class:`FsspecBlobStore` keeps blobs anywhere fsspec
+reaches (``s3://``, ``gs://``, ...) for replicas that share no file system.
+:func:`open_blob_store` picks one from a folder or a URL.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from limner.errors import NotFoundError
 
@@ -76,3 +77,51 @@ class LocalBlobStore:
             return self._path(key).exists()
         except NotFoundError:
             return False
+
+
+class FsspecBlobStore:
+    """Blobs as ``<url>/<2 hex>/<64 hex>`` on any fsspec file system (S3, GCS, ...)."""
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        from fsspec.core import url_to_fs
+
+        self.url = url
+        self._fs, root = url_to_fs(url, **storage_options)
+        self._root = root.rstrip("/")
+
+    def _path(self, key: str) -> str:
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise NotFoundError(f"no blob {key!r}")
+        return f"{self._root}/{key[:2]}/{key}"
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (one object write: whole or absent); return its SHA-256 key."""
+        key = hashlib.sha256(data).hexdigest()
+        path = self._path(key)
+        if not self._fs.exists(path):
+            self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            self._fs.pipe_file(path, data)
+        return key
+
+    def get(self, key: str) -> bytes:
+        """The bytes stored under ``key``."""
+        try:
+            return bytes(self._fs.cat_file(self._path(key)))
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"no blob {key!r}") from exc
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` is stored."""
+        try:
+            return bool(self._fs.exists(self._path(key)))
+        except NotFoundError:
+            return False
+
+
+def open_blob_store(location: str) -> BlobStore:
+    """A blob store at ``location``: a folder (or ``file://`` URL), or any fsspec URL."""
+    if location.startswith("file://"):
+        return LocalBlobStore(location.removeprefix("file://"))
+    if "://" in location:
+        return FsspecBlobStore(location)
+    return LocalBlobStore(location)

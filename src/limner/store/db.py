@@ -52,6 +52,10 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+#: PostgreSQL advisory lock held while migrating ("limner" in ASCII).
+_MIGRATION_LOCK = 0x6C696D6E6572
+
+
 class Database:
     """An engine and its session factory."""
 
@@ -74,6 +78,8 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema to the newest migration (``alembic upgrade head``)."""
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # replicas starting together migrate in turn
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

@@ -108,6 +108,9 @@ class Explanation(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     panes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The replica that claimed the job, and until when its claim holds without a renewal.
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
