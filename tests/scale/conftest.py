@@ -13,15 +13,21 @@ from scale_helpers import PG_ENV, Cluster, postgres_schema, ray_head
 from limner.imaging import encode_png
 from limner.store import Database, create_key
 
-if not os.environ.get(PG_ENV):
-    pytest.skip(f"scale-out tests need PostgreSQL: set {PG_ENV}", allow_module_level=True)
-if importlib.util.find_spec("ray") is None:
-    pytest.skip("scale-out tests need Ray: pip install 'limner[ray]'", allow_module_level=True)
+#: Why the cluster tests cannot run here, or None.
+CLUSTER_SKIP = (
+    f"scale-out tests need PostgreSQL: set {PG_ENV}"
+    if not os.environ.get(PG_ENV)
+    else "scale-out tests need Ray: pip install 'limner[ray]'"
+    if importlib.util.find_spec("ray") is None
+    else None
+)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Ray head, one PostgreSQL schema, one shared data folder, replicas ``r1`` and ``r2``."""
+    if CLUSTER_SKIP:
+        pytest.skip(CLUSTER_SKIP)
     base = os.environ[PG_ENV]
     log_dir = tmp_path_factory.mktemp("logs")
     data_dir = tmp_path_factory.mktemp("shared")
