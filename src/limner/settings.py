@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     #: Where explanation jobs run: ``thread`` (an in-process pool) or ``ray`` (actors on a Ray
     #: cluster; extra ``limner[ray]``).
     executor: Literal["thread", "ray"] = "thread"
-    #: Ray cluster to join with ``executor=ray`` (``host:port`` of the head); empty starts a
-    #: local Ray instance inside this process.
+    #: Ray cluster to join with ``executor=ray`` (``host:port`` of the head); empty: Ray's own
+    #: default (``RAY_ADDRESS``, a cluster started on this machine, else a new local one).
     ray_address: str = ""
     #: Ray namespace of limner's actors.
     ray_namespace: str = "limner"

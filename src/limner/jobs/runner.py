@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
@@ -199,7 +199,7 @@ class JobRunner:
         if recorded and self._on_done is not None:
             self._on_done(job_id, time.perf_counter() - started)
 
-    def _lease_end(self):  # type: ignore[no-untyped-def]
+    def _lease_end(self) -> datetime:
         return utcnow() + timedelta(seconds=self.lease_seconds)
 
     def _claimable(self) -> ColumnElement[bool]:
