@@ -100,7 +100,7 @@ def ray_head(log_dir: Path) -> Iterator[RayHead]:
 
 def _end_session(proc: subprocess.Popen[bytes]) -> None:
     sid = proc.pid
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+    for sig, wait in ((signal.SIGTERM, 4.0), (signal.SIGKILL, 10.0)):
         with suppress(ProcessLookupError):
             os.killpg(sid, sig)
         deadline = time.monotonic() + wait

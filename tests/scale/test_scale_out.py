@@ -22,7 +22,7 @@ from limner.store.tables import Explanation
 #: Explanation settings that keep 50 jobs well under a minute on 2 cores.
 FAST = {"method": "kernelshap", "samples": 32, "segmentation": "grid", "segments": 4}
 #: Slower jobs, so that a kill lands while they run.
-SLOW = {"samples": 384, "segments": 8}
+SLOW = {"samples": 256, "segments": 8}
 
 pytestmark = pytest.mark.timeout(240)
 
