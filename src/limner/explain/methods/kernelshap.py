@@ -26,7 +26,7 @@ class KernelShapExplainer(Explainer):
     """KernelSHAP with ``samples`` model evaluations (the empty and whole image included)."""
 
     name = "kernelshap"
-    default_samples = 384
+    default_samples = 256
 
     def design(self, perturber: Perturber, rng: np.random.Generator) -> Design:
         """Exact enumeration when affordable, else enumerated sizes plus paired samples."""
