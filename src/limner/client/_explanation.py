@@ -103,10 +103,10 @@ class Explanation:
         """Plot the original, positive and negative panes side by side (matplotlib); return the
         figure.
 
-        In a notebook the figure is not registered with pyplot, so it shows exactly once: as
-        the cell's value, or through ``display(exp.show(...))`` (in a loop). Elsewhere
-        ``plt.show()`` opens it.
+        In a notebook the figure shows exactly once: as the cell's value, or through
+        ``display(exp.show(...))`` (in a loop). Elsewhere ``plt.show()`` opens it.
         """
+        import matplotlib.pyplot as plt
         from PIL import Image
 
         result = self._finished()
@@ -117,23 +117,16 @@ class Explanation:
             (f"{entry['label']}: positive", self.image("positive", ci)),
             ("negative", self.image("negative", ci)),
         ]
-        notebook = _in_notebook()
-        if notebook:
-            from matplotlib.figure import Figure
-
-            fig = Figure(figsize=figsize)
-            axes = fig.subplots(1, 3)
-        else:
-            import matplotlib.pyplot as plt
-
-            fig, axes = plt.subplots(1, 3, figsize=figsize)
+        fig, axes = plt.subplots(1, 3, figsize=figsize)
         for ax, (title, png) in zip(axes, panes, strict=True):
             ax.imshow(Image.open(io.BytesIO(png)).convert("RGB"))
             ax.set_title(title)
             ax.axis("off")
         fig.suptitle(f"{entry['label']} ({entry['probability']:.1%}), {result['method']}")
         fig.tight_layout()
-        if not notebook:
+        if _in_notebook():
+            plt.close(fig)  # the notebook shows the returned figure; pyplot would show it again
+        else:
             plt.show()
         return fig
 

@@ -26,10 +26,7 @@ def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
 
 def plot_confusion(path: str | Path, matrix: np.ndarray, labels: list[str], title: str) -> None:
     """Draw the confusion matrix (rows: true class, columns: predicted) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
     n = len(labels)
     side = min(12.0, 2.5 + 0.6 * n)
