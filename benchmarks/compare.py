@@ -220,13 +220,11 @@ def main() -> None:
     args = parser.parse_args()
     model = limner.load_model("efficientnet-lite0", device="cpu")
     methods: dict[str, Method] = {
-        "limner kernelshap-384 (default)": limner_method(method="kernelshap", samples=384),
-        "limner kernelshap-256": limner_method(method="kernelshap", samples=256),
-        "limner kernelshap-192": limner_method(method="kernelshap", samples=192),
-        "limner kernelshap-128": limner_method(method="kernelshap", samples=128),
-        "limner kernelshap-96": limner_method(method="kernelshap", samples=96),
-        "limner occlusion": limner_method(method="occlusion"),
+        "limner kernelshap-256 (default)": limner_method(method="kernelshap"),
+        "limner kernelshap-160": limner_method(method="kernelshap", samples=160),
+        "limner kernelshap-384": limner_method(method="kernelshap", samples=384),
         "limner lime-1000": limner_method(method="lime", samples=1000),
+        "limner occlusion": limner_method(method="occlusion"),
         "lime_image-1000 bs64": lime_method(64),
         "lime_image-1000 bs10": lime_method(10),
         "captum KernelShap-1000": captum_method("kernelshap"),
