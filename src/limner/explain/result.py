@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from PIL import Image
 
 from limner.explain.metrics import Faithfulness, ranking
 from limner.explain.segmentation import RegionMap
-from limner.imaging.render import encode_png, heatmap, negative_pane, positive_pane
+from limner.imaging.render import dimmed, encode_png, heatmap, negative_pane, positive_pane
 
 PANES = ("positive", "negative", "heatmap")
 #: Regions whose |weight| is below this fraction of the largest count as neither side.
@@ -91,6 +92,10 @@ class Explanation:
         """Class indices explained, in the order of ``explanations``."""
         return [c.class_index for c in self.classes]
 
+    @cached_property
+    def _dim(self) -> np.ndarray:
+        return dimmed(self.image)
+
     @property
     def labels_map(self) -> np.ndarray:
         """Region id of every pixel, at the original size."""
@@ -125,9 +130,9 @@ class Explanation:
             c = self.for_class(class_index)
             labels = self.labels_map
             if kind == "positive":
-                self._panes[key] = positive_pane(self.image, labels, c.positive_regions)
+                self._panes[key] = positive_pane(self.image, labels, c.positive_regions, self._dim)
             elif kind == "negative":
-                self._panes[key] = negative_pane(self.image, labels, c.negative_regions)
+                self._panes[key] = negative_pane(self.image, labels, c.negative_regions, self._dim)
             else:
                 self._panes[key] = heatmap(self.image, labels, c.weights)
         return self._panes[key]
@@ -205,7 +210,8 @@ class Explanation:
         """Write every pane as PNG and the RESULT as ``result.json`` into ``directory``."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        _ = self.labels_map  # build the full-size region map once, before the threads share it
+        # build what every pane shares once, before the threads use it
+        _ = self.labels_map, self._dim
 
         def write(key: tuple[int, str]) -> None:
             (d / self.file_name(*key)).write_bytes(self.png(*key))

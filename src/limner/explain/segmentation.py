@@ -100,7 +100,12 @@ class RegionMap:
 
     @cached_property
     def original(self) -> np.ndarray:
-        """The label map at the original image size."""
+        """The label map at the original image size (uint8 when there are at most 256 regions:
+        a 12-megapixel map is then 12 MB, and the panes are drawn from it by 8-bit lookups)."""
+        if self.count <= 256:
+            return RegionMap(
+                self.labels.astype(np.uint8), self.original_size, self.algorithm
+            ).at_size(*self.original_size)
         return self.at_size(*self.original_size)
 
     @cached_property
@@ -145,6 +150,6 @@ def region_map(image: np.ndarray, algorithm: str, segments: int) -> RegionMap:
     h, w = image.shape[:2]
     ww, wh = fit_within(w, h, WORKING_MAX_SIDE)
     small = resize(image, ww, wh)
-    return RegionMap(
-        labels=segment(small, algorithm, segments), original_size=(w, h), algorithm=algorithm
-    )
+    # intp ids: the maps index lookup tables (np.take), which would convert narrower ints first
+    labels = segment(small, algorithm, segments).astype(np.intp)
+    return RegionMap(labels=labels, original_size=(w, h), algorithm=algorithm)

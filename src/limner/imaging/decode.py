@@ -22,6 +22,8 @@ DEFAULT_MAX_PIXELS = 40_000_000
 
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
+_ORIENTATION = 0x0112  # the EXIF orientation tag
+
 # Pillow's own bomb check would raise its own error type; limner checks the header itself.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -105,7 +107,8 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
     with contextlib.suppress(Exception):  # a broken EXIF block must not make it unreadable
-        img = ImageOps.exif_transpose(img) or img
+        if img.getexif().get(_ORIENTATION, 1) != 1:  # transpose (a copy) only when needed
+            img = ImageOps.exif_transpose(img) or img
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
@@ -123,7 +126,9 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
 def _from_array(arr: np.ndarray, max_pixels: int) -> np.ndarray:
