@@ -53,10 +53,10 @@ def run_guarded(app: typer.Typer) -> int:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-    """A Rich progress bar on a terminal, nothing otherwise. Yields ``update(done, total)``."""
+def terminal_progress() -> Iterator[Progress | None]:
+    """limner's Rich progress display while stderr is a terminal; ``None`` otherwise."""
     if not err_console.is_terminal:
-        yield lambda done, total=None: None
+        yield None
         return
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -66,6 +66,16 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
         console=err_console,
         transient=True,
     ) as progress:
+        yield progress
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+    """A Rich progress bar on a terminal, nothing otherwise. Yields ``update(done, total)``."""
+    with terminal_progress() as progress:
+        if progress is None:
+            yield lambda done, total=None: None
+            return
         task = progress.add_task(description, total=total)
 
         def update(done: int, total: int | None = None) -> None:

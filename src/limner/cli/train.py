@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from limner.cli.common import console, err_console
+from limner.cli.common import console, terminal_progress
 
 
 def register(app: typer.Typer) -> None:
@@ -68,25 +68,10 @@ def train_command(
 @contextmanager
 def _training_display() -> Iterator[tuple[Callable[..., None], Callable[[Any], None]]]:
     """A Rich progress bar with one line per epoch on a terminal; silent callbacks otherwise."""
-    if not err_console.is_terminal:
-        yield (lambda *_: None), (lambda _stats: None)
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+    with terminal_progress() as progress:
+        if progress is None:
+            yield (lambda *_: None), (lambda _stats: None)
+            return
         task = progress.add_task("reading images", total=None)
 
         def on_stage(stage: str, done: int, total: int) -> None:
