@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from scale_helpers import PG_ENV, Cluster, postgres_schema, ray_head
+from scale_helpers import Cluster, ray_head
 
 from limner.imaging import encode_png
 from limner.store import Database, create_key
+from pg import PG_ENV, postgres_schema
 
 #: Why the cluster tests cannot run here, or None.
 CLUSTER_SKIP = (

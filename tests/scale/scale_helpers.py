@@ -15,12 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from limner.client import APIClient
-
-PG_ENV = "LIMNER_TEST_DATABASE_URL"
 
 
 def free_port() -> int:
@@ -189,19 +185,3 @@ class Cluster:
 
     def client(self, replica: Replica) -> APIClient:
         return APIClient(replica.url, api_key=self.key, timeout=60)
-
-
-@contextmanager
-def postgres_schema(base_url: str) -> Iterator[str]:
-    """A fresh schema on the test PostgreSQL; yields a URL whose search_path is that schema."""
-    schema = f"limner_scale_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()

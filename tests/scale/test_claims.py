@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scale_helpers import PG_ENV, postgres_schema
 
 from limner.jobs import FINISHED, QUEUED, RUNNING, JobRunner
 from limner.settings import Settings
 from limner.store import Database, FsspecBlobStore, LocalBlobStore, open_blob_store
 from limner.store.tables import Explanation, Space, Subscription, Transaction
+from pg import PG_ENV, postgres_schema
 
 
 class FakeCluster:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from svc_helpers import PG_ENV, Running, postgres_schema, running
+from svc_helpers import Running, running
 
 from limner.imaging import encode_png
 from limner.settings import Settings
+from pg import PG_ENV, postgres_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

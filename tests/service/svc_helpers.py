@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from limner.client import APIClient
 from limner.service import EmbeddedServer, create_app
 from limner.settings import Settings
 from limner.store import Database, create_key
 
-PG_ENV = "LIMNER_TEST_DATABASE_URL"
 #: Explanation settings that keep tests quick.
 FAST = {"samples": 64, "segmentation": "grid", "segments": 8, "baseline": "gray"}
 
@@ -50,22 +45,6 @@ def running(settings: Settings) -> Iterator[Running]:
     db.close()
     with EmbeddedServer(create_app(settings)) as server:
         yield Running(server.url, key, settings, server)
-
-
-@contextmanager
-def postgres_schema(base_url: str) -> Iterator[str]:
-    """A fresh schema on the test PostgreSQL; yields a URL whose search_path is that schema."""
-    schema = f"limner_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def free_port() -> int:

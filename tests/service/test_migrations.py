@@ -9,9 +9,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
-from svc_helpers import PG_ENV, postgres_schema
 
 from limner.store import Base, Database
+from pg import PG_ENV, postgres_schema
 
 
 def check(url: str) -> None:

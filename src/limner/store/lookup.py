@@ -19,3 +19,10 @@ def find_in_space(db: Database, table: type[Owned], row_id: str, space_id: str) 
     """
     with db.session() as s:
         return s.scalar(select(table).where(table.id == row_id, table.space_id == space_id))
+
+
+def list_in_space(db: Database, table: type[Owned], space_id: str) -> list[Owned]:
+    """Every row of ``table`` in ``space_id``, oldest first."""
+    with db.session() as s:
+        query = select(table).where(table.space_id == space_id).order_by(table.created_at)
+        return list(s.scalars(query))

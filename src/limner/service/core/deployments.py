@@ -23,6 +23,7 @@ from limner.errors import (
 from limner.models import METADATA_FILE, Model, load_model
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
+from limner.store.lookup import list_in_space
 from limner.store.tables import Deployment
 
 #: Largest total size of an unpacked model archive.
@@ -151,14 +152,7 @@ def _insert(
 
 def list_deployments(state: ServiceState, space: SpaceRef) -> list[Deployment]:
     """The space's deployments, oldest first."""
-    with state.db.session() as s:
-        return list(
-            s.scalars(
-                select(Deployment)
-                .where(Deployment.space_id == space.id)
-                .order_by(Deployment.created_at)
-            )
-        )
+    return list_in_space(state.db, Deployment, space.id)
 
 
 def find_deployment(state: ServiceState, space: SpaceRef, name: str) -> Deployment:

@@ -10,6 +10,7 @@ from limner.jobs import external_metadata
 from limner.service.schemas import ExplainabilitySettings, SubscriptionCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
+from limner.store.lookup import list_in_space
 from limner.store.tables import Deployment, Subscription, Transaction
 
 
@@ -64,14 +65,7 @@ def create_subscription(
 
 def list_subscriptions(state: ServiceState, space: SpaceRef) -> list[Subscription]:
     """The space's subscriptions, oldest first."""
-    with state.db.session() as s:
-        return list(
-            s.scalars(
-                select(Subscription)
-                .where(Subscription.space_id == space.id)
-                .order_by(Subscription.created_at)
-            )
-        )
+    return list_in_space(state.db, Subscription, space.id)
 
 
 def delete_subscription(state: ServiceState, sub: Subscription) -> None:
