@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -37,7 +37,11 @@ class ApiKey(Base):
     space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
+    #: ``tenant`` (the default; untrusted) or ``admin`` (the operator's own key).
+    role: Mapped[str] = mapped_column(String(16), default="tenant", server_default="tenant")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Deployment(Base):
@@ -51,6 +55,10 @@ class Deployment(Base):
     name: Mapped[str] = mapped_column(String(200))
     model: Mapped[str] = mapped_column(Text)
     model_metadata: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: HTTP headers sent to a remote model (an ``Authorization`` key); never shown back.
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    #: Bytes an uploaded model takes on disk (counted against the space's quota).
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -68,17 +76,27 @@ class Subscription(Base):
     scoring_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     model_metadata: Mapped[dict[str, Any]] = mapped_column(JSON)
     explainability: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: HTTP headers sent to the external scoring URL; never shown back.
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Transaction(Base):
-    """One scored image of a subscription (its id is the ``scoring_id``)."""
+    """One scored image of a subscription.
+
+    ``scoring_id`` is the id clients see, unique within its space (two spaces may use the same
+    one); ``id`` is the internal, globally unique key that explanations point at.
+    """
 
     __tablename__ = "transactions"
-    __table_args__ = (Index("ix_transactions_sub_seq", "subscription_id", "seq"),)
+    __table_args__ = (
+        Index("ix_transactions_sub_seq", "subscription_id", "seq"),
+        Index("ix_transactions_space_scoring", "space_id", "scoring_id", unique=True),
+    )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
+    scoring_id: Mapped[str] = mapped_column(String(64))
     space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
     image_blob: Mapped[str] = mapped_column(String(64))

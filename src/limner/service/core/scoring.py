@@ -115,6 +115,7 @@ def _row(
     ci = int(np.argmax(p))
     return Transaction(
         id=scoring_id,
+        scoring_id=scoring_id,
         space_id=space_id,
         subscription_id=sub_id,
         image_blob=blob,
