@@ -6,24 +6,38 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import UTC
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from limner.errors import InvalidInputError
 from limner.store.db import Database
-from limner.store.tables import ApiKey, Space
+from limner.store.tables import ApiKey, Space, utcnow
 
 #: Every token starts with this, so a leaked key is easy to recognise.
 TOKEN_PREFIX = "lmn_"
 
 
+#: Roles a key may have: ``tenant`` keys are untrusted, ``admin`` is the operator's own.
+ROLES = ("tenant", "admin")
+
+#: ``last_used_at`` is written at most this often per key (seconds), not on every request.
+LAST_USED_RESOLUTION = 60.0
+
+
 @dataclass(frozen=True)
 class SpaceRef:
-    """The space a request acts in."""
+    """The space a request acts in, and the role of the key that acts."""
 
     id: str
     name: str
+    role: str = "tenant"
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the key is the operator's (``admin``)."""
+        return self.role == "admin"
 
 
 def hash_key(token: str) -> str:
@@ -56,24 +70,52 @@ def ensure_space(db: Database, name: str) -> SpaceRef:
     raise InvalidInputError(f"space {name!r} could not be created")
 
 
-def create_key(db: Database, space_name: str) -> str:
-    """Create an API key for the space ``space_name`` (created if needed); return the token."""
+def create_key(db: Database, space_name: str, *, role: str = "tenant") -> str:
+    """Create an API key for the space ``space_name`` (created if needed); return the token.
+
+    Args:
+        db: the database.
+        space_name: the key's space.
+        role: ``tenant`` (untrusted, the default) or ``admin`` (the operator's own).
+    """
+    if role not in ROLES:
+        raise InvalidInputError(f"a key's role is tenant or admin, not {role!r}")
     space = ensure_space(db, space_name)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with db.session() as s:
-        s.add(ApiKey(id=new_id(), space_id=space.id, key_hash=hash_key(token), prefix=token[:10]))
+        s.add(
+            ApiKey(
+                id=new_id(),
+                space_id=space.id,
+                key_hash=hash_key(token),
+                prefix=token[:10],
+                role=role,
+            )
+        )
     return token
 
 
 def space_for_key(db: Database, token: str) -> SpaceRef | None:
-    """The space a token belongs to, or ``None`` for an unknown token."""
+    """The space and role of a token, or ``None`` for an unknown or revoked token.
+
+    Marks the key as used (``last_used_at``, at most once a minute).
+    """
     with db.session() as s:
         row = s.execute(
-            select(Space.id, Space.name)
+            select(Space.id, Space.name, ApiKey.role, ApiKey.id, ApiKey.last_used_at)
             .join(ApiKey, ApiKey.space_id == Space.id)
-            .where(ApiKey.key_hash == hash_key(token))
+            .where(ApiKey.key_hash == hash_key(token), ApiKey.revoked_at.is_(None))
         ).first()
-    return SpaceRef(row[0], row[1]) if row else None
+    if row is None:
+        return None
+    now = utcnow()
+    last = row[4]
+    if last is not None and last.tzinfo is None:  # SQLite hands back naive UTC times
+        last = last.replace(tzinfo=UTC)
+    if last is None or (now - last).total_seconds() > LAST_USED_RESOLUTION:
+        with db.session() as s:
+            s.execute(update(ApiKey).where(ApiKey.id == row[3]).values(last_used_at=now))
+    return SpaceRef(row[0], row[1], row[2] or "tenant")
 
 
 def count_keys(db: Database) -> int:
