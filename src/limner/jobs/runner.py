@@ -28,7 +28,7 @@ from limner.store.tables import Deployment, Explanation, Subscription, Transacti
 log = logging.getLogger("limner.jobs")
 
 QUEUED, RUNNING, FINISHED, FAILED = "queued", "running", "finished", "failed"
-PANE_KINDS = ("positive", "negative", "heatmap")
+PANE_KINDS = ("positive", "negative", "heatmap", "regions")
 #: A job that was running when its replica stopped this many times is given up.
 MAX_ATTEMPTS = 3
 #: Seconds between progress writes of one job.
