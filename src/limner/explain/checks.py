@@ -13,10 +13,15 @@ LARGE_REGION = 0.5
 
 
 def class_warnings(
-    fit_r2: float, areas: np.ndarray, settled: bool, stop_reason: str, confidence: float
+    fit_r2: float,
+    areas: np.ndarray,
+    settled: bool,
+    stop_reason: str,
+    confidence: float,
+    segmentation_note: str | None = None,
 ) -> list[str]:
     """One-line warnings for one explained class (empty when nothing is off)."""
-    out: list[str] = []
+    out: list[str] = [segmentation_note] if segmentation_note else []
     if fit_r2 < 0:
         out.append(
             f"negative fit R² ({fit_r2:.2f}): the additive surrogate explains the model's "

@@ -17,7 +17,7 @@ from limner.explain.methods.base import Design
 from limner.explain.metrics import curve_masks, curve_steps, faithfulness, flip_gaps, ranking
 from limner.explain.perturb import BASELINES, Perturber
 from limner.explain.result import ClassExplanation, Explanation
-from limner.explain.segmentation import DEFAULT_SEGMENTS, SEGMENTATIONS, region_map
+from limner.explain.segmentation import DEFAULT_SEGMENTS, SEGMENTATIONS, count_note, region_map
 from limner.explain.uncertainty import (
     DEFAULT_CONFIDENCE,
     DEFAULT_SETTLE_TOP,
@@ -145,6 +145,7 @@ def explain(
     # the budget not spent no longer counts towards the progress
     evaluate.total = evaluate.done + n_curve * len(chosen)
     boxes_areas = regions.boxes_and_areas[1]
+    note = count_note(segmentation, segments or DEFAULT_SEGMENTS, m)
     explained = []
     for c, est, o in zip(chosen, estimates, open_, strict=True):
         order = ranking(est.weights)
@@ -169,7 +170,9 @@ def explain(
                 stderr=est.stderr,
                 interval=intervals(est.weights, est.stderr, q),
                 settled=settled,
-                warnings=class_warnings(est.fit_r2, boxes_areas, settled, stop_reason, confidence),
+                warnings=class_warnings(
+                    est.fit_r2, boxes_areas, settled, stop_reason, confidence, note
+                ),
             )
         )
     top = np.argsort(-full, kind="stable")[: max(top_k, min(MIN_PREDICTIONS, len(full)))]

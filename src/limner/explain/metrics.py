@@ -5,8 +5,10 @@ baseline; the class probability after each step gives a curve over k = 0..M regi
 trapezoid area over x = k/M is the AUC, in [0, 1]. With many regions the curve is evaluated at
 the steps of ``curve_steps`` only (every step up to 4, then evenly spaced, about 12 points), and
 the AUC is the trapezoid area through those points: exact at each of them, linear in between.
-Low deletion AUC and high insertion AUC mean a faithful ranking. The same curves give the sufficient set (fewest top-ranked regions that, shown
-alone, keep the class on top) and the necessary set (fewest whose removal changes the top class).
+Low deletion AUC and high insertion AUC mean a faithful ranking. The same curves give the
+sufficient set (fewest top-ranked regions that, shown alone, keep the class on top) and the
+necessary set (fewest whose removal changes the top class); around the step where the class
+appears or goes the skipped steps are evaluated too, so both sets stay exact.
 """
 
 from __future__ import annotations
