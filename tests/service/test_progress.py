@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -36,6 +37,6 @@ def test_progress_never_goes_back(ctx, overrides) -> None:
     assert exp.status == "finished", exp.error
     assert seen[-1] == 1.0
     assert len(set(seen)) >= 3, seen  # it was seen moving, not only queued and finished
-    assert all(b >= a for a, b in zip(seen, seen[1:], strict=False)), seen
+    assert all(b >= a for a, b in itertools.pairwise(seen)), seen
     result = exp.result
     assert result is not None and "regions" in result["explanations"][0]["images"]

@@ -32,7 +32,16 @@ def explain_command(
     method: Annotated[
         str, typer.Option(help="lime | kernelshap | occlusion | rise")
     ] = "kernelshap",
-    samples: Annotated[int | None, typer.Option(help="Model evaluations for the estimate.")] = None,
+    samples: Annotated[
+        int | None, typer.Option(help="A fixed budget of model evaluations for the estimate.")
+    ] = None,
+    max_samples: Annotated[
+        int | None, typer.Option(help="Budget of the adaptive default (kernelshap).")
+    ] = None,
+    confidence: Annotated[float, typer.Option(help="Confidence of the intervals.")] = 0.9,
+    settle_top: Annotated[
+        int, typer.Option(help="Top regions whose order and signs must settle.")
+    ] = 3,
     segmentation: Annotated[
         str, typer.Option(help="slic | quickshift | felzenszwalb | grid")
     ] = "slic",
@@ -65,7 +74,8 @@ def explain_command(
     pixels = [read_image(p) for p in images]  # fail fast on any bad file, before loading a model
     clf = load_model(model, device=device)
     results = []
-    table = Table("image", "label", "probability", "top regions (id: share)", "seconds")
+    table = Table("image", "label", "probability", "top regions (id: share)", "R²", "seconds")
+    warnings: list[str] = []
     with progress_bar("explaining", None) as update:
         for path, rgb in zip(images, pixels, strict=True):
             exp = explain(
@@ -73,6 +83,9 @@ def explain_command(
                 clf,
                 method=method,
                 samples=samples,
+                max_samples=max_samples,
+                confidence=confidence,
+                settle_top=settle_top,
                 segmentation=segmentation,
                 segments=segments,
                 baseline=baseline,
@@ -91,13 +104,17 @@ def explain_command(
                     path.name,
                     ce["label"],
                     f"{ce['probability']:.3f}",
-                    top,
+                    top + ("" if ce["settled"] else " (not settled)"),
+                    f"{ce['fit_r2']:.2f}",
                     f"{result['seconds']:.2f}",
                 )
+                warnings += [f"{path.name} ({ce['label']}): {w}" for w in ce["warnings"]]
     if as_json:
         print(json.dumps({"results": results}, indent=2))
     else:
         console.print(table)
+        for w in warnings:
+            console.print(f"[yellow]warning[/yellow] {w}", highlight=False)
         console.print(f"panes written under {out}/")
 
 

@@ -14,7 +14,7 @@ from limner.errors import LimnerError, NotFoundError
 if TYPE_CHECKING:
     from limner.client._core import Core
 
-PANES = ("positive", "negative", "heatmap")
+PANES = ("positive", "negative", "heatmap", "regions")
 
 
 class ExplanationFailedError(LimnerError):
@@ -86,7 +86,7 @@ class Explanation:
         return [int(e["class_index"]) for e in self._finished()["explanations"]]
 
     def image(self, kind: str = "positive", class_index: int | None = None) -> bytes:
-        """A pane as PNG bytes (``positive``, ``negative`` or ``heatmap``)."""
+        """A pane as PNG bytes (``positive``, ``negative``, ``heatmap`` or ``regions``)."""
         if kind not in PANES:
             raise ValueError(f"kind must be one of {PANES}")
         ci = self.explained_classes[0] if class_index is None else class_index
@@ -100,8 +100,8 @@ class Explanation:
     def show(
         self, class_index: int | None = None, *, figsize: tuple[float, float] = (12, 4.4)
     ) -> Any:
-        """Plot the original, positive and negative panes side by side (matplotlib); return the
-        figure.
+        """Plot the original, positive and negative panes side by side (matplotlib), with the
+        fit R² and the RESULT's warnings under them; return the figure.
 
         In a notebook the figure shows exactly once: as the cell's value, or through
         ``display(exp.show(...))`` (in a loop). Elsewhere ``plt.show()`` opens it.
@@ -123,7 +123,9 @@ class Explanation:
             ax.set_title(title)
             ax.axis("off")
         fig.suptitle(f"{entry['label']} ({entry['probability']:.1%}), {result['method']}")
-        fig.tight_layout()
+        caption = caption_lines(entry)
+        fig.text(0.01, 0.01, "\n".join(caption), fontsize=9, va="bottom", wrap=True)
+        fig.tight_layout(rect=(0, 0.03 * len(caption), 1, 1))
         if _in_notebook():
             plt.close(fig)  # the notebook shows the returned figure; pyplot would show it again
         else:
@@ -146,6 +148,15 @@ class Explanation:
 
     def __repr__(self) -> str:
         return f"<Explanation {self.id} {self.status} {self.progress:.0%}>"
+
+
+def caption_lines(entry: dict[str, Any]) -> list[str]:
+    """Fit R², whether the ranking settled, and each warning of one explained class."""
+    settled = entry.get("settled")
+    head = f"fit R² {float(entry.get('fit_r2', 0.0)):.2f}"
+    if settled is not None:
+        head += " · top regions settled" if settled else " · top regions NOT settled"
+    return [head, *(f"warning: {w}" for w in entry.get("warnings") or [])]
 
 
 def file_name(class_index: int, label: str, kind: str) -> str:

@@ -134,7 +134,7 @@ def explain(
         if not any(open_):
             stop_reason = "settled"
             break
-        if used >= explainer.samples:
+        if used >= explainer.samples - 1:
             stop_reason = "max_samples"
             break
         rows = min(explainer.round_rows(m), explainer.samples - used)  # type: ignore[attr-defined]

@@ -231,6 +231,27 @@ class Explanation:
             "explanations": out,
         }
 
+    def show(self, class_index: int | None = None) -> Any:
+        """Plot the original, positive and negative panes (matplotlib) with the fit R² and the
+        warnings under them; return the figure."""
+        import matplotlib.pyplot as plt
+
+        ci = self.explained_classes[0] if class_index is None else class_index
+        c = self.for_class(ci)
+        fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+        panes = [("image", self.image), (f"{c.label}: positive", self.pane(ci, "positive"))]
+        panes.append(("negative", self.pane(ci, "negative")))
+        for ax, (title, img) in zip(axes, panes, strict=True):
+            ax.imshow(img)
+            ax.set_title(title)
+            ax.axis("off")
+        fig.suptitle(f"{c.label} ({c.probability:.1%}), {self.method}")
+        head = f"fit R² {c.fit_r2:.2f} · top regions {'settled' if c.settled else 'NOT settled'}"
+        lines = [head, *(f"warning: {w}" for w in c.warnings)]
+        fig.text(0.01, 0.01, "\n".join(lines), fontsize=9, va="bottom", wrap=True)
+        fig.tight_layout(rect=(0, 0.03 * len(lines), 1, 1))
+        return fig
+
     def save(self, directory: str | Path) -> Path:
         """Write every pane as PNG and the RESULT as ``result.json`` into ``directory``."""
         d = Path(directory)

@@ -52,8 +52,9 @@ def segment(
     """Label map of ``image`` (at the size given) with consecutive ids 0..M-1.
 
     For ``slic``, ``quickshift`` and ``felzenszwalb`` the algorithm's scale parameter is
-    searched (secant steps on its logarithm inside a shrinking bracket, at most 8 runs) until the count is within 10% of
-    ``segments``, keeping the closest result; ``grid`` is exact.
+    searched (secant steps on its logarithm inside a shrinking bracket, at most 8 runs) until
+    the count is within 10% of ``segments``, keeping the closest result; ``grid`` is exact.
+    Quickshift runs at most 128 pixels wide (its cost grows with pixels × kernel area).
     """
     h, w = image.shape[:2]
     if algorithm == "grid":
@@ -89,9 +90,7 @@ def _run(image: np.ndarray, algorithm: str, segments: int, t: float) -> np.ndarr
     if algorithm == "quickshift":
         # LIME's settings, with the kernel scaled to reach the requested count
         kernel = max(1.0, math.sqrt(h * w / max(segments, 1)) / 6.0 / t)
-        return np.asarray(
-            sk.quickshift(image, kernel_size=kernel, max_dist=kernel * 50, ratio=0.2)
-        )
+        return np.asarray(sk.quickshift(image, kernel_size=kernel, max_dist=kernel * 50, ratio=0.2))
     area = float(h * w) / segments / t
     return np.asarray(
         sk.felzenszwalb(image, scale=area / 4.0, sigma=0.8, min_size=max(4, int(area / 3)))

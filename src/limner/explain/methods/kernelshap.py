@@ -295,7 +295,9 @@ def _draw(
     strata: list[int] = []
     fresh = 0
     draws = 0
-    while (fresh < rows or draws < 2) and draws < 20 * max(rows, 2):
+    first = len(design.draw_stratum) == 0
+    # each pair adds at most two new rows: stop before the budget would be passed
+    while (fresh < rows - 1 or (first and draws < 2)) and draws < 20 * max(rows, 2):
         j = int(rng.choice(len(q), p=q))
         row = np.zeros(m, np.float32)
         row[rng.permutation(m)[: int(design.strata[j])]] = 1.0
