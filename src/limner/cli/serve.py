@@ -44,13 +44,27 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(
             None, "--workers", min=1, help="Explanation jobs run at once; env LIMNER_WORKERS."
         ),
+        grpc_port: int | None = typer.Option(
+            None,
+            "--grpc-port",
+            min=1,
+            max=65535,
+            help="Also serve Open Inference over gRPC on this port (on --host); "
+            "env LIMNER_GRPC_PORT. Default: no gRPC.",
+        ),
     ) -> None:
         """Run the REST service (the first start creates an API key for space 'default')."""
         import uvicorn
 
         from limner.service import create_app
 
-        settings = settings_with(data_dir=data_dir, database_url=database_url, workers=workers)
+        settings = settings_with(
+            data_dir=data_dir,
+            database_url=database_url,
+            workers=workers,
+            grpc_port=grpc_port,
+            grpc_host=host,
+        )
         token = ensure_first_key(settings)
         if token is not None:
             err_console.print(
@@ -59,7 +73,8 @@ def register(app: typer.Typer) -> None:
             )
             print(token, flush=True)
         err_console.print(
-            f"limner serving on http://{host}:{port} — API docs /docs, dashboard /ui",
+            f"limner serving on http://{host}:{port} — API docs /docs, dashboard /ui"
+            + (f"; gRPC on {host}:{settings.grpc_port}" if settings.grpc_port else ""),
             highlight=False,
         )
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
