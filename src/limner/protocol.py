@@ -342,9 +342,8 @@ def from_contents(datatype: str, shape: list[int], values: list[Any], name: str)
     if datatype == "BYTES":
         return [bytes(v) for v in values]
     dtype = DATATYPES[datatype]
-    wide = np.asarray(values)
-    if dtype.kind in "iu" and wide.size:
+    if dtype.kind in "iu" and values:
         info = np.iinfo(dtype)
-        if int(wide.min()) < info.min or int(wide.max()) > info.max:
+        if min(values) < info.min or max(values) > info.max:
             raise BadRequestError(f"tensor {name!r}: values out of the {datatype} range")
-    return wide.astype(dtype).reshape(shape)
+    return np.asarray(values, dtype=dtype).reshape(shape)

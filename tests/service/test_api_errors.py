@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import httpx
 import numpy as np
@@ -19,6 +20,7 @@ from limner.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from limner.protocol import HEADER_LENGTH
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +77,13 @@ def test_wrong_tensor_shape_or_dtype_is_422(setup) -> None:
     short = {"name": "image", "shape": [1, 8, 8, 3], "datatype": "UINT8", "data": [0] * 10}
     error_of(http.post(infer, json={"inputs": [short]}), 400)
     error_of(http.post(infer, json={"inputs": "nope"}), 422)
+    error_of(http.post(infer, json={"inputs": [gray], "outputs": [{"name": "logits"}]}), 422)
+    error_of(http.post(infer, content=b"{not json"), 400)
+    binary = {"name": "image", "shape": [1, 2, 2, 3], "datatype": "UINT8"}
+    for size, extra, length in ((12, b"\0" * 11, None), (12, b"\0" * 13, None), (12, b"", "x")):
+        header = json.dumps({"inputs": [binary | {"parameters": {"binary_data_size": size}}]})
+        sent = {HEADER_LENGTH: length or str(len(header))}
+        error_of(http.post(infer, content=header.encode() + extra, headers=sent), 400)
     pred = f"/v1/deployments/{dep.id}/predictions"
     error_of(http.post(pred, json={"input_data": [{"values": [[1, 2], [3, 4]]}]}), 422)
     error_of(http.post(pred, json={"input_data": [{"values": [[[300, 0, 0]]]}]}), 422)
@@ -94,6 +103,8 @@ def test_oversized_body_is_413(setup) -> None:
             yield b"\0" * (1024 * 1024)
 
     error_of(http.post(url, content=chunks(), headers={"content-type": "application/json"}), 413)
+    v2 = error_of(http.post(f"/v2/models/{dep.name}/infer", content=big), 413)
+    assert "20 MB" in v2["message"]
 
 
 def test_pixel_bomb_is_413(setup) -> None:
