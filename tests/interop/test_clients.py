@@ -109,3 +109,23 @@ def test_scorings_of_every_client_explain(server: Server, scored: dict) -> None:
             assert explanation.status == "finished", (case, explanation.error)
             assert explanation.image("positive").startswith(b"\x89PNG")
             assert explanation.image("negative").startswith(b"\x89PNG")
+
+
+def test_serve_refuses_a_taken_grpc_port(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "limner.cli.main", "serve", "--grpc-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"limner: error: gRPC cannot listen on 127.0.0.1:{port} (Address already in use)"
+    ]

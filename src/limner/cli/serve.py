@@ -28,6 +28,21 @@ def ensure_first_key(settings: Settings) -> str | None:
         db.close()
 
 
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Fail with one line when ``host:port`` cannot be listened on (taken, or not an address)."""
+    import socket
+
+    from limner.errors import InvalidInputError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise InvalidInputError(f"{what} cannot listen on {host}:{port} ({exc.strerror})") from exc
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` command to the CLI."""
 
@@ -65,6 +80,8 @@ def register(app: typer.Typer) -> None:
             grpc_port=grpc_port,
             grpc_host=host,
         )
+        if grpc_port is not None:
+            check_port_free(host, grpc_port, "gRPC")
         token = ensure_first_key(settings)
         if token is not None:
             err_console.print(

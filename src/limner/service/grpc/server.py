@@ -191,6 +191,7 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", max(limit, 64 * 1024 * 1024)),
+                ("grpc.so_reuseport", 0),
             ],
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(state), self._server)
