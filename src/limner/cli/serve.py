@@ -40,7 +40,8 @@ def check_port_free(host: str, port: int, what: str) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise InvalidInputError(f"{what} cannot listen on {host}:{port} ({exc.strerror})") from exc
+            message = f"{what} cannot listen on {host}:{port} ({exc.strerror})"
+            raise InvalidInputError(message) from exc
 
 
 def register(app: typer.Typer) -> None:
