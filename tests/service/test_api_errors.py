@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from svc_helpers import Running
 
-from limner.client import APIClient
+from limner.client import APIClient, error_from_response
 from limner.errors import (
     AuthenticationError,
     ConflictError,
@@ -144,6 +144,14 @@ def test_pixel_bomb_is_413(setup) -> None:
 def test_unknown_ids_are_404(setup, method: str, path: str) -> None:
     kwargs = {"json": {"enabled": True}} if method in ("PUT", "POST") else {}
     error_of(setup["http"].request(method, path, **kwargs), 404)
+
+
+def test_client_reads_both_error_shapes(setup) -> None:
+    http = setup["http"]
+    v2 = error_from_response(http.get("/v2/models/nope"))
+    assert isinstance(v2, NotFoundError) and v2.message == "no model 'nope'"
+    v1 = error_from_response(http.get("/v1/deployments/nope"))
+    assert isinstance(v1, NotFoundError) and v1.message == "no deployment 'nope'"
 
 
 def test_unknown_scoring_id_is_404(setup) -> None:
