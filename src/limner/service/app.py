@@ -82,7 +82,7 @@ def _start_grpc(state: ServiceState) -> GrpcServer | None:
     except ImportError as exc:
         state.close()
         raise LimnerError(
-            f"the gRPC service needs grpcio: pip install 'limner[grpc]' ({exc})"
+            f"the gRPC service needs grpcio>=1.81.1 and protobuf>=6.33.5 ({exc})"
         ) from exc
     try:
         return GrpcServer(state, state.settings.grpc_host, port).start()
