@@ -232,7 +232,7 @@ def from_raw(datatype: str, shape: list[int], raw: bytes, name: str = "tensor") 
             f"tensor {name!r}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, "
             f"got {len(raw)}"
         )
-    return np.frombuffer(raw, dtype=dtype).astype(DATATYPES[datatype], copy=False).reshape(shape)
+    return np.frombuffer(raw, dtype=dtype).astype(DATATYPES[datatype]).reshape(shape)
 
 
 def _unpack_bytes(raw: bytes, name: str) -> list[bytes]:
