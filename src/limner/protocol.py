@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 from typing import Any
 
@@ -162,7 +163,7 @@ def decode_tensor(tensor: RequestInput | ResponseOutput) -> np.ndarray:
         raise BadRequestError(
             f"tensor {tensor.name!r}: data are not {tensor.datatype} values"
         ) from exc
-    expected = int(np.prod(tensor.shape)) if tensor.shape else 1
+    expected = math.prod(tensor.shape)
     if any(d < 0 for d in tensor.shape) or flat.size != expected:
         raise BadRequestError(
             f"tensor {tensor.name!r}: shape {tensor.shape} needs {expected} values, got {flat.size}"
@@ -214,7 +215,7 @@ def from_raw(datatype: str, shape: list[int], raw: bytes, name: str = "tensor") 
     """Decode raw bytes (mirror of :func:`to_raw`), checking they fill ``shape`` exactly."""
     if any(d < 0 for d in shape):
         raise BadRequestError(f"tensor {name!r}: shape {shape} has a negative dimension")
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     if datatype == "BYTES":
         items = _unpack_bytes(raw, name)
         if len(items) != count:
@@ -334,7 +335,7 @@ def from_contents(datatype: str, shape: list[int], values: list[Any], name: str)
         raise BadRequestError(f"tensor {name!r}: datatype {datatype!r} needs raw contents")
     if any(d < 0 for d in shape):
         raise BadRequestError(f"tensor {name!r}: shape {shape} has a negative dimension")
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     if len(values) != count:
         raise BadRequestError(
             f"tensor {name!r}: shape {shape} needs {count} values, got {len(values)}"

@@ -106,6 +106,8 @@ def test_binary_body_round_trip() -> None:
         lambda: from_raw("BYTES", [1], b"\x01\0"),
         lambda: from_raw("BYTES", [2], to_raw("BYTES", [b"a"])),
         lambda: from_raw("COMPLEX", [1], b"\0"),
+        lambda: from_raw("UINT8", [2**62, 2**62, 4], b""),  # wraps to 0 in int64
+        lambda: from_contents("UINT8", [2**62, 2**62, 4], [], "t"),
         lambda: from_contents("UINT8", [2], [1, 300], "t"),
         lambda: from_contents("INT8", [1], [-129], "t"),
         lambda: from_contents("UINT8", [3], [1, 2], "t"),

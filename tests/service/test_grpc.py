@@ -174,6 +174,16 @@ def _request(kind: str) -> pb.ModelInferRequest:
         return bytes_input([_bomb()], raw=True)
     if kind == "body_too_large":
         return bytes_input([b"\0" * (MAX_BODY + 1024)], raw=True)
+    if kind == "too_many_images":
+        req = uint8_input(np.zeros((1, 1, 1, 3), np.uint8), raw=True)
+        req.inputs[0].shape[:] = [10**6, 0, 0, 3]
+        req.raw_input_contents[0] = b""
+        return req
+    if kind == "overflowing_shape":
+        req = uint8_input(np.zeros((1, 1, 1, 3), np.uint8), raw=True)
+        req.inputs[0].shape[:] = [2**62, 2**62, 4, 3]  # the product wraps to 0 in int64
+        req.raw_input_contents[0] = b""
+        return req
     if kind == "unknown_model":
         req = uint8_input(np.zeros((1, 1, 1, 3), np.uint8), raw=True)
         req.model_name = "nope"
@@ -195,6 +205,8 @@ def _request(kind: str) -> pb.ModelInferRequest:
         ("unknown_output", Code.INVALID_ARGUMENT, "logits"),
         ("pixel_bomb", Code.RESOURCE_EXHAUSTED, "megapixels"),
         ("body_too_large", Code.RESOURCE_EXHAUSTED, ""),
+        ("too_many_images", Code.INVALID_ARGUMENT, "at most 256"),
+        ("overflowing_shape", Code.INVALID_ARGUMENT, "at most 256"),
         ("unknown_model", Code.NOT_FOUND, "nope"),
     ],
 )

@@ -14,7 +14,7 @@ import numpy as np
 from limner.errors import InvalidInputError
 from limner.protocol import TensorSpec, TensorValue
 from limner.service.core.deployments import find_deployment
-from limner.service.core.scoring import decode_files, from_pixels, score
+from limner.service.core.scoring import check_count, decode_files, from_pixels, score
 from limner.service.state import ServiceState
 from limner.store import SpaceRef
 from limner.store.tables import Deployment
@@ -103,6 +103,7 @@ def infer(
             f"input {tensor.name!r} has shape {tensor.shape}; send UINT8 [N, H, W, 3] (RGB)"
         )
     else:
+        check_count(tensor.shape[0])  # before decoding: N empty images cost nothing to send
         pixels = tensor.decode()
         assert isinstance(pixels, np.ndarray)
         items = from_pixels(list(pixels), max_pixels)
