@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +22,7 @@ from limner.protocol import (
     InferenceResponse,
     ModelMetadataResponse,
     RequestInput,
+    ResponseOutput,
     decode_value,
     encode_bytes,
     encode_tensor,
@@ -106,15 +108,15 @@ async def infer(name: str, request: Request, space: SpaceDep, state: StateDep) -
     log = (req.parameters or {}).get("log", True) is not False
     wanted = [o.name for o in req.outputs] if req.outputs else None
     result = await run_in_threadpool(core.infer, state, space, name, inputs, wanted=wanted, log=log)
+    binary = _binary_outputs(req, [o.name for o in result.outputs])
+    raw = {o.name: to_raw(o.datatype, o.value) for o in result.outputs if o.name in binary}
     response = InferenceResponse(
         model_name=result.model_name,
         model_version=core.MODEL_VERSION,
         id=req.id,
-        outputs=[_json_output(o) for o in result.outputs],
+        outputs=[_json_output(o, with_data=o.name not in raw) for o in result.outputs],
         parameters={"scoring_ids": result.scoring_ids},
     )
-    binary = _binary_outputs(req, [o.name for o in result.outputs])
-    raw = {o.name: to_raw(o.datatype, o.value) for o in result.outputs if o.name in binary}
     content, length = pack_binary(response.model_dump(exclude_none=True), "outputs", raw)
     if length is None:
         return Response(content, media_type="application/json")
@@ -138,10 +140,13 @@ def _input(tensor: RequestInput, raw: bytes | None) -> core.InputTensor:
     )
 
 
-def _json_output(out: core.OutputTensor) -> Any:
-    if out.datatype == "BYTES":  # the outputs' BYTES are labels: text in JSON
-        return encode_bytes(out.name, [bytes(b).decode() for b in out.value])
-    return encode_tensor(out.name, out.value)  # type: ignore[arg-type]
+def _json_output(out: core.OutputTensor, *, with_data: bool) -> ResponseOutput:
+    """The output's JSON entry; without data when its bytes follow the JSON header."""
+    if not with_data:
+        return ResponseOutput(name=out.name, shape=out.shape, datatype=out.datatype)
+    if isinstance(out.value, np.ndarray):
+        return encode_tensor(out.name, out.value)
+    return encode_bytes(out.name, [bytes(b).decode() for b in out.value])  # labels: text
 
 
 def _binary_outputs(req: InferenceRequest, names: list[str]) -> set[str]:
