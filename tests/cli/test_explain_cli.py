@@ -113,3 +113,24 @@ def test_bad_usage_exits_2_with_one_line(args, cat_jpg, tmp_path):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_table_shows_fit_and_warnings(tmp_path):
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(sample_photo("chelsea")).resize((16, 16)).save(tiny)
+    proc = run(
+        "explain",
+        str(tiny),
+        "--method",
+        "occlusion",
+        "--segmentation",
+        "grid",
+        "--segments",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "R²" in proc.stdout
+    assert "warning" in proc.stdout and "only 2 regions" in proc.stdout
+    assert list((tmp_path / "out" / "tiny").glob("*-regions.png"))
