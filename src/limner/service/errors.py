@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,9 +28,13 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    """The JSON error body with ``status``."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def error_response(
+    status: int, code: str, message: str, *, retry_after: float | None = None
+) -> JSONResponse:
+    """The JSON error body with ``status`` (and ``Retry-After`` when given)."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
@@ -45,7 +50,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LimnerError)
     async def _limner(_request: Request, exc: LimnerError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        retry_after = getattr(exc, "retry_after", None)
+        return error_response(exc.status, exc.code, exc.message, retry_after=retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
