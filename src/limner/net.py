@@ -21,8 +21,10 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import httpcore
@@ -195,6 +197,12 @@ class _PublicOnlyBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+@lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every guarded client (building one reads the CA bundle)."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class _PublicTransport(httpx.HTTPTransport):
     """httpx's transport on a connection pool whose connect step is :class:`_PublicOnlyBackend`.
 
@@ -203,9 +211,9 @@ class _PublicTransport(httpx.HTTPTransport):
     """
 
     def __init__(self) -> None:
-        super().__init__(trust_env=False)
+        super().__init__(verify=_tls(), trust_env=False)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=_tls(),
             max_connections=100,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
@@ -218,7 +226,7 @@ class GuardedTransport(httpx.BaseTransport):
 
     def __init__(self, policy: UrlPolicy) -> None:
         self.policy = policy
-        self._listed = httpx.HTTPTransport(trust_env=False)
+        self._listed = httpx.HTTPTransport(verify=_tls(), trust_env=False)
         self._public = _PublicTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

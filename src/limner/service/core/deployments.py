@@ -48,17 +48,16 @@ async def create_from_spec(
     admin key only) a path under ``LIMNER_MODEL_ROOTS``."""
     await run_in_threadpool(_check_free, state, space, name)
     spec = spec.strip()
-    client = None
     if spec in BUILTIN_MODELS:
         target = spec
     elif is_url(spec):
         (state.models.url_policy or UrlPolicy()).check(spec)
-        client = state.models.http_client()
         target = spec
     else:
         target = str(_server_path(state, space, spec))
 
     def load() -> Model:
+        client = state.models.http_client() if is_url(target) else None
         return _load(lambda: load_model(target, device=state.settings.device, client=client))
 
     model = await state.loads.run(load, discard=_close)
@@ -72,7 +71,7 @@ def _server_path(state: ServiceState, space: SpaceRef, spec: str) -> Path:
     """
     if not space.is_admin:
         raise ForbiddenError(
-            f"unknown model {spec!r}: a tenant key deploys built-in models "
+            "a tenant key deploys built-in models "
             f"({', '.join(sorted(BUILTIN_MODELS))}), uploads and http(s) URLs; server paths "
             "need an admin key"
         )
