@@ -88,15 +88,17 @@ class Recorder:
 
 
 @contextmanager
-def recorder() -> Iterator[Recorder]:
-    """Run a :class:`Recorder` for the block."""
+def recorder(redirect_to: str | None = None) -> Iterator[Recorder]:
+    """Run a :class:`Recorder` for the block (answering 302 to ``redirect_to`` when given)."""
     seen: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             seen.append(f"{self.command} {self.path}")
             body = SECRET_BODY.encode()
-            self.send_response(500)
+            self.send_response(500 if redirect_to is None else 302)
+            if redirect_to is not None:
+                self.send_header("Location", redirect_to)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
