@@ -18,10 +18,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def report_error(message: str) -> None:
-    """Print ``message`` as one ``limner: error:`` line on stderr."""
+def report_error(message: str, *, kind: str = "error") -> None:
+    """Print ``message`` as one ``limner: error:`` (or ``limner: {kind}:``) line on stderr."""
     line = " ".join(str(message).split())
-    print(f"limner: error: {line}", file=sys.stderr)
+    print(f"limner: {kind}: {line}", file=sys.stderr)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
