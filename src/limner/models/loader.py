@@ -23,7 +23,7 @@ def load_model(
     metadata: ModelMetadata | None = None,
     headers: dict[str, str] | None = None,
 ) -> Model:
-    """Load a classifier from a model spec (see SPEC.md, "Model specs").
+    """Load a classifier from a model spec (the specs are listed in docs/result.md).
 
     Args:
         spec: built-in name, path, or Open Inference URL.
