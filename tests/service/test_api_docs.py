@@ -147,4 +147,8 @@ def test_malformed_json_is_400_on_every_json_route(ctx) -> None:
             method.upper(), url, content=b"{not json", headers={"content-type": "application/json"}
         )
         assert resp.status_code == 400, (method, path, resp.text)
-        assert resp.json()["error"]["code"] == "bad_request", (method, path, resp.text)
+        error = resp.json()["error"]
+        if path.startswith("/v2/"):  # the Open Inference shape: {"error": "<message>"}
+            assert "not valid JSON" in error, (method, path, resp.text)
+        else:
+            assert error["code"] == "bad_request", (method, path, resp.text)
