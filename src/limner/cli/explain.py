@@ -104,6 +104,7 @@ def explain_command(
                 top_k=top_k,
                 seed=seed,
                 progress=update,
+                max_pixels=max_pixels,
             )
             exp.save(folder)
             result = {"input": str(path), **exp.to_dict(_file_refs(exp, folder))}
