@@ -35,11 +35,15 @@ def documented_errors() -> list[tuple[int, str]]:
 def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A service with a small pixel limit, a subscribed deployment and one transaction."""
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"), database_url="", max_pixels=100_000
+        data_dir=tmp_path_factory.mktemp("data"),
+        database_url="",
+        max_pixels=100_000,
+        allowed_urls="127.0.0.1",  # the operator allows loopback model URLs
     )
     with running(settings) as svc:
         db = Database(settings.resolved_database_url())
-        admin = create_key(db, "operator", role="admin")  # may name any model URL
+        admin = create_key(db, "operator", role="admin")
+        tenant = create_key(db, "team")  # an ordinary, untrusted key
         db.close()
         auth = {"Authorization": f"Bearer {svc.key}"}
         http = httpx.Client(base_url=svc.url, headers=auth, timeout=120)
@@ -50,6 +54,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield {
             "http": http,
             "admin": admin,
+            "tenant": tenant,
             "dep": dep.json(),
             "sub": sub.json(),
             "url": svc.url,
@@ -85,6 +90,11 @@ REQUESTS: dict[tuple[int, str], Callable[[dict[str, Any]], httpx.Response]] = {
         c, files=[("file", ("x.png", b"\x89PNG not really", "image/png"))]
     ),
     (401, "unauthorized"): lambda c: httpx.get(f"{c['url']}/v1/deployments", timeout=30),
+    (403, "forbidden"): lambda c: c["http"].post(
+        "/v1/deployments",
+        json={"name": "path", "model": "/etc"},
+        headers={"Authorization": f"Bearer {c['tenant']}"},
+    ),
     (404, "not_found"): lambda c: c["http"].get("/v1/deployments/0123456789abcdef"),
     (405, "method_not_allowed"): lambda c: c["http"].patch("/v1/deployments"),
     (409, "conflict"): lambda c: c["http"].post(
