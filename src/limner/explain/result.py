@@ -67,6 +67,11 @@ class ClassExplanation:
         return [int(i) for i in self.order[::-1] if self.weights[i] < -t]
 
 
+def _notes(c: ClassExplanation) -> list[str]:
+    head = f"fit R² {c.fit_r2:.2f} · top regions {'settled' if c.settled else 'NOT settled'}"
+    return [head, *(f"warning: {w}" for w in c.warnings)]
+
+
 @dataclass
 class Explanation:
     """An explanation of one image for one or more classes (``to_dict()`` is the RESULT)."""
@@ -168,9 +173,35 @@ class Explanation:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", self.for_class(class_index).label).strip("-").lower()
         return f"{class_index}-{slug or 'class'}-{kind}.png"
 
+    def show(
+        self, class_index: int | None = None, *, figsize: tuple[float, float] = (12, 4.4)
+    ) -> Any:
+        """Plot the image, the positive and the negative pane side by side (matplotlib); return
+        the figure (the same figure as the client's ``show``)."""
+        from limner.imaging.figure import show_panes
+
+        c = self.classes[0] if class_index is None else self.for_class(class_index)
+        return show_panes(
+            self.image,
+            self.pane(c.class_index, "positive"),
+            self.pane(c.class_index, "negative"),
+            label=c.label,
+            probability=c.probability,
+            method=self.method,
+            figsize=figsize,
+            notes=_notes(c),
+        )
+
+    def __repr__(self) -> str:
+        top = ", ".join(f"{c.label} {c.probability:.1%}" for c in self.classes)
+        return (
+            f"<Explanation {self.method} of a {self.width}×{self.height} image by {self.model}: "
+            f"{top}; {self.regions.count} regions, {self.seconds:.2f} s>"
+        )
+
     def to_dict(self, image_refs: ImageRefs | None = None) -> dict[str, Any]:
-        """The RESULT of SPEC.md. ``image_refs(class_index, kind)`` gives each REF
-        (default: the file names written by ``save``)."""
+        """The RESULT (every field is described in docs/result.md). ``image_refs(class_index,
+        kind)`` gives each image reference (default: the file names written by ``save``)."""
         refs = image_refs or self.file_name
         boxes, areas = self.regions.boxes_and_areas
         out = []
@@ -230,27 +261,6 @@ class Explanation:
             "predictions": self.predictions,
             "explanations": out,
         }
-
-    def show(self, class_index: int | None = None) -> Any:
-        """Plot the original, positive and negative panes (matplotlib) with the fit R² and the
-        warnings under them; return the figure."""
-        import matplotlib.pyplot as plt
-
-        ci = self.explained_classes[0] if class_index is None else class_index
-        c = self.for_class(ci)
-        fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
-        panes = [("image", self.image), (f"{c.label}: positive", self.pane(ci, "positive"))]
-        panes.append(("negative", self.pane(ci, "negative")))
-        for ax, (title, img) in zip(axes, panes, strict=True):
-            ax.imshow(img)
-            ax.set_title(title)
-            ax.axis("off")
-        fig.suptitle(f"{c.label} ({c.probability:.1%}), {self.method}")
-        head = f"fit R² {c.fit_r2:.2f} · top regions {'settled' if c.settled else 'NOT settled'}"
-        lines = [head, *(f"warning: {w}" for w in c.warnings)]
-        fig.text(0.01, 0.01, "\n".join(lines), fontsize=9, va="bottom", wrap=True)
-        fig.tight_layout(rect=(0, 0.03 * len(lines), 1, 1))
-        return fig
 
     def save(self, directory: str | Path) -> Path:
         """Write every pane as PNG and the RESULT as ``result.json`` into ``directory``."""
