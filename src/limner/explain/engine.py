@@ -21,8 +21,10 @@ from limner.explain.segmentation import DEFAULT_SEGMENTS, SEGMENTATIONS, count_n
 from limner.explain.uncertainty import (
     DEFAULT_CONFIDENCE,
     DEFAULT_SETTLE_TOP,
+    DEFAULT_TIE_TOLERANCE,
     intervals,
     quantile,
+    ties,
     unsettled_contrasts,
 )
 from limner.imaging.decode import DEFAULT_MAX_PIXELS, ImageInput, decode_image
@@ -50,6 +52,7 @@ def explain(
     max_samples: int | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     settle_top: int = DEFAULT_SETTLE_TOP,
+    tie_tolerance: float = DEFAULT_TIE_TOLERANCE,
     segmentation: str = DEFAULT_SEGMENTATION,
     segments: int | None = None,
     baseline: str = DEFAULT_BASELINE,
@@ -73,6 +76,9 @@ def explain(
         confidence: confidence of each region's interval and of ``settled`` (default 0.9).
         settle_top: how many top regions (by absolute weight) must have a settled order and
             sign for the adaptive default to stop (default 3).
+        tie_tolerance: δ, a share of the largest absolute weight: adjacent top regions whose
+            absolute weights are, at ``confidence``, within δ of each other count as settled
+            (tied) without an order (default 0.2; 0 demands a strict order).
         segmentation: ``slic`` (default), ``quickshift``, ``felzenszwalb`` or ``grid``.
         segments: number of regions (default 24; for ``grid``, rows × cols).
         baseline: what a switched-off region becomes: ``blur`` (default), ``mean``, ``gray``,
@@ -92,7 +98,7 @@ def explain(
         An :class:`Explanation`; ``to_dict()`` gives the RESULT.
     """
     _validate(method, segmentation, baseline, samples, segments, top_k, batch_size)
-    _validate_uncertainty(max_samples, confidence, settle_top)
+    _validate_uncertainty(max_samples, confidence, settle_top, tie_tolerance)
     explainer = make_explainer(method, samples=samples, seed=seed, max_samples=max_samples)
     start = time.perf_counter()
     rgb = decode_image(image, max_pixels=max_pixels)
@@ -121,7 +127,9 @@ def explain(
     while True:
         estimates = [explainer.estimate(design, y[:, c]) for c in chosen]
         open_ = [
-            unsettled_contrasts(e.weights, e.cov, settle_top, quantile(confidence, e.dof))
+            unsettled_contrasts(
+                e.weights, e.cov, settle_top, quantile(confidence, e.dof), tie_tolerance
+            )
             for e in estimates
         ]
         used = evaluate.design_rows
@@ -170,6 +178,7 @@ def explain(
                 stderr=est.stderr,
                 interval=intervals(est.weights, est.stderr, q),
                 settled=settled,
+                ties=ties(est.weights, est.cov, settle_top, q, tie_tolerance),
                 warnings=class_warnings(
                     est.fit_r2, boxes_areas, settled, stop_reason, confidence, note
                 ),
@@ -192,6 +201,7 @@ def explain(
         ],
         classes=explained,
         confidence=confidence,
+        tie_tolerance=tie_tolerance,
         stop_reason=stop_reason,
         max_samples=explainer.samples if explainer.adaptive() else None,
     )
@@ -288,13 +298,19 @@ def _choose_classes(
     return [int(i) for i in np.argsort(-full, kind="stable")[:top_k]]
 
 
-def _validate_uncertainty(max_samples: int | None, confidence: float, settle_top: int) -> None:
+def _validate_uncertainty(
+    max_samples: int | None, confidence: float, settle_top: int, tie_tolerance: float
+) -> None:
     if max_samples is not None and not 4 <= max_samples <= 100_000:
         raise InvalidInputError(f"max_samples must be between 4 and 100000, not {max_samples}")
     if not 0.5 <= confidence < 1.0:
         raise InvalidInputError(f"confidence must be at least 0.5 and below 1, not {confidence}")
     if settle_top < 1:
         raise InvalidInputError(f"settle_top must be at least 1, not {settle_top}")
+    if not 0.0 <= tie_tolerance < 1.0:
+        raise InvalidInputError(
+            f"tie_tolerance must be at least 0 and below 1, not {tie_tolerance}"
+        )
 
 
 def _validate(

@@ -44,6 +44,9 @@ class ClassExplanation:
     interval: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     #: whether the top regions' order and signs are settled at that confidence
     settled: bool = True
+    #: adjacent top regions (a, b) whose order is not settled but whose absolute weights are
+    #: equal within the RESULT's tie tolerance (they count as settled, as a tie)
+    ties: list[tuple[int, int]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -88,6 +91,8 @@ class Explanation:
     predictions: list[dict[str, Any]]
     classes: list[ClassExplanation]
     confidence: float = 0.9
+    #: practical-equivalence tolerance δ of ``settled`` (a share of the largest |weight|)
+    tie_tolerance: float = 0.2
     #: why sampling stopped: ``settled``, ``max_samples``, ``budget`` (a fixed budget) or ``exact``
     stop_reason: str = "budget"
     #: the adaptive budget (None when ``samples`` was a fixed budget)
@@ -228,6 +233,7 @@ class Explanation:
                     "intercept": c.intercept,
                     "fit_r2": c.fit_r2,
                     "settled": c.settled,
+                    "ties": [[int(a), int(b)] for a, b in c.ties],
                     "warnings": list(c.warnings),
                     "total_features": len(c.weights),
                     "used_features": c.used_features,
@@ -256,6 +262,7 @@ class Explanation:
             "max_samples": self.max_samples,
             "stop_reason": self.stop_reason,
             "confidence": self.confidence,
+            "tie_tolerance": self.tie_tolerance,
             "model_evaluations": self.model_evaluations,
             "seconds": round(self.seconds, 4),
             "predictions": self.predictions,

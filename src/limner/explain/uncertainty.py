@@ -5,8 +5,14 @@ docs/architecture.md for each method's model of its estimator). From it come eac
 interval at the requested confidence and the answer to one question per class: are the top
 regions' order and signs settled? A ranking is settled when, at that confidence, each of the
 top ``k`` regions (by absolute weight) has a sign its interval does not cross, and each of them
-is larger in absolute weight than the next one (the k-th than the (k+1)-th included), judged on
-the difference of the two weights with its own variance (covariances included).
+is, in absolute weight, either larger than the next one (the k-th than the (k+1)-th included) or
+*tied* with it: not smaller by more than a practical-equivalence tolerance δ (a share of the
+largest absolute weight). Both are judged on the difference of the two weights with its own
+variance (covariances included): "larger" when its lower confidence bound is above 0, "tied"
+when it is above −δ·max|w| (a one-sided non-inferiority test at the same confidence). So a
+settled ranking claims: the signs are right, and no region shown above another is really
+smaller than it by more than δ·max|w|; regions whose weights are closer than that are reported as
+tied, in whichever order the estimate put them.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ import numpy as np
 DEFAULT_CONFIDENCE = 0.9
 #: How many top regions must be settled for the adaptive default to stop.
 DEFAULT_SETTLE_TOP = 3
+#: Practical-equivalence tolerance δ, a share of the largest absolute weight: adjacent top
+#: regions closer than this are tied, not ordered (see the module docstring).
+DEFAULT_TIE_TOLERANCE = 0.2
 
 
 def quantile(confidence: float, dof: float = math.inf) -> float:
@@ -32,13 +41,37 @@ def quantile(confidence: float, dof: float = math.inf) -> float:
 
 
 def unsettled_contrasts(
-    weights: np.ndarray, cov: np.ndarray | None, k: int, q: float
+    weights: np.ndarray,
+    cov: np.ndarray | None,
+    k: int,
+    q: float,
+    tolerance: float = DEFAULT_TIE_TOLERANCE,
 ) -> list[np.ndarray]:
-    """Contrast vectors c (c·w should be > 0) that are not yet significant; empty: settled.
+    """Contrast vectors c (c·w should be > 0) that are not yet settled; empty: settled.
 
     For each of the top ``k`` regions by absolute weight: its signed weight (sign settled), and
-    the signed difference to the next region in that order (order settled).
+    the signed difference to the next region in that order (ordered, or tied within
+    ``tolerance`` × the largest absolute weight).
     """
+    return [c for c, _ in _comparisons(weights, cov, k, q, tolerance) if c is not None]
+
+
+def ties(
+    weights: np.ndarray,
+    cov: np.ndarray | None,
+    k: int,
+    q: float,
+    tolerance: float = DEFAULT_TIE_TOLERANCE,
+) -> list[tuple[int, int]]:
+    """Adjacent pairs (a, b) among the top ``k`` + 1 regions that are tied, not ordered: b is not
+    significantly smaller than a in absolute weight, but not larger by more than the tolerance."""
+    return [t for c, t in _comparisons(weights, cov, k, q, tolerance) if t is not None]
+
+
+def _comparisons(
+    weights: np.ndarray, cov: np.ndarray | None, k: int, q: float, tolerance: float
+) -> list[tuple[np.ndarray | None, tuple[int, int] | None]]:
+    """Per comparison: its contrast when it is unsettled, or the pair when it is a tie."""
     w = np.asarray(weights, dtype=np.float64)
     m = len(w)
     if m == 0:
@@ -47,24 +80,32 @@ def unsettled_contrasts(
     order = np.lexsort((np.arange(m), -np.abs(w)))
     sign = np.where(w >= 0, 1.0, -1.0)
     top = min(k, m)
-    out: list[np.ndarray] = []
+    margin = tolerance * float(np.max(np.abs(w)))
+    out: list[tuple[np.ndarray | None, tuple[int, int] | None]] = []
     for j in range(top):
         a = int(order[j])
         c = np.zeros(m)
         c[a] = sign[a]
         if not _significant(c, w, cov, q):
-            out.append(c)
+            out.append((c, None))
         if j + 1 < m:
             b = int(order[j + 1])
             d = np.zeros(m)
             d[a], d[b] = sign[a], -sign[b]
-            if not _significant(d, w, cov, q):
-                out.append(d)
+            if _significant(d, w, cov, q):
+                continue
+            if margin > 0.0 and _significant(d, w, cov, q, margin):
+                out.append((None, (a, b)))
+            else:
+                out.append((d, None))
     return out
 
 
-def _significant(c: np.ndarray, w: np.ndarray, cov: np.ndarray, q: float) -> bool:
-    value = float(c @ w)
+def _significant(
+    c: np.ndarray, w: np.ndarray, cov: np.ndarray, q: float, margin: float = 0.0
+) -> bool:
+    """Whether c·w > −margin at the confidence behind ``q`` (margin 0: c·w > 0)."""
+    value = float(c @ w) + margin
     var = max(float(c @ cov @ c), 0.0)
     return value > q * math.sqrt(var) and value > 0.0
 
