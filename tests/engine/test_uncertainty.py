@@ -74,3 +74,35 @@ def test_regions_pane_and_legend_are_drawn(lite0, coffee):
     assert (regions[112, 20] == [255, 255, 0]).all() or (regions[111, 20] == [255, 255, 0]).all()
     heat = exp.pane(c, "heatmap")
     assert (heat[-3, -3] == 255).all()  # the legend's white box in the corner
+
+
+def test_near_equal_top_regions_are_tied_not_ordered():
+    from limner.explain.uncertainty import quantile, ties, unsettled_contrasts
+
+    # coffee's shape: two clear leaders, then three regions equal in absolute weight
+    w = np.array([0.195, 0.127, 0.049, 0.045, -0.045, 0.002])
+    cov = np.diag(np.full(6, 0.006**2))
+    q = quantile(0.9)
+    # a strict order cannot be settled: 0.049 vs 0.045 is within the noise
+    assert unsettled_contrasts(w, cov, 3, q, tolerance=0.0)
+    # within δ = 0.2 × 0.195 = 0.039 they are tied, and the ranking counts as settled
+    assert unsettled_contrasts(w, cov, 3, q, tolerance=0.2) == []
+    assert ties(w, cov, 3, q, tolerance=0.2) == [(2, 3)]
+    # a tie must itself be settled: with wide intervals it is not
+    wide = np.diag(np.full(6, 0.03**2))
+    assert unsettled_contrasts(w, wide, 3, q, tolerance=0.2)
+    assert (2, 3) not in ties(w, wide, 3, q, tolerance=0.2)
+
+
+def test_the_result_reports_ties_and_tolerance(lite0, coffee):
+    d = limner.explain(coffee, lite0, seed=0, tie_tolerance=0.3).to_dict()
+    assert d["tie_tolerance"] == 0.3
+    cls = d["explanations"][0]
+    ids = [r["id"] for r in cls["regions"]]
+    top = sorted(ids, key=lambda i: -abs(next(r["weight"] for r in cls["regions"] if r["id"] == i)))
+    for a, b in cls["ties"]:
+        assert top.index(b) == top.index(a) + 1 <= 3
+    from limner.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError):
+        limner.explain(coffee, lite0, tie_tolerance=1.5)
