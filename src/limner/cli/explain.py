@@ -52,7 +52,7 @@ def explain_command(
     """Explain which regions of each image pushed the model's prediction up or down."""
     from limner.errors import InvalidInputError
     from limner.explain import BASELINES, METHODS, SEGMENTATIONS, explain
-    from limner.imaging import read_image
+    from limner.imaging import check_image, read_image
     from limner.models import load_model
 
     for name, value, allowed in (
@@ -62,14 +62,15 @@ def explain_command(
     ):
         if value not in allowed:
             raise InvalidInputError(f"--{name} must be one of {', '.join(allowed)}, not {value!r}")
-    pixels = [read_image(p) for p in images]  # fail fast on any bad file, before loading a model
+    for p in images:  # fail fast on any bad file, before loading a model (pixels not kept)
+        check_image(p)
     clf = load_model(model, device=device)
     results = []
     table = Table("image", "label", "probability", "top regions (id: share)", "seconds")
     with progress_bar("explaining", None) as update:
-        for path, rgb in zip(images, pixels, strict=True):
+        for path in images:
             exp = explain(
-                rgb,
+                read_image(path),
                 clf,
                 method=method,
                 samples=samples,
@@ -84,6 +85,7 @@ def explain_command(
             folder = out / _slug(path.stem)
             exp.save(folder)
             result = exp.to_dict(_file_refs(exp, folder))
+            del exp  # its full-size photo goes before the next one is decoded
             results.append(result)
             for ce in result["explanations"]:
                 top = ", ".join(f"{r['id']}: {r['share']:.0f}%" for r in ce["regions"][:3])

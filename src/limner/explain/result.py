@@ -7,19 +7,18 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
 
+from limner.explain import panes
 from limner.explain.metrics import Faithfulness, ranking
+from limner.explain.panes import Painter, PaneSource
 from limner.explain.segmentation import RegionMap
-from limner.imaging.render import dimmed, encode_png, heatmap, negative_pane, positive_pane
 
-PANES = ("positive", "negative", "heatmap")
 #: Regions whose |weight| is below this fraction of the largest count as neither side.
 NEUTRAL_FRACTION = 0.005
 
@@ -60,6 +59,15 @@ class ClassExplanation:
         return [int(i) for i in self.order[::-1] if self.weights[i] < -t]
 
 
+#: Every pane kind and how its painter is made from a class's explanation.
+PAINTERS: dict[str, Callable[[ClassExplanation], Painter]] = {
+    "positive": lambda c: panes.regions_painter(c.positive_regions),
+    "negative": lambda c: panes.regions_painter(c.negative_regions),
+    "heatmap": lambda c: panes.heatmap_painter(c.weights),
+}
+PANES = tuple(PAINTERS)
+
+
 @dataclass
 class Explanation:
     """An explanation of one image for one or more classes (``to_dict()`` is the RESULT)."""
@@ -75,7 +83,6 @@ class Explanation:
     seconds: float
     predictions: list[dict[str, Any]]
     classes: list[ClassExplanation]
-    _panes: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def width(self) -> int:
@@ -92,13 +99,9 @@ class Explanation:
         """Class indices explained, in the order of ``explanations``."""
         return [c.class_index for c in self.classes]
 
-    @cached_property
-    def _dim(self) -> np.ndarray:
-        return dimmed(self.image)
-
     @property
     def labels_map(self) -> np.ndarray:
-        """Region id of every pixel, at the original size."""
+        """Region id of every pixel, at the original size (built on each call, not kept)."""
         return self.regions.original
 
     def settings(self) -> dict[str, Any]:
@@ -121,29 +124,33 @@ class Explanation:
             f"class {class_index} was not explained (explained: {self.explained_classes})"
         )
 
-    def pane(self, class_index: int, kind: str) -> np.ndarray:
-        """The ``positive``, ``negative`` or ``heatmap`` pane, RGB uint8 at the original size."""
-        if kind not in PANES:
+    def painter(self, class_index: int, kind: str) -> Painter:
+        """What draws the ``positive``, ``negative`` or ``heatmap`` pane of a class, strip by
+        strip (see :mod:`limner.explain.panes`)."""
+        if kind not in PAINTERS:
             raise ValueError(f"pane must be one of {', '.join(PANES)}")
-        key = (class_index, kind)
-        if key not in self._panes:
-            c = self.for_class(class_index)
-            labels = self.labels_map
-            if kind == "positive":
-                self._panes[key] = positive_pane(self.image, labels, c.positive_regions, self._dim)
-            elif kind == "negative":
-                self._panes[key] = negative_pane(self.image, labels, c.negative_regions, self._dim)
-            else:
-                self._panes[key] = heatmap(self.image, labels, c.weights)
-        return self._panes[key]
+        return PAINTERS[kind](self.for_class(class_index))
+
+    @property
+    def pane_source(self) -> PaneSource:
+        """The photo and region map every pane is drawn from."""
+        return PaneSource(self.image, self.regions)
+
+    def pane(self, class_index: int, kind: str) -> np.ndarray:
+        """A pane, RGB uint8 at the original size (drawn on each call, not kept)."""
+        return panes.render(self.pane_source, self.painter(class_index, kind))
 
     def pane_image(self, class_index: int, kind: str) -> Image.Image:
         """A pane as a PIL image (the REF of the Python API)."""
         return Image.fromarray(self.pane(class_index, kind))
 
     def png(self, class_index: int, kind: str) -> bytes:
-        """A pane encoded as PNG."""
-        return encode_png(self.pane(class_index, kind))
+        """A pane encoded as PNG, drawn and encoded strip by strip."""
+        return panes.encode(self.pane_source, self.painter(class_index, kind))
+
+    def write_png(self, class_index: int, kind: str, file: BinaryIO) -> None:
+        """Write a pane as PNG to an open binary file, strip by strip."""
+        panes.write(self.pane_source, self.painter(class_index, kind), file)
 
     def file_name(self, class_index: int, kind: str) -> str:
         """File name ``save()`` gives a pane: ``{class_index}-{label}-{kind}.png``."""
@@ -210,13 +217,13 @@ class Explanation:
         """Write every pane as PNG and the RESULT as ``result.json`` into ``directory``."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        # build what every pane shares once, before the threads use it
-        _ = self.labels_map, self._dim
 
         def write(key: tuple[int, str]) -> None:
-            (d / self.file_name(*key)).write_bytes(self.png(*key))
+            with (d / self.file_name(*key)).open("wb") as f:
+                self.write_png(*key, f)
 
-        # rendering and PNG encoding release the GIL: large photos gain from a few threads
+        # drawing and PNG encoding release the GIL: large photos gain from a few threads, and
+        # each thread holds only the strip it is on
         keys = [(ci, kind) for ci in self.explained_classes for kind in PANES]
         with ThreadPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1, 4)) as pool:
             list(pool.map(write, keys))
