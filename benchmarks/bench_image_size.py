@@ -88,11 +88,11 @@ def main() -> None:
         "| peak MB (max) | above base, B/pixel | panes |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for w, h, size, wall, eng, peak, pane in rows:
-        per_pixel = (peak - base_peak) / (w * h)
+    for i, (w, h, size, wall, eng, peak, pane) in enumerate(rows):
+        per_pixel = f"{(peak - base_peak) / (w * h):.1f}" if i else "—"
         print(
             f"| {w}×{h} | {size / 1e6:.2f} MB | {wall:.2f} | {eng:.2f} | {wall / base_wall:.2f} | "
-            f"{peak / 1e6:.0f} | {per_pixel:.1f} | {pane[0]}×{pane[1]} |"
+            f"{peak / 1e6:.0f} | {per_pixel} | {pane[0]}×{pane[1]} |"
         )
 
 
