@@ -18,6 +18,9 @@ from PIL import Image
 
 import limner
 from limner.explain import Explanation
+from limner.explain.metrics import Faithfulness
+from limner.explain.result import ClassExplanation
+from limner.explain.segmentation import region_map
 from limner.imaging import png as png_module
 from limner.imaging import strips as strips_module
 from limner.imaging.transform import resize_labels
@@ -33,11 +36,18 @@ def small_strips(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module", params=["slic", "grid-300"])
 def explanation(request: pytest.FixtureRequest, lite0: Model) -> Explanation:
-    """An explanation of a 641×487 photo: SLIC (uint8 region ids) or 300 cells (wider ids)."""
+    """An explanation of a 641×487 photo: a real one on SLIC regions (uint8 region ids), or 300
+    grid cells (wider ids) with seeded weights, since 300 regions take 600 model evaluations."""
     photo = Image.fromarray(sample_photo("chelsea")).resize((641, 487), Image.Resampling.BICUBIC)
     if request.param == "slic":
         return limner.explain(photo, lite0, samples=64, top_k=2)
-    return limner.explain(photo, lite0, samples=64, segmentation="grid", segments=300)
+    rgb = np.asarray(photo)
+    regions = region_map(rgb, "grid", 300)
+    weights = np.random.default_rng(0).normal(size=regions.count)
+    weights[:40] = 0.0  # neutral regions: in neither pane
+    none = Faithfulness(0.0, 0.0, [], [], [], [])
+    c = ClassExplanation("cat", 7, 0.5, 0.0, 1.0, weights, regions.count, none)
+    return Explanation(rgb, regions, "m", "kernelshap", 0, "blur", 64, 64, 0.0, [], [c])
 
 
 def _reference(exp: Explanation, class_index: int, kind: str) -> np.ndarray:
