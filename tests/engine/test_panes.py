@@ -4,7 +4,8 @@ The explanations are real (the built-in model); the strips are shrunk to a few r
 streaming PNG writer is forced, so every pane here crosses many strip boundaries. The reference
 samples the working region map to the full size in one go and applies each pane's definition:
 kept regions in full colour over ``0.28 × pixel + 26``; the heatmap's colour over the gray
-(Pillow's ITU-R 601-2 luma, then ``0.8 × luma + 25``) with opacity ``0.75 × |weight| / max``.
+(Pillow's ITU-R 601-2 luma, then ``0.8 × luma + 25``) with opacity ``0.75 × |weight| / max``;
+the legend and the ``regions`` pane's outlines and numbers are drawn on the whole image.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from limner.explain.result import ClassExplanation
 from limner.explain.segmentation import region_map
 from limner.imaging import png as png_module
 from limner.imaging import strips as strips_module
+from limner.imaging.annotate import regions_pane, with_legend
 from limner.imaging.transform import resize_labels
 from limner.models import Model
 from limner.samples import sample_photo
@@ -58,12 +60,15 @@ def _reference(exp: Explanation, class_index: int, kind: str) -> np.ndarray:
         ids = c.positive_regions if kind == "positive" else c.negative_regions
         dim = np.clip(image * 0.28 + 26, 0, 255).astype(np.uint8)
         return np.where(np.isin(labels, ids)[..., None], exp.image, dim)
+    if kind == "regions":  # outlines and numbers: the whole-image drawing
+        return regions_pane(exp.image, labels, exp.regions.boxes_and_areas[0])
     t = c.weights / (np.abs(c.weights).max() or 1.0)
     colour = np.where(t[:, None] >= 0, [214, 39, 40], [31, 119, 180])[labels]
     alpha = np.round(np.abs(t) * 0.75 * 255).astype(np.int64)[labels][..., None]
     luma = np.asarray(Image.fromarray(exp.image).convert("L")).astype(np.int64)
     gray = (luma * 0.8 + 25).astype(np.int64)[..., None]
-    return np.round((colour * alpha + gray * (255 - alpha)) / 255).astype(np.uint8)
+    heat = np.round((colour * alpha + gray * (255 - alpha)) / 255).astype(np.uint8)
+    return with_legend(heat, float(np.abs(c.weights).max()))  # the whole-image legend
 
 
 def _pixels(data: bytes) -> np.ndarray:
@@ -78,7 +83,7 @@ def test_labels_map_is_the_working_map_sampled_to_full_size(explanation: Explana
     )
 
 
-@pytest.mark.parametrize("kind", ["positive", "negative", "heatmap"])
+@pytest.mark.parametrize("kind", ["positive", "negative", "heatmap", "regions"])
 def test_pngs_and_arrays_are_the_reference_pixels(explanation: Explanation, kind: str) -> None:
     for ci in explanation.explained_classes:
         expected = _reference(explanation, ci, kind)
@@ -89,6 +94,6 @@ def test_pngs_and_arrays_are_the_reference_pixels(explanation: Explanation, kind
 def test_saved_panes_are_the_reference_pixels(explanation: Explanation, tmp_path: Path) -> None:
     explanation.save(tmp_path)
     for ci in explanation.explained_classes:
-        for kind in ("positive", "negative", "heatmap"):
+        for kind in ("positive", "negative", "heatmap", "regions"):
             data = (tmp_path / explanation.file_name(ci, kind)).read_bytes()
             assert np.array_equal(_pixels(data), _reference(explanation, ci, kind))

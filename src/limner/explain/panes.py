@@ -21,6 +21,12 @@ from typing import BinaryIO
 import numpy as np
 
 from limner.explain.segmentation import RegionMap
+from limner.imaging.annotate import (
+    legend_patch,
+    number_positions,
+    outline_width,
+    regions_strip,
+)
 from limner.imaging.png import encode_png_strips, write_png_strips
 from limner.imaging.render import heatmap, region_pane
 from limner.imaging.strips import row_ranges
@@ -52,7 +58,7 @@ class PaneSource:
 Painter = Callable[[PaneSource, int, int], np.ndarray]
 
 
-def regions_painter(region_ids: Sequence[int]) -> Painter:
+def highlight_painter(region_ids: Sequence[int]) -> Painter:
     """The given regions at full colour over a dimmed copy of the photo (the positive and
     negative panes)."""
     ids = list(region_ids)
@@ -64,10 +70,42 @@ def regions_painter(region_ids: Sequence[int]) -> Painter:
 
 
 def heatmap_painter(weights: np.ndarray) -> Painter:
-    """Every region coloured by its weight over a gray copy of the photo."""
+    """Every region coloured by its weight over a gray copy of the photo, with the colour
+    legend (drawn once, small) over the bottom-right corner."""
+    scale = float(np.abs(weights).max(initial=0.0))
+    legend: dict[tuple[int, int], tuple[int, int, np.ndarray] | None] = {}
 
     def paint(source: PaneSource, top: int, bottom: int) -> np.ndarray:
-        return heatmap(source.image[top:bottom], source.labels(top, bottom), weights)
+        strip = heatmap(source.image[top:bottom], source.labels(top, bottom), weights)
+        size = (source.width, source.height)
+        if size not in legend:
+            legend[size] = legend_patch(*size, scale)
+        patch = legend[size]
+        if patch is None or bottom <= patch[1]:
+            return strip
+        x0, y0, pixels = patch
+        strip = np.array(strip)
+        first = max(top, y0)
+        strip[first - top :, x0:] = pixels[first - y0 : bottom - y0]
+        return strip
+
+    return paint
+
+
+def outlines_painter(boxes: np.ndarray) -> Painter:
+    """Every region's outline and its number (the ``regions`` pane, the same for every class).
+
+    Where the numbers go is worked out once from the whole region map (one byte a pixel, for as
+    long as that takes); each strip reads the rows above it that its outlines depend on."""
+    numbers: list[list[tuple[int, int, int]]] = []
+
+    def paint(source: PaneSource, top: int, bottom: int) -> np.ndarray:
+        if not numbers:
+            numbers.append(number_positions(source.regions.original, boxes))
+        above = min(top, outline_width(source.width, source.height))
+        labels = source.labels(top - above, bottom)
+        size = (source.width, source.height)
+        return regions_strip(source.image[top:bottom], labels, above, top, size, numbers[0])
 
     return paint
 

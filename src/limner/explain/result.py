@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,6 +37,12 @@ class ClassExplanation:
     weights: np.ndarray
     used_features: int
     faithfulness: Faithfulness
+    #: standard error and (lower, upper) interval of each weight, at the RESULT's confidence
+    stderr: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    interval: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    #: whether the top regions' order and signs are settled at that confidence
+    settled: bool = True
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def order(self) -> np.ndarray:
@@ -59,13 +65,20 @@ class ClassExplanation:
         return [int(i) for i in self.order[::-1] if self.weights[i] < -t]
 
 
-#: Every pane kind and how its painter is made from a class's explanation.
-PAINTERS: dict[str, Callable[[ClassExplanation], Painter]] = {
-    "positive": lambda c: panes.regions_painter(c.positive_regions),
-    "negative": lambda c: panes.regions_painter(c.negative_regions),
-    "heatmap": lambda c: panes.heatmap_painter(c.weights),
+#: Every pane kind and how its painter is made from a class's explanation and the explanation
+#: (``regions``: every region's outline and id, the same for every class).
+PAINTERS: dict[str, Callable[[ClassExplanation, RegionMap], Painter]] = {
+    "positive": lambda c, _: panes.highlight_painter(c.positive_regions),
+    "negative": lambda c, _: panes.highlight_painter(c.negative_regions),
+    "heatmap": lambda c, _: panes.heatmap_painter(c.weights),
+    "regions": lambda _, regions: panes.outlines_painter(regions.boxes_and_areas[0]),
 }
 PANES = tuple(PAINTERS)
+
+
+def _notes(c: ClassExplanation) -> list[str]:
+    head = f"fit R² {c.fit_r2:.2f} · top regions {'settled' if c.settled else 'NOT settled'}"
+    return [head, *(f"warning: {w}" for w in c.warnings)]
 
 
 @dataclass
@@ -83,6 +96,11 @@ class Explanation:
     seconds: float
     predictions: list[dict[str, Any]]
     classes: list[ClassExplanation]
+    confidence: float = 0.9
+    #: why sampling stopped: ``settled``, ``max_samples``, ``budget`` (a fixed budget) or ``exact``
+    stop_reason: str = "budget"
+    #: the adaptive budget (None when ``samples`` was a fixed budget)
+    max_samples: int | None = None
 
     @property
     def width(self) -> int:
@@ -108,7 +126,9 @@ class Explanation:
         """How this explanation was made (enough to reproduce it)."""
         return {
             "method": self.method,
-            "samples": self.samples,
+            "samples": self.samples if self.max_samples is None else None,
+            "max_samples": self.max_samples,
+            "confidence": self.confidence,
             "seed": self.seed,
             "segmentation": self.regions.algorithm,
             "segments": self.regions.count,
@@ -125,11 +145,11 @@ class Explanation:
         )
 
     def painter(self, class_index: int, kind: str) -> Painter:
-        """What draws the ``positive``, ``negative`` or ``heatmap`` pane of a class, strip by
-        strip (see :mod:`limner.explain.panes`)."""
+        """What draws the ``positive``, ``negative``, ``heatmap`` or ``regions`` pane of a class,
+        strip by strip (see :mod:`limner.explain.panes`)."""
         if kind not in PAINTERS:
             raise ValueError(f"pane must be one of {', '.join(PANES)}")
-        return PAINTERS[kind](self.for_class(class_index))
+        return PAINTERS[kind](self.for_class(class_index), self.regions)
 
     @property
     def pane_source(self) -> PaneSource:
@@ -173,6 +193,7 @@ class Explanation:
             probability=c.probability,
             method=self.method,
             figsize=figsize,
+            notes=_notes(c),
         )
 
     def __repr__(self) -> str:
@@ -194,6 +215,8 @@ class Explanation:
                 {
                     "id": int(i),
                     "weight": float(c.weights[i]),
+                    "interval": [float(v) for v in c.interval[i]] if len(c.interval) else None,
+                    "stderr": float(c.stderr[i]) if len(c.stderr) else None,
                     "share": round(100.0 * abs(float(c.weights[i])) / total, 3),
                     "bbox": [int(v) for v in boxes[i]],
                     "area": int(areas[i]),
@@ -208,6 +231,8 @@ class Explanation:
                     "probability": c.probability,
                     "intercept": c.intercept,
                     "fit_r2": c.fit_r2,
+                    "settled": c.settled,
+                    "warnings": list(c.warnings),
                     "total_features": len(c.weights),
                     "used_features": c.used_features,
                     "regions": regions,
@@ -232,6 +257,9 @@ class Explanation:
                 "baseline": self.baseline,
             },
             "samples": self.samples,
+            "max_samples": self.max_samples,
+            "stop_reason": self.stop_reason,
+            "confidence": self.confidence,
             "model_evaluations": self.model_evaluations,
             "seconds": round(self.seconds, 4),
             "predictions": self.predictions,
