@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 import limner
+from limner.explain.result import PANES
 from limner.imaging import read_image
 from limner.samples import sample_photo
 
@@ -67,7 +68,7 @@ def main() -> None:
         )
         ci = state["exp"].explained_classes[0]
         phase("RESULT", lambda: state.update(result=state["exp"].to_dict()))
-        for kind in ("positive", "negative", "heatmap"):
+        for kind in PANES:
             phase(f"{kind} PNG", lambda k=kind: state.update(png=state["exp"].png(ci, k)))
         state.pop("png")
         phase("save (all panes)", lambda: state["exp"].save(Path(tmp) / "out"))
