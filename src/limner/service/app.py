@@ -12,7 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 from limner import __version__
 from limner.service.deps import current_space
 from limner.service.errors import install_error_handlers
+from limner.service.guard import SCOPE_SPACE, FailedKeyLimiter, KeyGuardMiddleware
 from limner.service.limits import BodyLimitMiddleware
+from limner.service.metrics import NO_SPACE
 from limner.service.routers import (
     deployments,
     explanations,
@@ -25,6 +27,7 @@ from limner.service.routers import (
 from limner.service.state import ServiceState
 from limner.service.ui import install as install_dashboard
 from limner.settings import Settings, get_settings
+from limner.store import SpaceRef
 
 #: Routers behind an API key, all scoped to the key's space.
 PROTECTED = (deployments, predictions, inference, subscriptions, transactions, explanations)
@@ -55,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         upload_paths={"/v1/deployments": settings.max_upload_bytes},
     )
+    limiter = FailedKeyLimiter(settings.max_failed_keys, settings.failed_key_window_seconds)
+    app.state.key_limiter = limiter
+    app.add_middleware(KeyGuardMiddleware, limiter=limiter)  # runs before the body limit
     app.middleware("http")(_count_requests)
     for module in PROTECTED:
         app.include_router(module.router, dependencies=[Depends(current_space)])
@@ -71,6 +77,9 @@ async def _count_requests(
     state = getattr(request.app.state, "limner", None)
     if state is not None:
         route = getattr(request.scope.get("route"), "path", "unmatched")
-        state.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        state.metrics.latency.labels(route).observe(time.perf_counter() - started)
+        space = request.scope.get(SCOPE_SPACE)
+        space_id = space.id if isinstance(space, SpaceRef) else NO_SPACE
+        status = str(response.status_code)
+        state.metrics.requests.labels(space_id, request.method, route, status).inc()
+        state.metrics.latency.labels(space_id, route).observe(time.perf_counter() - started)
     return response

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from limner.errors import LimnerError
+from limner.errors import LimnerError, RateLimitError
 
 log = logging.getLogger("limner.service")
 
@@ -27,9 +27,13 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    """The JSON error body with ``status``."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def error_response(
+    status: int, code: str, message: str, *, retry_after: int | None = None
+) -> JSONResponse:
+    """The JSON error body with ``status`` (and ``Retry-After`` when given)."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
@@ -45,7 +49,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LimnerError)
     async def _limner(_request: Request, exc: LimnerError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        retry = exc.retry_after if isinstance(exc, RateLimitError) else None
+        return error_response(exc.status, exc.code, exc.message, retry_after=retry)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

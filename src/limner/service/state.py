@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
 
 from limner.jobs import JobRunner, ModelProvider, ModelRegistry, make_executor
-from limner.service.metrics import Metrics
+from limner.service.metrics import Metrics, serve_operator_metrics
 from limner.settings import Settings
 from limner.store import Database, open_blob_store
 from limner.store.blobs import BlobStore
+from limner.store.tables import Explanation
 
 
 @dataclass
@@ -21,6 +25,7 @@ class ServiceState:
     models: ModelProvider
     runner: JobRunner
     metrics: Metrics
+    metrics_server: Any = None
 
     @classmethod
     def open(cls, settings: Settings) -> ServiceState:
@@ -37,16 +42,29 @@ class ServiceState:
             models,
             make_executor(settings.executor, settings.workers, settings),
             max_pixels=settings.max_pixels,
-            on_done=metrics.explanation_done,
+            on_done=lambda job_id, seconds: metrics.explanation_done(
+                _space_of(db, job_id), seconds
+            ),
             replica_id=settings.resolved_replica_id(),
             lease_seconds=settings.lease_seconds,
             poll_seconds=settings.poll_seconds,
         )
         runner.resume()
-        return cls(settings, db, blobs, models, runner, metrics)
+        server = None
+        if settings.metrics_port is not None:
+            server = serve_operator_metrics(metrics, settings.metrics_host, settings.metrics_port)
+        return cls(settings, db, blobs, models, runner, metrics, server)
 
     def close(self) -> None:
         """Stop the jobs, unload the models, close the database."""
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         self.runner.close()
         self.models.registry.close()
         self.db.close()
+
+
+def _space_of(db: Database, job_id: str) -> str:
+    with db.session() as s:
+        return s.scalar(select(Explanation.space_id).where(Explanation.id == job_id)) or ""

@@ -11,6 +11,7 @@ from limner.jobs import QUEUED
 from limner.service.schemas import ExplanationCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
+from limner.store.lookup import find_in_space
 from limner.store.tables import Explanation, Subscription, Transaction
 
 #: Settings of the subscription that a request may override.
@@ -74,7 +75,10 @@ def list_explanations(
     """The space's explanations (of one transaction when ``scoring_id`` is given), newest first."""
     where = [Explanation.space_id == space.id]
     if scoring_id is not None:
-        where.append(Explanation.transaction_id == scoring_id)
+        tx = find_in_space(state.db, Transaction, scoring_id, space.id)
+        if tx is None:
+            return []
+        where.append(Explanation.transaction_id == tx.id)
     with state.db.session() as s:
         return list(
             s.scalars(select(Explanation).where(*where).order_by(Explanation.created_at.desc()))

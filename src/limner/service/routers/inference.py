@@ -24,6 +24,7 @@ from limner.protocol import (
 from limner.service.core.deployments import find_deployment
 from limner.service.core.scoring import ImageItem, decode_files, from_pixels, score
 from limner.service.deps import SpaceDep, StateDep
+from limner.settings import Settings
 
 router = APIRouter(prefix="/v2", tags=["open inference"])
 
@@ -78,7 +79,7 @@ def infer(
 ) -> InferenceResponse:
     """Score input ``image`` (UINT8 ``[N,H,W,3]`` or BYTES ``[N]`` of encoded files)."""
     dep = find_deployment(state, space, name)
-    items = _images(_image_input(request), state.settings.max_pixels)
+    items = _images(_image_input(request), state.settings)
     log = (request.parameters or {}).get("log", True) is not False
     scores = score(state, dep, items, log=log)
     labels = list(dep.model_metadata["labels"])
@@ -116,9 +117,9 @@ def _image_input(request: InferenceRequest) -> RequestInput:
     raise InvalidInputError("the request needs one input tensor named 'image'")
 
 
-def _images(tensor: RequestInput, max_pixels: int) -> list[ImageItem]:
+def _images(tensor: RequestInput, settings: Settings) -> list[ImageItem]:
     if tensor.datatype == "BYTES":
-        return decode_files(decode_bytes(tensor), max_pixels)
+        return decode_files(decode_bytes(tensor), settings)
     if tensor.datatype != "UINT8":
         raise InvalidInputError(
             f"input {tensor.name!r} is {tensor.datatype}; send UINT8 [N, H, W, 3] pixels or "
@@ -129,4 +130,4 @@ def _images(tensor: RequestInput, max_pixels: int) -> list[ImageItem]:
             f"input {tensor.name!r} has shape {tensor.shape}; send UINT8 [N, H, W, 3] (RGB)"
         )
     pixels = decode_tensor(tensor)
-    return from_pixels(list(pixels), max_pixels)
+    return from_pixels(list(pixels), settings)

@@ -18,6 +18,7 @@ from limner.service.schemas import ExplainabilitySettings, ExplanationCreate
 from limner.service.ui.deps import (
     AuthDep,
     CsrfSessionDep,
+    PageNotFound,
     SessionDep,
     find_explanation,
     find_subscription,
@@ -112,7 +113,7 @@ def explain(scoring_id: str, session: CsrfSessionDep, state: StateDep) -> Redire
     tx = find_transaction(state, session, scoring_id)
     try:
         job = explanations_core.request_explanation(
-            state, session.space, tx, ExplanationCreate(scoring_id=tx.id)
+            state, session.space, tx, ExplanationCreate(scoring_id=tx.scoring_id)
         )
     except ConflictError:
         return RedirectResponse(
@@ -152,8 +153,14 @@ def explanation(
 
 
 def _owner(state: StateDep, session: UiSession, exp: Explanation) -> tuple[Transaction, Any]:
-    tx = find_transaction(state, session, exp.transaction_id)
     with state.db.session() as s:
+        tx = s.scalar(
+            select(Transaction).where(
+                Transaction.id == exp.transaction_id, Transaction.space_id == session.space.id
+            )
+        )
+        if tx is None:
+            raise PageNotFound("There is no such transaction in this space.")
         sub = s.get(Subscription, tx.subscription_id)
     return tx, sub
 
