@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def register(app: typer.Typer) -> None:
 
         from limner.service import create_app
 
+        os.umask(0o077)  # everything the server writes is its user's alone
         settings = settings_with(data_dir=data_dir, database_url=database_url, workers=workers)
         token = ensure_first_key(settings)
         if token is not None:

@@ -12,6 +12,7 @@ from limner.service.metrics import Metrics, serve_operator_metrics
 from limner.settings import Settings
 from limner.store import Database, open_blob_store
 from limner.store.blobs import BlobStore
+from limner.store.private import private_dir
 from limner.store.tables import Explanation
 
 
@@ -30,7 +31,7 @@ class ServiceState:
     @classmethod
     def open(cls, settings: Settings) -> ServiceState:
         """Open the database (migrating it), the blob store, and start the job runner."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         db = Database(settings.resolved_database_url())
         db.migrate()
         blobs = open_blob_store(settings.resolved_blob_url())
@@ -48,6 +49,7 @@ class ServiceState:
             replica_id=settings.resolved_replica_id(),
             lease_seconds=settings.lease_seconds,
             poll_seconds=settings.poll_seconds,
+            fair_share=max(1, settings.workers // 2),
         )
         runner.resume()
         server = None

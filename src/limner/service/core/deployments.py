@@ -24,6 +24,7 @@ from limner.models import METADATA_FILE, Model, load_model
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
 from limner.store.lookup import list_in_space
+from limner.store.private import private_dir, private_tree
 from limner.store.tables import Deployment
 
 #: Largest total size of an unpacked model archive.
@@ -50,9 +51,10 @@ def create_from_upload(
     _check_free(state, space, name)
     dep_id = new_id()
     folder = state.settings.data_dir / "models" / dep_id
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     try:
         spec = _unpack(folder, filename, data, metadata)
+        private_tree(folder)
         model = _load(lambda: load_model(str(spec), device=state.settings.device))
         return _insert(state, space, dep_id, name, str(spec.resolve()), model)
     except BaseException:

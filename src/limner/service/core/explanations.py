@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from limner.errors import ConflictError, InvalidInputError
 from limner.jobs import QUEUED
+from limner.service.core.quotas import check_explanation_settings, check_jobs_in_flight
 from limner.service.schemas import ExplanationCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
@@ -21,7 +22,8 @@ _OVERRIDABLE = ("method", "samples", "segmentation", "segments", "baseline")
 def request_explanation(
     state: ServiceState, space: SpaceRef, tx: Transaction, body: ExplanationCreate
 ) -> Explanation:
-    """Queue an explanation of ``tx`` (409 while the subscription's explainability is off)."""
+    """Queue an explanation of ``tx`` (409 while the subscription's explainability is off, 422
+    beyond the sample and segment limits, 429 while the space has too many jobs in flight)."""
     with state.db.session() as s:
         sub = s.get(Subscription, tx.subscription_id)
     if sub is None or not sub.explainability.get("enabled"):
@@ -39,6 +41,8 @@ def request_explanation(
         settings["top_k"] = body.top_k
     if body.seed is not None:
         settings["seed"] = body.seed
+    settings = check_explanation_settings(settings, state.settings)
+    check_jobs_in_flight(state.db, space.id, state.settings)
     job = Explanation(
         id=new_id(),
         space_id=space.id,
