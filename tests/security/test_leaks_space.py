@@ -45,7 +45,11 @@ def _space_id(server: Server, key: str) -> str:
 def _subscription(http: httpx.Client, name: str) -> str:
     r = http.post(
         "/v1/subscriptions",
-        json={"name": name, "scoring_url": f"http://{name}.invalid/v2/models/m", "labels": ["a", "b"]},
+        json={
+            "name": name,
+            "scoring_url": f"http://{name}.invalid/v2/models/m",
+            "labels": ["a", "b"],
+        },
     )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
@@ -149,9 +153,7 @@ def test_key_guessing_is_slowed_per_client_address(server: Server) -> None:
         assert wrong.status_code == 401
 
 
-def test_the_data_directory_is_private_to_the_servers_user(
-    server: Server, tmp_path: Path
-) -> None:
+def test_the_data_directory_is_private_to_the_servers_user(server: Server, tmp_path: Path) -> None:
     meta = efficientnet_lite0_metadata().to_dict()
     with server.http() as http, efficientnet_lite0_onnx().open("rb") as onnx:
         r = http.post(

@@ -48,7 +48,9 @@ def _space_with_a_transaction(server: Server, key: str, scorer: str) -> str:
         assert on.status_code == 200, on.text
         image = base64.b64encode(solid_png(32, 32)).decode()
         record = {"scoring_id": "rec-1", "image": image, "probabilities": [0.3, 0.7]}
-        logged = http.post(f"/v1/subscriptions/{sub_id}/payload-records", json={"records": [record]})
+        logged = http.post(
+            f"/v1/subscriptions/{sub_id}/payload-records", json={"records": [record]}
+        )
         assert logged.status_code == 200, logged.text
     return str(sub_id)
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
-from limner.errors import ConflictError
+from limner.errors import ConflictError, InvalidInputError, RateLimitError
 from limner.service.core import explanations as explanations_core
 from limner.service.core import subscriptions as subscriptions_core
 from limner.service.core.views import top_classes
@@ -115,9 +115,10 @@ def explain(scoring_id: str, session: CsrfSessionDep, state: StateDep) -> Redire
         job = explanations_core.request_explanation(
             state, session.space, tx, ExplanationCreate(scoring_id=tx.scoring_id)
         )
-    except ConflictError:
+    except (ConflictError, RateLimitError, InvalidInputError) as exc:
+        notice = {RateLimitError: "busy", InvalidInputError: "limits"}.get(type(exc), "off")
         return RedirectResponse(
-            f"/ui/subscriptions/{tx.subscription_id}?notice=off#explainability",
+            f"/ui/subscriptions/{tx.subscription_id}?notice={notice}#explainability",
             status_code=303,
         )
     return RedirectResponse(f"/ui/explanations/{job.id}", status_code=303)
