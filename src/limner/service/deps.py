@@ -27,6 +27,18 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
+def space_for_authorization(state: ServiceState, header: str) -> SpaceRef:
+    """The space of an ``Authorization`` value ``Bearer KEY`` (HTTP header or gRPC metadata);
+    :class:`AuthenticationError` without a known key."""
+    token = bearer_token(header)
+    if token is None:
+        raise AuthenticationError("an API key is needed: send 'Authorization: Bearer KEY'")
+    space = space_for_key(state.db, token)
+    if space is None:
+        raise AuthenticationError("the API key is not known")
+    return space
+
+
 def current_space(request: Request, state: StateDep) -> SpaceRef:
     """The space of the request's ``Authorization: Bearer KEY`` (401 without a known key).
 
@@ -35,12 +47,7 @@ def current_space(request: Request, state: StateDep) -> SpaceRef:
     """
     space = request.scope.get(SCOPE_SPACE)
     if not isinstance(space, SpaceRef):
-        token = bearer_token(request.headers.get("authorization", ""))
-        if token is None:
-            raise AuthenticationError("an API key is needed: send 'Authorization: Bearer KEY'")
-        space = space_for_key(state.db, token)
-        if space is None:
-            raise AuthenticationError("the API key is not known")
+        space = space_for_authorization(state, request.headers.get("authorization", ""))
     request.state.space = space
     return space
 

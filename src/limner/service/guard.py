@@ -111,9 +111,8 @@ def client_address(scope: Scope) -> str:
 class KeyGuardMiddleware:
     """Answer 401 (or 429 for a client with too many failed keys) before reading the body."""
 
-    def __init__(self, app: ASGIApp, limiter: FailedKeyLimiter) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not needs_key(scope["path"]):
@@ -123,21 +122,24 @@ class KeyGuardMiddleware:
             scope[SCOPE_SPACE] = await self._space(scope)
         except LimnerError as exc:
             retry = exc.retry_after if isinstance(exc, RateLimitError) else None
-            response = error_response(exc.status, exc.code, exc.message, retry_after=retry)
+            response = error_response(
+                exc.status, exc.code, exc.message, scope["path"], retry_after=retry
+            )
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
     async def _space(self, scope: Scope) -> SpaceRef:
+        state = scope["app"].state.limner
         client = client_address(scope)
-        self.limiter.check(client)
+        limiter: FailedKeyLimiter = state.key_limiter
+        limiter.check(client)
         headers = dict(scope.get("headers") or [])
         token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
         if token is None:
             raise AuthenticationError("an API key is needed: send 'Authorization: Bearer KEY'")
-        state = scope["app"].state.limner
         space = await to_thread.run_sync(space_for_key, state.db, token)
         if space is None:
-            self.limiter.fail(client)
+            limiter.fail(client)
             raise AuthenticationError("the API key is not known")
         return space

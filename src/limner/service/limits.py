@@ -7,6 +7,8 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from limner.service.errors import error_body
+
 #: Bodies this much over the limit are not read to the end before answering.
 _DRAIN_FACTOR = 4
 
@@ -42,7 +44,7 @@ class BodyLimitMiddleware:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._drain(receive, int(declared), limit)
-            await self._reject(send, limit)
+            await self._reject(send, limit, scope["path"])
             return
         total = 0
 
@@ -72,15 +74,9 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 return
 
-    async def _reject(self, send: Send, limit: int) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"the request body is over the limit of {_mb(limit)} MB",
-                }
-            }
-        ).encode()
+    async def _reject(self, send: Send, limit: int, path: str) -> None:
+        message = f"the request body is over the limit of {_mb(limit)} MB"
+        body = json.dumps(error_body(path, "payload_too_large", message)).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from limner.jobs import JobRunner, ModelProvider, ModelRegistry, make_executor
+from limner.service.guard import FailedKeyLimiter
 from limner.service.metrics import Metrics, serve_operator_metrics
 from limner.settings import Settings
 from limner.store import Database, open_blob_store
@@ -26,6 +27,7 @@ class ServiceState:
     models: ModelProvider
     runner: JobRunner
     metrics: Metrics
+    key_limiter: FailedKeyLimiter
     metrics_server: Any = None
 
     @classmethod
@@ -55,7 +57,8 @@ class ServiceState:
         server = None
         if settings.metrics_port is not None:
             server = serve_operator_metrics(metrics, settings.metrics_host, settings.metrics_port)
-        return cls(settings, db, blobs, models, runner, metrics, server)
+        limiter = FailedKeyLimiter(settings.max_failed_keys, settings.failed_key_window_seconds)
+        return cls(settings, db, blobs, models, runner, metrics, limiter, server)
 
     def close(self) -> None:
         """Stop the jobs, unload the models, close the database."""

@@ -101,7 +101,7 @@ def login(
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not csrf or not secrets.compare_digest(cookie, csrf):
         return _login_page(request, target, error="The form expired; please try again.", status=403)
-    limiter: FailedKeyLimiter = request.app.state.key_limiter
+    limiter: FailedKeyLimiter = request.app.state.limner.key_limiter
     client = client_address(request.scope)
     wait = limiter.retry_after(client)
     if wait is not None:
