@@ -118,8 +118,9 @@ def test_two_spaces_may_use_the_same_scoring_id_without_learning_of_each_other(
 
 
 def test_metrics_need_a_key_and_show_only_the_keys_space(server: Server) -> None:
-    mine, theirs = _space_id(server, server.key), _space_id(server, server.keys["other"])
-    with server.http() as http, server.http(server.keys["other"]) as other:
+    tenant = server.new_key("default")  # the first key is the operator's (admin)
+    mine, theirs = _space_id(server, tenant), _space_id(server, server.keys["other"])
+    with server.http(tenant) as http, server.http(server.keys["other"]) as other:
         http.get("/v1/deployments")
         other.get("/v1/deployments")
         assert httpx.get(f"{server.url}/metrics").status_code == 401
@@ -129,6 +130,9 @@ def test_metrics_need_a_key_and_show_only_the_keys_space(server: Server) -> None
     assert "limner_http_requests_total" in text
     assert f'space="{mine}"' in text
     assert theirs not in text and 'space=""' not in text
+    with server.http() as admin:
+        everything = admin.get("/metrics").text
+    assert f'space="{mine}"' in everything and f'space="{theirs}"' in everything
     operator = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
     assert f'space="{mine}"' in operator and f'space="{theirs}"' in operator
 

@@ -208,7 +208,7 @@ def test_explanation_while_explainability_off_is_409(setup) -> None:
 def test_other_user_mistakes(setup) -> None:
     http, dep = setup["http"], setup["dep"]
     error_of(http.post("/v1/deployments", json={"name": "x"}), 422)
-    error_of(http.post("/v1/deployments", json={"name": "x", "model": "/no/such.onnx"}), 422)
+    error_of(http.post("/v1/deployments", json={"name": "x", "model": "/no/such.onnx"}), 403)
     error_of(
         http.post("/v1/deployments", json={"name": "imagenet", "model": "efficientnet-lite0"}), 409
     )

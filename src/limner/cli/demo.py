@@ -72,7 +72,7 @@ def run_demo(out: Path, *, serve: bool, port: int) -> None:
     settings = Settings(data_dir=data_dir, database_url="", workers=len(PHOTOS))
     db = Database(settings.resolved_database_url())
     db.migrate()
-    key = create_key(db, "demo")
+    key = create_key(db, "demo", role="admin")  # the operator's own service
     db.close()
     server = EmbeddedServer(create_app(settings), port=port).start()
     try:

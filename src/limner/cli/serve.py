@@ -18,13 +18,15 @@ def settings_with(**overrides: Any) -> Settings:
 
 
 def ensure_first_key(settings: Settings) -> str | None:
-    """Migrate the database; when it has no API key yet, create one for space ``default``."""
+    """Migrate the database; when it has no API key yet, create one for space ``default``.
+
+    That key is the operator's own: it has the ``admin`` role."""
     from limner.store import Database, count_keys, create_key
 
     db = Database(settings.resolved_database_url())
     try:
         db.migrate()
-        return create_key(db, "default") if count_keys(db) == 0 else None
+        return create_key(db, "default", role="admin") if count_keys(db) == 0 else None
     finally:
         db.close()
 
@@ -88,7 +90,7 @@ def register(app: typer.Typer) -> None:
         token = ensure_first_key(settings)
         if token is not None:
             err_console.print(
-                "First start: created an API key for space [bold]default[/] "
+                "First start: created an admin API key for space [bold]default[/] "
                 "(shown once, keep it safe):"
             )
             print(token, flush=True)

@@ -4,13 +4,14 @@ on ``/v1`` and elsewhere, and the Open Inference protocol's ``{"error": "message
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from limner.errors import LimnerError, RateLimitError
+from limner.errors import LimnerError
 
 log = logging.getLogger("limner.service")
 
@@ -41,13 +42,13 @@ def error_body(path: str, code: str, message: str) -> dict[str, object]:
 
 
 def error_response(
-    status: int, code: str, message: str, path: str = "", *, retry_after: int | None = None
+    status: int, code: str, message: str, path: str = "", *, retry_after: float | None = None
 ) -> JSONResponse:
     """The JSON error body with ``status`` (in the ``/v2`` shape when ``path`` is there), and
     ``Retry-After`` when given."""
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return JSONResponse(error_body(path, code, message), status_code=status, headers=headers)
 
 
@@ -61,9 +62,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LimnerError)
     async def _limner(request: Request, exc: LimnerError) -> JSONResponse:
-        retry = exc.retry_after if isinstance(exc, RateLimitError) else None
+        retry_after = getattr(exc, "retry_after", None)
         return error_response(
-            exc.status, exc.code, exc.message, request.url.path, retry_after=retry
+            exc.status, exc.code, exc.message, request.url.path, retry_after=retry_after
         )
 
     @app.exception_handler(RequestValidationError)

@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from limner.jobs import JobRunner, ModelProvider, ModelRegistry, make_executor
+from limner.jobs import JobRunner, ModelProvider, make_executor
 from limner.service.guard import FailedKeyLimiter
+from limner.service.loads import ModelLoads
 from limner.service.metrics import Metrics, serve_operator_metrics
 from limner.settings import Settings
 from limner.store import Database, open_blob_store
@@ -27,6 +28,7 @@ class ServiceState:
     models: ModelProvider
     runner: JobRunner
     metrics: Metrics
+    loads: ModelLoads
     key_limiter: FailedKeyLimiter
     metrics_server: Any = None
 
@@ -37,7 +39,7 @@ class ServiceState:
         db = Database(settings.resolved_database_url())
         db.migrate()
         blobs = open_blob_store(settings.resolved_blob_url())
-        models = ModelProvider(ModelRegistry(settings.max_loaded_models), device=settings.device)
+        models = ModelProvider.from_settings(settings)
         metrics = Metrics()
         runner = JobRunner(
             db,
@@ -54,17 +56,19 @@ class ServiceState:
             fair_share=max(1, settings.workers // 2),
         )
         runner.resume()
+        loads = ModelLoads(max_concurrent=settings.model_loads, timeout=settings.model_load_timeout)
         server = None
         if settings.metrics_port is not None:
             server = serve_operator_metrics(metrics, settings.metrics_host, settings.metrics_port)
         limiter = FailedKeyLimiter(settings.max_failed_keys, settings.failed_key_window_seconds)
-        return cls(settings, db, blobs, models, runner, metrics, limiter, server)
+        return cls(settings, db, blobs, models, runner, metrics, loads, limiter, server)
 
     def close(self) -> None:
         """Stop the jobs, unload the models, close the database."""
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
+        self.loads.close()
         self.runner.close()
         self.models.registry.close()
         self.db.close()
