@@ -8,23 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sec_helpers import TINY_META, Serve, remote_service, serve, tiny_onnx
+from sec_helpers import (
+    HANG_SECONDS,
+    LOAD_TIMEOUT,
+    QUOTA_BYTES,
+    SLOW_SECONDS,
+    TINY_META,
+    Serve,
+    free_port,
+    remote_service,
+    serve,
+    tiny_onnx,
+)
 
 from limner.net import UrlPolicy
-
-#: Settings of the server under attack.
-QUOTA_BYTES = 3_000_000
-LOAD_TIMEOUT = 6.0
-SLOW_SECONDS = 2.5
-HANG_SECONDS = 10.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,21 @@ TINY_META = {
 }
 
 
+#: Settings of the server under attack.
+QUOTA_BYTES = 3_000_000
+LOAD_TIMEOUT = 6.0
+SLOW_SECONDS = 2.5
+HANG_SECONDS = 10.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def tiny_onnx(path: Path, *, padding_bytes: int = 0, domain: str = "") -> Path:
     """A real ONNX classifier: P(bright) from the mean of the image. ``padding_bytes`` of random
     (unused) weights make it bigger; ``domain`` puts its last operator in another domain."""

@@ -18,17 +18,18 @@ import numpy as np
 import pytest
 import torch
 from sec_helpers import (
+    QUOTA_BYTES,
     SECRET_BODY,
     TINY_META,
     Serve,
     deploy,
     error_of,
+    free_port,
     model_zip,
     recorder,
     tiny_onnx,
 )
 
-from conftest import QUOTA_BYTES, free_port
 from limner.imaging import encode_png
 
 pytestmark = pytest.mark.slow

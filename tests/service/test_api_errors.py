@@ -118,7 +118,7 @@ def test_pixel_bomb_is_413(setup) -> None:
         ),
         413,
     )
-    assert "megapixels" in body["message"]
+    assert "megapixels" in body["message"] and "LIMNER_MAX_PIXELS" in body["message"]
     with pytest.raises(PayloadTooLargeError):
         setup["client"].score(setup["dep"], buf.getvalue())
 

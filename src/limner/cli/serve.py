@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,32 @@ from limner.settings import Settings
 
 
 def settings_with(**overrides: Any) -> Settings:
-    """Settings from the environment, with the options given on the command line on top."""
+    """Settings from the environment, with the options given on the command line on top.
+
+    ``serve`` and ``keys`` find the data dir (and database) by this one rule: the command-line
+    option, else ``LIMNER_DATA_DIR`` (``LIMNER_DATABASE_URL``), else ``./limner-data``.
+    """
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where the service's data live, as the operator should see it."""
+
+    data_dir: Path
+    database: str
+    exists: bool
+
+
+def locate_store(settings: Settings) -> StoreLocation:
+    """The absolute data dir, the database URL (password hidden) and whether it exists yet."""
+    from sqlalchemy.engine import make_url
+
+    url = settings.resolved_database_url()
+    data_dir = settings.data_dir.resolve()
+    shown = make_url(url).render_as_string(hide_password=True)
+    exists = (data_dir / "limner.db").exists() if url.startswith("sqlite") else True
+    return StoreLocation(data_dir, shown, exists)
 
 
 def ensure_first_key(settings: Settings) -> str | None:
@@ -87,6 +112,13 @@ def register(app: typer.Typer) -> None:
         )
         if grpc_port is not None:
             check_port_free(host, grpc_port, "gRPC")
+        where = locate_store(settings)
+        err_console.print(
+            f"data dir {where.data_dir}, database {where.database}"
+            + ("" if where.exists else " (new)"),
+            highlight=False,
+            soft_wrap=True,
+        )
         token = ensure_first_key(settings)
         if token is not None:
             err_console.print(

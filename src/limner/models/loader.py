@@ -28,7 +28,7 @@ def load_model(
     headers: dict[str, str] | None = None,
     client: httpx.Client | None = None,
 ) -> Model:
-    """Load a classifier from a model spec (see SPEC.md, "Model specs").
+    """Load a classifier from a model spec (the specs are listed in docs/result.md).
 
     Args:
         spec: built-in name, path, or Open Inference URL.

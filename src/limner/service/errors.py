@@ -69,6 +69,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        for e in exc.errors():
+            if e.get("type") == "json_invalid":  # a syntax error, not a wrong value: 400
+                where = e.get("ctx", {}).get("error", "")
+                message = f"the body is not valid JSON ({where or 'syntax error'})"
+                return error_response(400, "bad_request", message, request.url.path)
         problems = [
             f"{_location(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()
         ]
