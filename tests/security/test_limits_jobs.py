@@ -100,6 +100,7 @@ def test_a_space_over_its_jobs_in_flight_gets_429_and_others_still_queue(
         refused = http.post("/v1/explanations", json={"scoring_id": "rec-1"})
         statuses = {e["status"] for e in http.get("/v1/explanations").json()["explanations"]}
     assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "too_many_requests"
     assert int(refused.headers["Retry-After"]) >= 1
     assert "LIMNER_MAX_JOBS_PER_SPACE" in refused.json()["error"]["message"]
     assert statuses <= {"queued", "running"}  # the jobs really are still in flight
