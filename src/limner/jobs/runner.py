@@ -28,7 +28,7 @@ from limner.store.tables import Deployment, Explanation, Subscription, Transacti
 log = logging.getLogger("limner.jobs")
 
 QUEUED, RUNNING, FINISHED, FAILED = "queued", "running", "finished", "failed"
-PANE_KINDS = ("positive", "negative", "heatmap")
+PANE_KINDS = ("positive", "negative", "heatmap", "regions")
 #: A job that was running when its replica stopped this many times is given up.
 MAX_ATTEMPTS = 3
 #: Seconds between progress writes of one job.
@@ -262,7 +262,7 @@ class JobRunner:
                     owner=self.replica_id,
                     lease_until=self._lease_end(),
                     started_at=utcnow(),
-                    progress=0.0,
+                    # progress is kept: a retried job carries on from what it showed
                 )
                 .returning(Explanation.attempts)
                 .execution_options(synchronize_session=False)
@@ -328,13 +328,21 @@ class JobRunner:
         return result, panes
 
     def _progress_writer(self, job_id: str, attempt: int) -> Callable[[int, int], None]:
+        """Writes ``done / total`` at most every ``PROGRESS_INTERVAL`` seconds, never lower than
+        what the job already shows (the engine's fraction only goes up; a retried attempt starts
+        again from 0 and stays at the earlier attempt's figure until it passes it)."""
         last = [0.0]
+        high = [0.0]
 
         def write(done: int, total: int) -> None:
             now = time.monotonic()
-            if now - last[0] < PROGRESS_INTERVAL or total <= 0:
+            if total <= 0:
+                return
+            fraction = min(0.99, max(high[0], done / total))
+            if now - last[0] < PROGRESS_INTERVAL or fraction <= high[0]:
                 return
             last[0] = now
+            high[0] = fraction
             with self.db.session() as s:
                 s.execute(
                     update(Explanation)
@@ -342,8 +350,9 @@ class JobRunner:
                         Explanation.id == job_id,
                         Explanation.status == RUNNING,
                         Explanation.attempts == attempt,
+                        Explanation.progress < fraction,
                     )
-                    .values(progress=min(0.99, done / total))
+                    .values(progress=fraction)
                     .execution_options(synchronize_session=False)
                 )
 

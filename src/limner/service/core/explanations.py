@@ -16,7 +16,16 @@ from limner.store.lookup import find_in_space
 from limner.store.tables import Explanation, Subscription, Transaction
 
 #: Settings of the subscription that a request may override.
-_OVERRIDABLE = ("method", "samples", "segmentation", "segments", "baseline")
+_OVERRIDABLE = (
+    "method",
+    "samples",
+    "max_samples",
+    "confidence",
+    "settle_top",
+    "segmentation",
+    "segments",
+    "baseline",
+)
 
 
 def request_explanation(
