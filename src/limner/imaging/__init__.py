@@ -5,6 +5,7 @@ from limner.imaging.decode import (
     ImageInput,
     check_image,
     decode_image,
+    header_pixels,
     read_image,
 )
 from limner.imaging.png import encode_png
@@ -17,6 +18,7 @@ __all__ = [
     "check_image",
     "decode_image",
     "encode_png",
+    "header_pixels",
     "heatmap",
     "negative_pane",
     "positive_pane",
