@@ -121,6 +121,7 @@ def explain_command(
             )
             exp.save(folder)
             result = {"input": str(path), **exp.to_dict(_file_refs(exp, folder))}
+            del exp, rgb  # the full-size photo goes before the next one is decoded
             results.append(result)
             for ce in result["explanations"]:
                 top = ", ".join(f"{r['id']}: {r['share']:.0f}%" for r in ce["regions"][:3])

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
-from limner.errors import ConflictError
+from limner.errors import ConflictError, InvalidInputError, RateLimitError
 from limner.service.core import explanations as explanations_core
 from limner.service.core import subscriptions as subscriptions_core
 from limner.service.core.views import top_classes
@@ -18,6 +18,7 @@ from limner.service.schemas import ExplainabilitySettings, ExplanationCreate
 from limner.service.ui.deps import (
     AuthDep,
     CsrfSessionDep,
+    PageNotFound,
     SessionDep,
     find_explanation,
     find_subscription,
@@ -112,11 +113,12 @@ def explain(scoring_id: str, session: CsrfSessionDep, state: StateDep) -> Redire
     tx = find_transaction(state, session, scoring_id)
     try:
         job = explanations_core.request_explanation(
-            state, session.space, tx, ExplanationCreate(scoring_id=tx.id)
+            state, session.space, tx, ExplanationCreate(scoring_id=tx.scoring_id)
         )
-    except ConflictError:
+    except (ConflictError, RateLimitError, InvalidInputError) as exc:
+        notice = {RateLimitError: "busy", InvalidInputError: "limits"}.get(type(exc), "off")
         return RedirectResponse(
-            f"/ui/subscriptions/{tx.subscription_id}?notice=off#explainability",
+            f"/ui/subscriptions/{tx.subscription_id}?notice={notice}#explainability",
             status_code=303,
         )
     return RedirectResponse(f"/ui/explanations/{job.id}", status_code=303)
@@ -152,8 +154,14 @@ def explanation(
 
 
 def _owner(state: StateDep, session: UiSession, exp: Explanation) -> tuple[Transaction, Any]:
-    tx = find_transaction(state, session, exp.transaction_id)
     with state.db.session() as s:
+        tx = s.scalar(
+            select(Transaction).where(
+                Transaction.id == exp.transaction_id, Transaction.space_id == session.space.id
+            )
+        )
+        if tx is None:
+            raise PageNotFound("There is no such transaction in this space.")
         sub = s.get(Subscription, tx.subscription_id)
     return tx, sub
 
