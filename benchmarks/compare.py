@@ -229,6 +229,9 @@ def main() -> None:
     model = limner.load_model("efficientnet-lite0", device="cpu")
     methods: dict[str, Method] = {
         "limner kernelshap adaptive (default)": limner_method(method="kernelshap"),
+        "limner kernelshap adaptive, ties δ=0.2": limner_method(
+            method="kernelshap", tie_tolerance=0.2
+        ),
         "limner kernelshap-256 (fixed)": limner_method(method="kernelshap", samples=256),
         "limner kernelshap-160": limner_method(method="kernelshap", samples=160),
         "limner kernelshap-384": limner_method(method="kernelshap", samples=384),

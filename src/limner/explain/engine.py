@@ -78,7 +78,8 @@ def explain(
             sign for the adaptive default to stop (default 3).
         tie_tolerance: δ, a share of the largest absolute weight: adjacent top regions whose
             absolute weights are, at ``confidence``, within δ of each other count as settled
-            (tied) without an order (default 0.2; 0 demands a strict order).
+            (tied) without an order (default 0: a strict order; 0.2 stops about twice as
+            early on 24-region photos, at some cost in faithfulness).
         segmentation: ``slic`` (default), ``quickshift``, ``felzenszwalb`` or ``grid``.
         segments: number of regions (default 24; for ``grid``, rows × cols).
         baseline: what a switched-off region becomes: ``blur`` (default), ``mean``, ``gray``,

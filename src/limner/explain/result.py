@@ -101,7 +101,7 @@ class Explanation:
     classes: list[ClassExplanation]
     confidence: float = 0.9
     #: practical-equivalence tolerance δ of ``settled`` (a share of the largest |weight|)
-    tie_tolerance: float = 0.2
+    tie_tolerance: float = 0.0
     #: why sampling stopped: ``settled``, ``max_samples``, ``budget`` (a fixed budget) or ``exact``
     stop_reason: str = "budget"
     #: the adaptive budget (None when ``samples`` was a fixed budget)

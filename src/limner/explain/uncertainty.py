@@ -26,8 +26,10 @@ DEFAULT_CONFIDENCE = 0.9
 #: How many top regions must be settled for the adaptive default to stop.
 DEFAULT_SETTLE_TOP = 3
 #: Practical-equivalence tolerance δ, a share of the largest absolute weight: adjacent top
-#: regions closer than this are tied, not ordered (see the module docstring).
-DEFAULT_TIE_TOLERANCE = 0.2
+#: regions closer than this are tied, not ordered (see the module docstring). 0 by default: on
+#: the benchmark photos stopping at δ = 0.2 halved the samples but cost faithfulness
+#: (docs/benchmarks.md), so ties are opt-in.
+DEFAULT_TIE_TOLERANCE = 0.0
 
 
 def quantile(confidence: float, dof: float = math.inf) -> float:
