@@ -115,6 +115,12 @@ def test_bad_usage_exits_2_with_one_line(args, cat_jpg, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_tie_tolerance_out_of_range_is_refused_by_name(cat_jpg, tmp_path):
+    proc = run("explain", str(cat_jpg), "--out", str(tmp_path), "--tie-tolerance", "1.5")
+    assert proc.returncode == 2
+    assert "tie_tolerance must be" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def _photo(path: Path, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sample_photo(name)).save(path, quality=92)

@@ -218,6 +218,19 @@ def test_other_user_mistakes(setup) -> None:
         http.put(f"/v1/subscriptions/{setup['sub'].id}/explainability", json={"method": "magic"}),
         422,
     )
+    for bad in (-0.1, 1.0, "wide"):
+        error_of(
+            http.put(
+                f"/v1/subscriptions/{setup['sub'].id}/explainability", json={"tie_tolerance": bad}
+            ),
+            422,
+        )
+        error_of(
+            http.post(
+                "/v1/explanations", json={"scoring_id": setup["scoring_id"], "tie_tolerance": bad}
+            ),
+            422,
+        )
     error_of(http.get(f"/v1/subscriptions/{setup['sub'].id}/transactions?limit=0"), 422)
     error_of(http.post("/v1/explanations", json={"scoring_id": setup["scoring_id"], "x": 1}), 422)
     error_of(http.patch("/v1/deployments"), 405)

@@ -47,6 +47,12 @@ def explain_command(
     settle_top: Annotated[
         int, typer.Option(help="Top regions whose order and signs must settle.")
     ] = 3,
+    tie_tolerance: Annotated[
+        float,
+        typer.Option(
+            help="Adjacent top regions within this share of the largest weight count as tied."
+        ),
+    ] = 0.0,
     segmentation: Annotated[
         str, typer.Option(help="slic | quickshift | felzenszwalb | grid")
     ] = "slic",
@@ -110,6 +116,7 @@ def explain_command(
                 max_samples=max_samples,
                 confidence=confidence,
                 settle_top=settle_top,
+                tie_tolerance=tie_tolerance,
                 segmentation=segmentation,
                 segments=segments,
                 baseline=baseline,

@@ -84,6 +84,7 @@ class ExplainabilitySettings(Strict):
     max_samples: int | None = Field(default=None, ge=8, le=20000)
     confidence: float | None = Field(default=None, ge=0.5, lt=1.0)
     settle_top: int | None = Field(default=None, ge=1, le=50)
+    tie_tolerance: float | None = Field(default=None, ge=0.0, lt=1.0)
     segmentation: Segmentation = "slic"
     segments: int | None = Field(default=None, ge=2, le=1000)
     baseline: Baseline = "blur"
@@ -203,6 +204,7 @@ class ExplanationCreate(Strict):
     max_samples: int | None = Field(default=None, ge=8, le=20000)
     confidence: float | None = Field(default=None, ge=0.5, lt=1.0)
     settle_top: int | None = Field(default=None, ge=1, le=50)
+    tie_tolerance: float | None = Field(default=None, ge=0.0, lt=1.0)
     segmentation: Segmentation | None = None
     segments: int | None = Field(default=None, ge=2, le=1000)
     baseline: Baseline | None = None

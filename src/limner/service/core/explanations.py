@@ -22,6 +22,7 @@ _OVERRIDABLE = (
     "max_samples",
     "confidence",
     "settle_top",
+    "tie_tolerance",
     "segmentation",
     "segments",
     "baseline",
