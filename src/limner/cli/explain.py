@@ -30,8 +30,20 @@ def explain_command(
     ],
     model: Annotated[str, typer.Option("--model", help="Model spec.")] = "efficientnet-lite0",
     method: Annotated[
-        str, typer.Option(help="lime | kernelshap | occlusion | rise")
+        str,
+        typer.Option(
+            help="kernelshap | lime | occlusion | rise; for PyTorch models also "
+            "integrated-gradients | gradcam"
+        ),
     ] = "kernelshap",
+    steps: Annotated[
+        int | None,
+        typer.Option(help="integrated-gradients: integration steps (default: until complete)."),
+    ] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(help="gradcam: the layer to read (default: the last spatial feature map)."),
+    ] = None,
     samples: Annotated[int | None, typer.Option(help="Model evaluations for the estimate.")] = None,
     segmentation: Annotated[
         str, typer.Option(help="slic | quickshift | felzenszwalb | grid")
@@ -80,6 +92,8 @@ def explain_command(
                 top_k=top_k,
                 seed=seed,
                 progress=update,
+                steps=steps,
+                layer=layer,
             )
             folder = out / _slug(path.stem)
             exp.save(folder)

@@ -11,8 +11,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from limner.errors import InvalidInputError
-from limner.explain.methods import METHODS, make_explainer
+from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS, METHODS, make_explainer
 from limner.explain.methods.base import Design
+from limner.explain.methods.gradients import (
+    GradientAttributor,
+    GradientMap,
+    curve_r2,
+    gradient_estimate,
+    gradient_fields,
+    require_forward,
+)
 from limner.explain.metrics import curve_masks, faithfulness, ranking
 from limner.explain.perturb import BASELINES, Perturber
 from limner.explain.result import ClassExplanation, Explanation
@@ -47,13 +55,16 @@ def explain(
     predict: Predict | None = None,
     progress: Progress | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    steps: int | None = None,
+    layer: str | None = None,
 ) -> Explanation:
     """Explain which regions of ``image`` pushed ``model``'s classes up or down.
 
     Args:
         image: a path, encoded bytes, a PIL image or an RGB uint8 array, of any size.
         model: a loaded classifier (``limner.load_model``).
-        method: ``kernelshap`` (default), ``lime``, ``occlusion`` or ``rise``.
+        method: ``kernelshap`` (default), ``lime``, ``occlusion``, ``rise``, or for a model
+            with a torch forward ``integrated-gradients`` or ``gradcam``.
         samples: model evaluations for the method's estimate (default: the method's own).
         segmentation: ``slic`` (default), ``quickshift``, ``felzenszwalb`` or ``grid``.
         segments: number of regions (default 24; for ``grid``, rows × cols).
@@ -68,12 +79,16 @@ def explain(
             (``model.preprocess`` of the perturbed images) in, probabilities out.
         progress: called as ``progress(done, total)`` after each batch.
         max_pixels: refuse larger images before decoding them.
+        steps: integration steps of ``integrated-gradients`` (default: 64, doubled until the
+            attributions are complete within 1%, at most 512).
+        layer: the layer ``gradcam`` reads (default: the last spatial feature map).
 
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the RESULT.
     """
     _validate(method, segmentation, baseline, samples, segments, top_k, batch_size)
-    explainer = make_explainer(method, samples=samples, seed=seed)
+    gradients = _gradients(method, model, steps, layer)
+    explainer = None if gradients else make_explainer(method, samples=samples, seed=seed)
     start = time.perf_counter()
     rgb = decode_image(image, max_pixels=max_pixels)
     regions = region_map(rgb, segmentation, segments or DEFAULT_SEGMENTS)
@@ -86,8 +101,8 @@ def explain(
         m,
         prepare=model.preprocess,
     )
-    design = explainer.design(perturber, np.random.default_rng(seed))
-    n = len(design.z)
+    design = explainer.design(perturber, np.random.default_rng(seed)) if explainer else None
+    n = len(design.z) if design is not None else 0
 
     evaluate = _Evaluator(
         predict or model.predict_tensor, batch_size or model.preferred_batch_size, progress
@@ -95,14 +110,22 @@ def explain(
     full = evaluate.masks(np.ones((1, m), np.float32), perturber)[0]
     chosen = _choose_classes(model, full, classes, top_k)
     evaluate.total = 1 + n + len(chosen) * 2 * (m + 1)
-    y = evaluate.design(design, perturber)
-
-    estimates = [explainer.estimate(design, y[:, c]) for c in chosen]
+    maps: list[GradientMap] = []
+    if gradients is not None:
+        maps = [gradients.attribute(perturber.image, perturber.base, c) for c in chosen]
+        estimates = [gradient_estimate(g, perturber.labels, m) for g in maps]
+    elif explainer is not None and design is not None:
+        y = evaluate.design(design, perturber)
+        estimates = [explainer.estimate(design, y[:, c]) for c in chosen]
     explained = []
     for c, est in zip(chosen, estimates, strict=True):
         order = ranking(est.weights)
         del_masks, ins_masks = curve_masks(order)
         curves = evaluate.masks(np.vstack([del_masks, ins_masks]), perturber)
+        if gradients:
+            est.fit_r2 = curve_r2(
+                est, np.vstack([del_masks, ins_masks]), curves[:, c], additive=method != "gradcam"
+            )
         explained.append(
             ClassExplanation(
                 label=model.labels[c],
@@ -120,18 +143,31 @@ def explain(
         image=rgb,
         regions=regions,
         model=model.name,
-        method=explainer.name,
+        method=method,
         seed=seed,
         baseline=baseline,
-        samples=explainer.params()["samples"],
-        model_evaluations=evaluate.done,
+        samples=explainer.params()["samples"] if explainer else 0,
+        model_evaluations=evaluate.done + sum(g.passes for g in maps),
         seconds=time.perf_counter() - start,
         predictions=[
             {"label": model.labels[i], "class_index": int(i), "probability": float(full[i])}
             for i in top
         ],
         classes=explained,
+        **(gradient_fields(maps, chosen) if gradients else {}),
     )
+
+
+def _gradients(
+    method: str, model: Model, steps: int | None, layer: str | None
+) -> GradientAttributor | None:
+    """The gradient attributor for a gradient method (checked before any work), else None."""
+    if method not in GRADIENT_METHODS:
+        if steps is not None or layer is not None:
+            raise InvalidInputError("steps and layer apply to the gradient methods only")
+        return None
+    forward = require_forward(model, method, BLACK_BOX_METHODS)
+    return GradientAttributor(method, forward, steps=steps, layer=layer)
 
 
 class _Evaluator:

@@ -18,8 +18,11 @@ from PIL import Image
 from limner.explain.metrics import Faithfulness, ranking
 from limner.explain.segmentation import RegionMap
 from limner.imaging.render import dimmed, encode_png, heatmap, negative_pane, positive_pane
+from limner.imaging.saliency import saliency_pane
 
 PANES = ("positive", "negative", "heatmap")
+#: The pixel-level pane a gradient method adds.
+SALIENCY = "saliency"
 #: Regions whose |weight| is below this fraction of the largest count as neither side.
 NEUTRAL_FRACTION = 0.005
 
@@ -75,6 +78,12 @@ class Explanation:
     seconds: float
     predictions: list[dict[str, Any]]
     classes: list[ClassExplanation]
+    #: Gradient methods: the pixel attribution of each class at the model's size,
+    #: Integrated Gradients' relative completeness gap per class and its steps, Grad-CAM's layer.
+    saliency: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    completeness: dict[int, float] = field(default_factory=dict)
+    steps: int | None = None
+    layer: str | None = None
     _panes: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -101,6 +110,11 @@ class Explanation:
         """Region id of every pixel, at the original size."""
         return self.regions.original
 
+    @property
+    def pane_kinds(self) -> tuple[str, ...]:
+        """The panes this explanation has: ``PANES``, plus ``saliency`` for gradient methods."""
+        return (*PANES, SALIENCY) if self.saliency else PANES
+
     def settings(self) -> dict[str, Any]:
         """How this explanation was made (enough to reproduce it)."""
         return {
@@ -110,6 +124,8 @@ class Explanation:
             "segmentation": self.regions.algorithm,
             "segments": self.regions.count,
             "baseline": self.baseline,
+            **({"steps": self.steps} if self.steps is not None else {}),
+            **({"layer": self.layer} if self.layer is not None else {}),
         }
 
     def for_class(self, class_index: int) -> ClassExplanation:
@@ -122,9 +138,10 @@ class Explanation:
         )
 
     def pane(self, class_index: int, kind: str) -> np.ndarray:
-        """The ``positive``, ``negative`` or ``heatmap`` pane, RGB uint8 at the original size."""
-        if kind not in PANES:
-            raise ValueError(f"pane must be one of {', '.join(PANES)}")
+        """The ``positive``, ``negative``, ``heatmap`` (or, for gradient methods, ``saliency``)
+        pane, RGB uint8 at the original size."""
+        if kind not in self.pane_kinds:
+            raise ValueError(f"pane must be one of {', '.join(self.pane_kinds)}")
         key = (class_index, kind)
         if key not in self._panes:
             c = self.for_class(class_index)
@@ -133,6 +150,8 @@ class Explanation:
                 self._panes[key] = positive_pane(self.image, labels, c.positive_regions, self._dim)
             elif kind == "negative":
                 self._panes[key] = negative_pane(self.image, labels, c.negative_regions, self._dim)
+            elif kind == SALIENCY:
+                self._panes[key] = saliency_pane(self.image, self.saliency[class_index])
             else:
                 self._panes[key] = heatmap(self.image, labels, c.weights)
         return self._panes[key]
@@ -185,9 +204,11 @@ class Explanation:
                     "insertion_auc": f.insertion_auc,
                     "sufficient_regions": f.sufficient,
                     "necessary_regions": f.necessary,
-                    "images": {k: refs(c.class_index, k) for k in PANES},
+                    "images": {k: refs(c.class_index, k) for k in self.pane_kinds},
                 }
             )
+            if c.class_index in self.completeness:
+                out[-1]["completeness_gap"] = round(self.completeness[c.class_index], 6)
         return {
             "width": self.width,
             "height": self.height,
@@ -204,6 +225,8 @@ class Explanation:
             "seconds": round(self.seconds, 4),
             "predictions": self.predictions,
             "explanations": out,
+            **({"steps": self.steps} if self.steps is not None else {}),
+            **({"layer": self.layer} if self.layer is not None else {}),
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -217,7 +240,7 @@ class Explanation:
             (d / self.file_name(*key)).write_bytes(self.png(*key))
 
         # rendering and PNG encoding release the GIL: large photos gain from a few threads
-        keys = [(ci, kind) for ci in self.explained_classes for kind in PANES]
+        keys = [(ci, kind) for ci in self.explained_classes for kind in self.pane_kinds]
         with ThreadPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1, 4)) as pool:
             list(pool.map(write, keys))
         (d / "result.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
