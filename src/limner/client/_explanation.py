@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from limner.client._core import Core
 
 PANES = ("positive", "negative", "heatmap")
+#: The pixel-level pane gradient methods (integrated-gradients, gradcam) add.
+SALIENCY = "saliency"
 
 
 class ExplanationFailedError(LimnerError):
@@ -86,9 +88,10 @@ class Explanation:
         return [int(e["class_index"]) for e in self._finished()["explanations"]]
 
     def image(self, kind: str = "positive", class_index: int | None = None) -> bytes:
-        """A pane as PNG bytes (``positive``, ``negative`` or ``heatmap``)."""
-        if kind not in PANES:
-            raise ValueError(f"kind must be one of {PANES}")
+        """A pane as PNG bytes (``positive``, ``negative``, ``heatmap``; ``saliency`` for the
+        gradient methods)."""
+        if kind not in (*PANES, SALIENCY):
+            raise ValueError(f"kind must be one of {(*PANES, SALIENCY)}")
         ci = self.explained_classes[0] if class_index is None else class_index
         path = f"/v1/explanations/{self.id}/images/{ci}/{kind}.png"
         return self._core.request("GET", path).content
@@ -100,8 +103,8 @@ class Explanation:
     def show(
         self, class_index: int | None = None, *, figsize: tuple[float, float] = (12, 4.4)
     ) -> Any:
-        """Plot the original, positive and negative panes side by side (matplotlib); return the
-        figure.
+        """Plot the original, positive and negative panes side by side, and the saliency pane of
+        a gradient method (matplotlib); return the figure.
 
         In a notebook the figure shows exactly once: as the cell's value, or through
         ``display(exp.show(...))`` (in a loop). Elsewhere ``plt.show()`` opens it.
@@ -117,7 +120,10 @@ class Explanation:
             (f"{entry['label']}: positive", self.image("positive", ci)),
             ("negative", self.image("negative", ci)),
         ]
-        fig, axes = plt.subplots(1, 3, figsize=figsize)
+        if SALIENCY in entry.get("images", {}):
+            panes.append(("saliency (pixels)", self.image(SALIENCY, ci)))
+            figsize = (figsize[0] * 4 / 3, figsize[1])
+        fig, axes = plt.subplots(1, len(panes), figsize=figsize)
         for ax, (title, png) in zip(axes, panes, strict=True):
             ax.imshow(Image.open(io.BytesIO(png)).convert("RGB"))
             ax.set_title(title)
@@ -137,7 +143,7 @@ class Explanation:
         result = json.loads(json.dumps(self._finished()))
         for entry in result["explanations"]:
             ci = int(entry["class_index"])
-            for kind in PANES:
+            for kind in [k for k in (*PANES, SALIENCY) if k in entry.get("images", {})]:
                 name = file_name(ci, entry["label"], kind)
                 (d / name).write_bytes(self.image(kind, ci))
                 entry.setdefault("images", {})[kind] = name

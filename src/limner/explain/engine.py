@@ -158,6 +158,20 @@ def explain(
     )
 
 
+def check_method(
+    model: Model, method: str, *, steps: int | None = None, layer: str | None = None
+) -> None:
+    """Raise a one-line :class:`InvalidInputError` unless ``model`` can be explained with
+    ``method`` (and ``steps``/``layer``): a gradient method needs a model with a torch forward.
+
+    The service calls it when a subscription's explainability is configured, so a bad choice is
+    refused then rather than when a job runs.
+    """
+    if method not in METHODS:
+        raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    _gradients(method, model, steps, layer)
+
+
 def _gradients(
     method: str, model: Model, steps: int | None, layer: str | None
 ) -> GradientAttributor | None:
@@ -166,8 +180,9 @@ def _gradients(
         if steps is not None or layer is not None:
             raise InvalidInputError("steps and layer apply to the gradient methods only")
         return None
-    forward = require_forward(model, method, BLACK_BOX_METHODS)
-    return GradientAttributor(method, forward, steps=steps, layer=layer)
+    return GradientAttributor(
+        method, require_forward(model, method, BLACK_BOX_METHODS), steps=steps, layer=layer
+    )
 
 
 class _Evaluator:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-Method = Literal["lime", "kernelshap", "occlusion", "rise"]
+Method = Literal["lime", "kernelshap", "occlusion", "rise", "integrated-gradients", "gradcam"]
 Segmentation = Literal["slic", "quickshift", "felzenszwalb", "grid"]
 Baseline = Literal["mean", "blur", "gray", "black"]
 Status = Literal["queued", "running", "finished", "failed"]
@@ -84,6 +84,10 @@ class ExplainabilitySettings(Strict):
     segmentation: Segmentation = "slic"
     segments: int | None = Field(default=None, ge=2, le=1000)
     baseline: Baseline = "blur"
+    #: Integration steps of ``integrated-gradients`` (default: until complete within 1%).
+    steps: int | None = Field(default=None, ge=2, le=1024)
+    #: The layer ``gradcam`` reads (default: the model's last spatial feature map).
+    layer: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class SubscriptionRead(BaseModel):
@@ -200,6 +204,8 @@ class ExplanationCreate(Strict):
     segmentation: Segmentation | None = None
     segments: int | None = Field(default=None, ge=2, le=1000)
     baseline: Baseline | None = None
+    steps: int | None = Field(default=None, ge=2, le=1024)
+    layer: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ExplanationQueued(BaseModel):

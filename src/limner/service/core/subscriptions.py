@@ -6,6 +6,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from limner.errors import ConflictError, InvalidInputError, NotFoundError
+from limner.explain import check_method
+from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS
 from limner.jobs import external_metadata
 from limner.service.schemas import ExplainabilitySettings, SubscriptionCreate
 from limner.service.state import ServiceState
@@ -80,13 +82,36 @@ def delete_subscription(state: ServiceState, sub: Subscription) -> None:
 def set_explainability(
     state: ServiceState, sub: Subscription, settings: ExplainabilitySettings
 ) -> Subscription:
-    """Store how the subscription's transactions are explained."""
+    """Store how the subscription's transactions are explained.
+
+    A gradient method is checked against the subscription's model now (422 when the model
+    exposes no gradients, or has no such layer), not when a job runs.
+    """
+    if settings.method in GRADIENT_METHODS or settings.steps or settings.layer:
+        check_subscription_method(state, sub, settings.method, settings.steps, settings.layer)
     with state.db.session() as s:
         row = s.get(Subscription, sub.id)
         if row is None:
             raise NotFoundError(f"no subscription {sub.id!r}")
         row.explainability = settings.model_dump(exclude_none=True)
     return row
+
+
+def check_subscription_method(
+    state: ServiceState, sub: Subscription, method: str, steps: int | None, layer: str | None
+) -> None:
+    """Refuse (422) a method the subscription's model cannot be explained with."""
+    dep = None
+    if sub.deployment_id is not None:
+        with state.db.session() as s:
+            dep = s.get(Deployment, sub.deployment_id)
+    if method in GRADIENT_METHODS and dep is None:
+        raise InvalidInputError(
+            f"{method} needs gradients, and an external model exposes none; it can be "
+            f"explained with {', '.join(BLACK_BOX_METHODS)}"
+        )
+    model = state.models.for_subscription(sub, dep).model
+    check_method(model, method, steps=steps, layer=layer)
 
 
 def list_transactions(

@@ -58,7 +58,7 @@ def explanation_pane(
     exp: ExplanationDep,
     state: StateDep,
     class_index: int,
-    kind: Literal["positive", "negative", "heatmap"],
+    kind: Literal["positive", "negative", "heatmap", "saliency"],
 ) -> Response:
     """A rendered pane of an explained class."""
     key = (exp.panes or {}).get(f"{class_index}/{kind}")
