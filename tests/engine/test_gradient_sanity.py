@@ -67,10 +67,8 @@ def cascading_randomization(module: Any, seed: int = 0) -> Iterator[tuple[str, A
 
 
 def _fully_randomized(module: Any) -> Any:
-    model = None
-    for _, model in cascading_randomization(module):
-        pass
-    return model
+    stages = list(cascading_randomization(module))
+    return stages[-1][1]
 
 
 @pytest.fixture(scope="module")
