@@ -237,3 +237,31 @@ def test_cli_gradient_methods(model_files, tmp_path):
     first = result["explanations"][0]
     assert "completeness_gap" in first
     assert Image.open(first["images"]["saliency"]).size == (result["width"], result["height"])
+
+
+def test_keras_on_the_torch_backend_gives_integrated_gradients(image):
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    from limner.models.keras import KerasModel, derive_metadata
+
+    if keras.backend.backend() != "torch":
+        pytest.skip("Keras runs on another backend in this process")
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential(
+        [
+            keras.Input((24, 24, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model = KerasModel(net, derive_metadata(net, "tiny-keras"))
+    exp = limner.explain(image, model, method="integrated-gradients", baseline="black", segments=8)
+    c = exp.to_dict()["explanations"][0]
+    assert c["completeness_gap"] < 0.01
+    with pytest.raises(InvalidInputError, match="gradcam needs the model's layers"):
+        limner.explain(image, model, method="gradcam")
