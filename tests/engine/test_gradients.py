@@ -265,3 +265,12 @@ def test_keras_on_the_torch_backend_gives_integrated_gradients(image):
     assert c["completeness_gap"] < 0.01
     with pytest.raises(InvalidInputError, match="gradcam needs the model's layers"):
         limner.explain(image, model, method="gradcam")
+
+
+def test_check_method_before_any_work():
+    limner.check_method(torch_brightness(), "gradcam")
+    limner.check_method(brightness_model(), "occlusion")
+    with pytest.raises(InvalidInputError, match="needs gradients"):
+        limner.check_method(brightness_model(), "integrated-gradients")
+    with pytest.raises(InvalidInputError, match="unknown method"):
+        limner.check_method(torch_brightness(), "saliency")
