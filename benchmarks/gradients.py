@@ -1,11 +1,11 @@
 """Gradient methods on the compare.py protocol: Integrated Gradients and Grad-CAM against the
-default method and captum's own Integrated Gradients, all on efficientnet-lite0 as a PyTorch
-model (eager, float32, on the CPU).
+default method and captum's own Integrated Gradients, on efficientnet-lite0.
 
-Same photos, SLIC regions (24) and region-mean baseline as compare.py; each method explains the
+The built-in model as limner loads it: forward passes on ONNX Runtime, gradients from the same
+network's PyTorch module (eager, float32, CPU); captum's IG runs on that PyTorch module. Same
+photos, SLIC regions (24) and region-mean baseline as compare.py; each method explains the
 predicted class once (the gradient methods are deterministic, so one seed). Deletion and
-insertion AUC replay each method's region ranking with limner's metric (on ONNX Runtime, the
-same for every method, outside the timed part).
+insertion AUC replay each method's region ranking with limner's metric, outside the timed part.
 
     .venv/bin/python benchmarks/gradients.py [--photos 7] [--out docs/benchmarks.md]
 """
@@ -24,11 +24,9 @@ from compare import BASELINE, PHOTOS, SEGMENTS, Case, Counter, load_photo, proto
 import limner
 from limner.explain.perturb import Perturber
 from limner.explain.segmentation import region_map
-from limner.models.pytorch import TorchModel
-from limner.models.zoo import efficientnet_lite0_metadata, efficientnet_lite0_module
 
 
-def limner_run(model: TorchModel, case: Case, **settings: object) -> tuple[np.ndarray, int]:
+def limner_run(model: limner.Model, case: Case, **settings: object) -> tuple[np.ndarray, int]:
     f = Counter(model)
     exp = limner.explain(
         case.image,
@@ -43,13 +41,15 @@ def limner_run(model: TorchModel, case: Case, **settings: object) -> tuple[np.nd
     return exp.classes[0].weights, exp.model_evaluations
 
 
-def captum_ig(model: TorchModel, case: Case) -> tuple[np.ndarray, int]:
+def captum_ig(model: limner.Model, case: Case) -> tuple[np.ndarray, int]:
     """captum's IntegratedGradients as its tutorials use it: on the normalized input tensor,
     zero baseline, 50 steps, the class logit; pixel attributions summed per region."""
     import torch
     from captum.attr import IntegratedGradients
 
-    module = model.torch_forward().module
+    forward = model.torch_forward()
+    assert forward is not None
+    module = forward.module
     x = torch.from_numpy(model.preprocess(case.image[None]))
     attr = IntegratedGradients(module).attribute(x, target=case.target, internal_batch_size=16)
     pixels = attr[0].sum(dim=0).detach().numpy()
@@ -62,15 +62,15 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=len(PHOTOS))
     parser.add_argument("--out", default="", help="append the markdown table to this file")
     args = parser.parse_args()
-    torch_model = TorchModel(efficientnet_lite0_module(), efficientnet_lite0_metadata())
     onnx_model = limner.load_model("efficientnet-lite0", device="cpu")
+    onnx_model.torch_forward()  # load the PyTorch module before timing
     methods = {
-        "limner kernelshap-256 (default)": lambda c: limner_run(torch_model, c),
+        "limner kernelshap-256 (default)": lambda c: limner_run(onnx_model, c),
         "limner integrated-gradients": lambda c: limner_run(
-            torch_model, c, method="integrated-gradients"
+            onnx_model, c, method="integrated-gradients"
         ),
-        "limner gradcam": lambda c: limner_run(torch_model, c, method="gradcam"),
-        "captum IntegratedGradients (zero baseline, 50 steps)": lambda c: captum_ig(torch_model, c),
+        "limner gradcam": lambda c: limner_run(onnx_model, c, method="gradcam"),
+        "captum IntegratedGradients (zero baseline, 50 steps)": lambda c: captum_ig(onnx_model, c),
     }
     cases = []
     for name in PHOTOS[: args.photos]:
@@ -97,10 +97,11 @@ def main() -> None:
         )
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs while "
-        f"this ran); photos: {', '.join(c.name for c in cases)}; efficientnet-lite0 in eager "
-        "PyTorch (float32) for every method.",
+        f"this ran); photos: {', '.join(c.name for c in cases)}; efficientnet-lite0: "
+        "forward passes on ONNX Runtime, gradients in eager PyTorch (float32).",
         "",
-        "| method | s / explanation | model passes | deletion AUC ↓ | insertion AUC ↑ |",
+        "| method | s / explanation | model passes (forward, or forward + backward) | "
+        "deletion AUC ↓ | insertion AUC ↑ |",
         "|---|---|---|---|---|",
     ]
     for mname, secs, evals, dels, inss in rows:

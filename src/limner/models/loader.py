@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from limner.errors import InvalidInputError
 from limner.models.base import Model
 from limner.models.metadata import METADATA_FILE, ModelMetadata
 from limner.models.pytorch import resolve_device
 from limner.models.zoo import BUILTIN_MODELS, load_builtin
+
+if TYPE_CHECKING:
+    import httpx
 
 SPECS_HELP = (
     "a built-in name (efficientnet-lite0), a .onnx file, a model directory, a .keras file, "
@@ -22,8 +26,9 @@ def load_model(
     device: str = "auto",
     metadata: ModelMetadata | None = None,
     headers: dict[str, str] | None = None,
+    client: httpx.Client | None = None,
 ) -> Model:
-    """Load a classifier from a model spec (see SPEC.md, "Model specs").
+    """Load a classifier from a model spec (the specs are listed in docs/result.md).
 
     Args:
         spec: built-in name, path, or Open Inference URL.
@@ -31,6 +36,8 @@ def load_model(
         metadata: labels and preprocessing; read from ``limner-model.json`` beside the model
             when not given.
         headers: extra HTTP headers for a remote model (an ``Authorization`` key, say).
+        client: the HTTP client of a remote model (the service's reaches allowed addresses
+            only); default a plain one.
     """
     text = str(spec)
     dev = resolve_device(device)
@@ -39,17 +46,32 @@ def load_model(
     if text.startswith(("http://", "https://")):
         from limner.models.remote import RemoteModel
 
-        return RemoteModel(text, metadata, headers=headers)
+        return RemoteModel(text, metadata, headers=headers, client=client)
     path = Path(text)
     if not path.exists():
         raise InvalidInputError(f"model {text!r} not found: give {SPECS_HELP}")
     if path.is_dir():
         meta = metadata or ModelMetadata.read(path / METADATA_FILE)
-        artifact = path / str(meta.extra.get("artifact", "model.onnx"))
+        artifact = artifact_path(path, meta)
         if not artifact.exists():
             raise InvalidInputError(f"{path}: model directory has no {artifact.name}")
         return _load_file(artifact, meta, dev)
     return _load_file(path, metadata, dev)
+
+
+def artifact_path(directory: Path, meta: ModelMetadata) -> Path:
+    """The file a model directory's metadata names (``artifact``, default ``model.onnx``).
+
+    It must lie inside the directory: a relative path without ``..`` (checked on the name, so
+    the answer does not depend on what exists on disk).
+    """
+    name = str(meta.extra.get("artifact", "model.onnx"))
+    rel = PurePosixPath(name.replace("\\", "/"))
+    if not name or rel.is_absolute() or ".." in rel.parts or ":" in name:
+        raise InvalidInputError(
+            f"{METADATA_FILE}: 'artifact' must name a file inside the model directory"
+        )
+    return directory / rel
 
 
 def _load_file(path: Path, metadata: ModelMetadata | None, device: str) -> Model:

@@ -42,9 +42,13 @@ class RemoteModel(Model):
         headers: dict[str, str] | None = None,
         timeout: float = 60.0,
         input_name: str | None = None,
+        client: httpx.Client | None = None,
     ) -> None:
+        """``client``: the HTTP client to call through (the service passes one that reaches
+        only allowed addresses, :func:`limner.net.guarded_client`); default a plain one."""
         self.url = url.rstrip("/")
-        self._client = httpx.Client(headers=headers or {}, timeout=timeout)
+        self._client = client if client is not None else httpx.Client(timeout=timeout)
+        self._client.headers.update(headers or {})
         remote: dict[str, Any] = {}
         if metadata is None or input_name is None:
             remote = self._fetch_metadata()
@@ -109,7 +113,7 @@ class RemoteModel(Model):
         except httpx.HTTPError as exc:
             raise ModelUnavailableError(f"{self.url}: cannot be reached ({exc})") from exc
         if resp.status_code != 200:
-            raise ModelError(f"{self.url}: scoring answered {resp.status_code}: {resp.text[:200]}")
+            raise ModelError(f"{self.url}: scoring answered {resp.status_code}")
         try:
             out = InferenceResponse.model_validate(resp.json())
         except ValueError as exc:

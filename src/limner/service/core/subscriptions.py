@@ -9,6 +9,7 @@ from limner.errors import ConflictError, InvalidInputError, NotFoundError
 from limner.explain import check_method
 from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS
 from limner.jobs import external_metadata
+from limner.net import UrlPolicy
 from limner.service.schemas import ExplainabilitySettings, SubscriptionCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
@@ -46,6 +47,7 @@ def create_subscription(
             raise InvalidInputError(
                 "an external model needs name, scoring_url and labels (or give deployment_id)"
             )
+        (state.models.url_policy or UrlPolicy()).check(body.scoring_url)
         meta = external_metadata(
             name=body.name, labels=body.labels, input=body.input, problem_type=body.problem_type
         )
