@@ -41,6 +41,16 @@ def explain_command(
             "integrated-gradients | gradcam"
         ),
     ] = "kernelshap",
+    samples: Annotated[
+        int | None, typer.Option(help="A fixed budget of model evaluations for the estimate.")
+    ] = None,
+    max_samples: Annotated[
+        int | None, typer.Option(help="Budget of the adaptive default (kernelshap).")
+    ] = None,
+    confidence: Annotated[float, typer.Option(help="Confidence of the intervals.")] = 0.9,
+    settle_top: Annotated[
+        int, typer.Option(help="Top regions whose order and signs must settle.")
+    ] = 3,
     steps: Annotated[
         int | None,
         typer.Option(help="integrated-gradients: integration steps (default: until complete)."),
@@ -49,7 +59,6 @@ def explain_command(
         str | None,
         typer.Option(help="gradcam: the layer to read (default: the last spatial feature map)."),
     ] = None,
-    samples: Annotated[int | None, typer.Option(help="Model evaluations for the estimate.")] = None,
     segmentation: Annotated[
         str, typer.Option(help="slic | quickshift | felzenszwalb | grid")
     ] = "slic",
@@ -93,7 +102,8 @@ def explain_command(
     folders = output_folders(inputs, out, method)
     clf: Model | None = None  # loaded with the first readable image
     results = []
-    table = Table("image", "label", "probability", "top regions (id: share)", "seconds")
+    table = Table("image", "label", "probability", "top regions (id: share)", "R²", "seconds")
+    warnings: list[str] = []
     with progress_bar("explaining", None) as update:
         for path, folder in zip(inputs, folders, strict=True):
             try:
@@ -109,6 +119,9 @@ def explain_command(
                 clf,
                 method=method,
                 samples=samples,
+                max_samples=max_samples,
+                confidence=confidence,
+                settle_top=settle_top,
                 segmentation=segmentation,
                 segments=segments,
                 baseline=baseline,
@@ -129,13 +142,17 @@ def explain_command(
                     str(path),
                     ce["label"],
                     f"{ce['probability']:.3f}",
-                    top,
+                    top + ("" if ce["settled"] else " (not settled)"),
+                    f"{ce['fit_r2']:.2f}",
                     f"{result['seconds']:.2f}",
                 )
+                warnings += [f"{path.name} ({ce['label']}): {w}" for w in ce["warnings"]]
     if as_json:
         print(json.dumps({"results": results, "errors": errors}, indent=2))
     elif results:
         console.print(table)
+        for w in warnings:
+            console.print(f"[yellow]warning[/yellow] {w}", highlight=False)
         failed = f"; {len(errors)} could not be read" if errors else ""
         console.print(f"{len(results)} explained{failed}; panes written under {out}/")
     if errors:

@@ -13,7 +13,7 @@ from limner.errors import LimnerError, NotFoundError
 if TYPE_CHECKING:
     from limner.client._core import Core
 
-PANES = ("positive", "negative", "heatmap")
+PANES = ("positive", "negative", "heatmap", "regions")
 #: The pixel-level pane gradient methods (integrated-gradients, gradcam) add.
 SALIENCY = "saliency"
 
@@ -87,8 +87,8 @@ class Explanation:
         return [int(e["class_index"]) for e in self._finished()["explanations"]]
 
     def image(self, kind: str = "positive", class_index: int | None = None) -> bytes:
-        """A pane as PNG bytes (``positive``, ``negative``, ``heatmap``; ``saliency`` for the
-        gradient methods)."""
+        """A pane as PNG bytes (``positive``, ``negative``, ``heatmap`` or ``regions``;
+        ``saliency`` for the gradient methods)."""
         if kind not in (*PANES, SALIENCY):
             raise ValueError(f"kind must be one of {(*PANES, SALIENCY)}")
         ci = self.explained_classes[0] if class_index is None else class_index
@@ -102,13 +102,14 @@ class Explanation:
     def show(
         self, class_index: int | None = None, *, figsize: tuple[float, float] = (12, 4.4)
     ) -> Any:
-        """Plot the original, positive and negative panes side by side, and the saliency pane of
-        a gradient method (matplotlib); return the figure.
+        """Plot the original, positive and negative panes side by side (matplotlib), and the
+        saliency pane of a gradient method, with the fit R² and the RESULT's warnings under
+        them; return the figure.
 
         In a notebook the figure shows exactly once: as the cell's value, or through
         ``display(exp.show(...))`` (in a loop). Elsewhere ``plt.show()`` opens it.
         """
-        from limner.imaging.figure import show_panes
+        from limner.imaging.figure import caption_lines, show_panes
 
         result = self._finished()
         ci = self.explained_classes[0] if class_index is None else class_index
@@ -121,6 +122,7 @@ class Explanation:
             probability=entry["probability"],
             method=result["method"],
             figsize=figsize,
+            notes=caption_lines(entry),
             saliency=self.image(SALIENCY, ci) if SALIENCY in entry.get("images", {}) else None,
         )
 

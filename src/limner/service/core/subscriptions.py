@@ -10,6 +10,7 @@ from limner.explain import check_method
 from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS
 from limner.jobs import external_metadata
 from limner.net import UrlPolicy
+from limner.service.core.quotas import check_explanation_settings
 from limner.service.schemas import ExplainabilitySettings, SubscriptionCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
@@ -84,11 +85,12 @@ def delete_subscription(state: ServiceState, sub: Subscription) -> None:
 def set_explainability(
     state: ServiceState, sub: Subscription, settings: ExplainabilitySettings
 ) -> Subscription:
-    """Store how the subscription's transactions are explained.
+    """Store how the subscription's transactions are explained (422 beyond the limits).
 
     A gradient method is checked against the subscription's model now (422 when the model
     exposes no gradients, or has no such layer), not when a job runs.
     """
+    check_explanation_settings(settings.model_dump(exclude_none=True), state.settings)
     if settings.method in GRADIENT_METHODS or settings.steps or settings.layer:
         check_subscription_method(state, sub, settings.method, settings.steps, settings.layer)
     with state.db.session() as s:
