@@ -98,7 +98,7 @@ def test_the_known_patch_comes_first(method, image):
     assert set(ranked[:4]) == PATCH, ranked
     assert set(exp["positive_regions"][:4]) == PATCH
     assert Image.fromarray(result.pane(1, "saliency")).size == (128, 128)
-    assert set(exp["images"]) == {"positive", "negative", "heatmap", "saliency"}
+    assert set(exp["images"]) == {"positive", "negative", "heatmap", "regions", "saliency"}
     if method == "integrated-gradients":
         # the model is linear in the pixels: IG is exact, each patch cell is a quarter
         inside = [r["weight"] for r in exp["regions"] if r["id"] in PATCH]
