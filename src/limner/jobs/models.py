@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from limner.jobs.registry import LoadedModel, ModelRegistry
@@ -12,7 +11,12 @@ from limner.store.tables import Deployment, Subscription
 
 
 def external_metadata(
-    *, name: str, labels: list[str], input: dict[str, Any] | None, problem_type: str | None
+    *,
+    name: str,
+    labels: list[str],
+    input: dict[str, Any] | None,
+    problem_type: str | None,
+    output: str | None = None,
 ) -> ModelMetadata:
     """Metadata of an external model; its input defaults to raw uint8 NHWC pixels at 224×224."""
     spec: dict[str, Any] = {
@@ -28,6 +32,8 @@ def external_metadata(
     data: dict[str, Any] = {"labels": labels, "input": spec, "name": name}
     if problem_type:
         data["problem_type"] = problem_type
+    if output:
+        data["output"] = output
     return ModelMetadata.from_dict(data)
 
 
@@ -43,11 +49,10 @@ class ModelProvider:
         return self.registry.get(f"deployment:{dep.id}", lambda: self._load(dep))
 
     def _load(self, dep: Deployment) -> Model:
-        spec = dep.model
-        meta = None
-        if Path(spec).suffix.lower() == ".keras" and dep.model_metadata.get("labels"):
-            meta = ModelMetadata.from_dict(dep.model_metadata)  # uploaded beside the .keras file
-        return load_model(spec, device=self.device, metadata=meta)
+        # the metadata stored at deployment time: what the model, its server, the files beside
+        # it and the user's fields made of it (labels a URL model's server does not publish)
+        meta = ModelMetadata.from_dict(dep.model_metadata) if dep.model_metadata else None
+        return load_model(dep.model, device=self.device, metadata=meta, headers=dep.headers)
 
     def for_subscription(self, sub: Subscription, dep: Deployment | None) -> LoadedModel:
         """The model that explains a subscription's transactions."""
@@ -56,7 +61,8 @@ class ModelProvider:
         meta = ModelMetadata.from_dict(sub.model_metadata)
         url = str(sub.scoring_url)
         return self.registry.get(
-            f"subscription:{sub.id}", lambda: RemoteModel(url, meta, input_name="image")
+            f"subscription:{sub.id}",
+            lambda: RemoteModel(url, meta, input_name="image", headers=sub.headers),
         )
 
     def drop_deployment(self, dep_id: str) -> None:

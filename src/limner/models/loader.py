@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from limner.errors import InvalidInputError
 from limner.models.base import Model
-from limner.models.metadata import METADATA_FILE, ModelMetadata
+from limner.models.metadata import METADATA_FILE, ModelMetadata, with_hints
 from limner.models.pytorch import resolve_device
 from limner.models.zoo import BUILTIN_MODELS, load_builtin
 
 SPECS_HELP = (
     "a built-in name (efficientnet-lite0), a .onnx file, a model directory, a .keras file, "
-    "a .pt TorchScript file, or an http(s)://host/v2/models/NAME URL"
+    "a .pt TorchScript file, a Hugging Face image-classification directory, "
+    "or an http(s)://host/v2/models/NAME URL"
 )
 
 
@@ -20,29 +22,47 @@ def load_model(
     spec: str | Path,
     *,
     device: str = "auto",
-    metadata: ModelMetadata | None = None,
+    metadata: ModelMetadata | dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Model:
-    """Load a classifier from a model spec (see SPEC.md, "Model specs").
+    """Load a classifier from a model spec.
 
     Args:
-        spec: built-in name, path, or Open Inference URL.
+        spec: built-in name, path (``.onnx``, ``.keras``, ``.pt``, a model directory, a Hugging
+            Face directory), or Open Inference URL.
         device: ``auto``, ``cpu`` or ``cuda``.
-        metadata: labels and preprocessing; read from ``limner-model.json`` beside the model
-            when not given.
+        metadata: labels and preprocessing. A :class:`ModelMetadata` replaces what the model
+            would get; a dict (the fields of a ``limner-model.json``, any subset: ``labels``,
+            ``input`` with ``width``/``height``/``layout``/``scale``/``mean``/``std``,
+            ``output``) fills in or overrides what the model or its server tells. Default:
+            ``limner-model.json`` beside the model, or what the model tells itself.
         headers: extra HTTP headers for a remote model (an ``Authorization`` key, say).
     """
     text = str(spec)
-    dev = resolve_device(device)
-    if text in BUILTIN_MODELS:
-        return load_builtin(text, device=dev)
+    full, hints = (metadata, None) if not isinstance(metadata, dict) else (None, metadata)
     if text.startswith(("http://", "https://")):
         from limner.models.remote import RemoteModel
 
-        return RemoteModel(text, metadata, headers=headers)
+        return RemoteModel(text, full, hints=hints, headers=headers)
+    if hints is not None and "labels" in hints and "width" in (hints.get("input") or {}):
+        full, hints = ModelMetadata.from_dict({"name": "model", **hints}), None
+    model = _load_local(text, resolve_device(device), full)
+    if hints:
+        model.metadata = with_hints(model.metadata, hints)
+    return model
+
+
+def _load_local(text: str, dev: str, metadata: ModelMetadata | None) -> Model:
+    if text in BUILTIN_MODELS:
+        return load_builtin(text, device=dev)
     path = Path(text)
     if not path.exists():
         raise InvalidInputError(f"model {text!r} not found: give {SPECS_HELP}")
+    if path.is_dir() and not (path / METADATA_FILE).exists():
+        from limner.models.huggingface import is_hf_directory, load_hf_directory
+
+        if is_hf_directory(path):
+            return load_hf_directory(path, metadata, device=dev)
     if path.is_dir():
         meta = metadata or ModelMetadata.read(path / METADATA_FILE)
         artifact = path / str(meta.extra.get("artifact", "model.onnx"))

@@ -21,6 +21,8 @@ from limner.errors import (
     UnsupportedMediaError,
 )
 from limner.models import METADATA_FILE, Model, load_model
+from limner.models.huggingface import CONFIG as HF_CONFIG
+from limner.models.huggingface import is_hf_directory
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
 from limner.store.lookup import list_in_space
@@ -30,11 +32,29 @@ from limner.store.tables import Deployment
 MAX_UNPACKED_BYTES = 2 * 1024**3
 
 
-def create_from_spec(state: ServiceState, space: SpaceRef, name: str, spec: str) -> Deployment:
-    """Deploy the model ``spec`` (built-in name, server-side path or Open Inference URL)."""
+def create_from_spec(
+    state: ServiceState,
+    space: SpaceRef,
+    name: str,
+    spec: str,
+    *,
+    hints: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Deployment:
+    """Deploy the model ``spec`` (built-in name, server-side path or Open Inference URL).
+
+    ``hints`` are the metadata fields the model or its server does not tell (labels, input
+    settings, output kind); ``headers`` go with every request to a URL model and are stored,
+    never shown back.
+    """
     _check_free(state, space, name)
-    model = _load(lambda: load_model(spec, device=state.settings.device))
-    return _insert(state, space, new_id(), name, spec, model)
+    remote = spec.startswith(("http://", "https://"))
+    if headers and not remote:
+        raise InvalidInputError("headers apply to URL models (http(s)://host/v2/models/NAME) only")
+    model = _load(
+        lambda: load_model(spec, device=state.settings.device, metadata=hints, headers=headers)
+    )
+    return _insert(state, space, new_id(), name, spec, model, headers=headers or None)
 
 
 def create_from_upload(
@@ -45,8 +65,8 @@ def create_from_upload(
     data: bytes,
     metadata: dict[str, Any] | None,
 ) -> Deployment:
-    """Deploy an uploaded artifact: ``.onnx`` (+ metadata), a model directory as ``.zip``, or
-    a ``.keras`` file."""
+    """Deploy an uploaded artifact: ``.onnx`` (+ metadata), a model directory or a Hugging Face
+    image-classification directory (safetensors) as ``.zip``, or a ``.keras`` file."""
     _check_free(state, space, name)
     dep_id = new_id()
     folder = state.settings.data_dir / "models" / dep_id
@@ -74,8 +94,11 @@ def _unpack(folder: Path, filename: str, data: bytes, metadata: dict[str, Any] |
         root = _unzip(folder, data)
         if metadata is not None:
             _write_metadata(root, metadata)
-        if not (root / METADATA_FILE).exists():
-            raise InvalidInputError(f"the .zip holds no {METADATA_FILE}")
+        if not (root / METADATA_FILE).exists() and not is_hf_directory(root):
+            raise InvalidInputError(
+                f"the .zip holds no {METADATA_FILE} (a model directory) and no config.json with "
+                "model.safetensors (a Hugging Face directory)"
+            )
         return root
     if suffix == ".keras":
         path = folder / "model.keras"
@@ -110,10 +133,13 @@ def _unzip(folder: Path, data: bytes) -> Path:
             if not target.is_relative_to(base):
                 raise InvalidInputError(f"the .zip holds an unsafe path {info.filename!r}")
         archive.extractall(folder)
-    if (folder / METADATA_FILE).exists():
-        return folder
-    found = sorted(p.parent for p in folder.rglob(METADATA_FILE) if "__MACOSX" not in p.parts)
-    return found[0] if found else folder
+    for marker in (METADATA_FILE, HF_CONFIG):  # the folder that holds the model
+        if (folder / marker).exists():
+            return folder
+        found = sorted(p.parent for p in folder.rglob(marker) if "__MACOSX" not in p.parts)
+        if found:
+            return found[0]
+    return folder
 
 
 def _load(load: Any) -> Model:
@@ -135,10 +161,22 @@ def _check_free(state: ServiceState, space: SpaceRef, name: str) -> None:
 
 
 def _insert(
-    state: ServiceState, space: SpaceRef, dep_id: str, name: str, spec: str, model: Model
+    state: ServiceState,
+    space: SpaceRef,
+    dep_id: str,
+    name: str,
+    spec: str,
+    model: Model,
+    *,
+    headers: dict[str, str] | None = None,
 ) -> Deployment:
     dep = Deployment(
-        id=dep_id, space_id=space.id, name=name, model=spec, model_metadata=model.metadata.to_dict()
+        id=dep_id,
+        space_id=space.id,
+        name=name,
+        model=spec,
+        model_metadata=model.metadata.to_dict(),
+        headers=headers,
     )
     try:
         with state.db.session() as s:

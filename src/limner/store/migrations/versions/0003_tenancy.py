@@ -41,9 +41,7 @@ def upgrade() -> None:
     op.execute("UPDATE transactions SET scoring_id = id")
     with op.batch_alter_table("transactions") as batch:
         batch.alter_column("scoring_id", existing_type=sa.String(length=64), nullable=False)
-        batch.create_index(
-            "ix_transactions_space_scoring", ["space_id", "scoring_id"], unique=True
-        )
+        batch.create_index("ix_transactions_space_scoring", ["space_id", "scoring_id"], unique=True)
 
 
 def downgrade() -> None:
