@@ -29,7 +29,9 @@ class OnnxClassifier(Model):
         self.args = args
         self.ready = True
 
-    def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
+    def predict(
+        self, payload: InferRequest, headers: dict[str, str] | None = None
+    ) -> InferResponse:
         if self.args.require_header:
             name, _, value = self.args.require_header.partition(":")
             got = {k.lower(): v for k, v in (headers or {}).items()}.get(name.strip().lower())
