@@ -127,7 +127,7 @@ def test_custom_code_and_timm_are_refused(vit_dir: Path, tmp_path: Path) -> None
     empty = tmp_path / "no-weights"
     empty.mkdir()
     (empty / "config.json").write_text((vit_dir / "config.json").read_text())
-    with pytest.raises(InvalidInputError, match="no model.safetensors"):
+    with pytest.raises(InvalidInputError, match=r"no model\.safetensors"):
         limner.load_model(empty, device="cpu")
 
 
@@ -136,9 +136,8 @@ def test_custom_code_and_timm_are_refused(vit_dir: Path, tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from service.svc_helpers import running
-
     from limner.settings import Settings
+    from service.svc_helpers import running
 
     data_dir = tmp_path_factory.mktemp("hf-svc")
     with running(Settings(data_dir=data_dir, database_url="", workers=2)) as r:
@@ -154,9 +153,8 @@ def zipped(folder: Path, archive: Path) -> Path:
 
 @pytest.mark.slow
 def test_tenant_uploads_scores_and_explains(service, vit_dir: Path, tmp_path: Path) -> None:
-    from service.svc_helpers import FAST
-
     from limner.imaging import encode_png
+    from service.svc_helpers import FAST
 
     image = photo(32, seed=7)
     with service.client(service.new_key("hf-tenant")) as client:

@@ -9,6 +9,7 @@ sent ``concurrency`` at a time, so the server computes one while the next is on 
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -72,6 +73,7 @@ class RemoteModel(Model):
         self._client = client or httpx.Client(timeout=timeout)
         self._binary = binary
         self._request_batch = max(1, request_batch)
+        self._probe_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="limner-remote")
         self._input_name = input_name or "image"
         self._output_name: str | None = None
@@ -140,14 +142,30 @@ class RemoteModel(Model):
         return np.concatenate(parts)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
-        if self._binary is not False:
-            resp = self._post_binary(x)
-            if self._binary is None:  # the server lists no extension: did it take binary?
-                if resp.status_code in _REFUSED_BINARY:
-                    self._binary = False
-                    return self._infer(x)
-                self._binary = resp.status_code == 200
-        else:
+        if self._binary is None:
+            with self._probe_lock:  # one request finds out; the others follow its answer
+                if self._binary is None:
+                    return self._probe_binary(x)
+        resp = self._post_binary(x) if self._binary else self._post_json(x)
+        if resp.status_code != 200:
+            raise ModelError(f"{self.url}: scoring {_answer(resp)}")
+        return self._read_output(resp)
+
+    def _probe_binary(self, x: np.ndarray) -> np.ndarray:
+        """Send binary to a server that lists no extension; fall back to JSON if refused."""
+        try:
+            resp: httpx.Response | None = self._post_binary(x)
+        except ModelUnavailableError:  # some servers drop the connection on what they
+            resp = None  # cannot parse; a server that is down fails the JSON try too
+        if resp is not None and resp.status_code == 200:
+            self._binary = True
+            return self._read_output(resp)
+        if resp is not None and resp.status_code not in _REFUSED_BINARY:
+            raise ModelError(f"{self.url}: scoring {_answer(resp)}")
+        self._binary = False
+        try:
+            resp = self._post_json(x)
+        except ModelUnavailableError:  # the refusal may have closed a kept-alive connection
             resp = self._post_json(x)
         if resp.status_code != 200:
             raise ModelError(f"{self.url}: scoring {_answer(resp)}")
