@@ -27,7 +27,10 @@ from limner.models.remote_metadata import (
 )
 from limner.protocol import ResponseOutput, decode_tensor
 
-_REFUSED_BINARY = (400, 415, 422, 500)
+_REFUSED_BINARY = (400, 413, 415, 422, 500)
+#: Tensor bytes per request: binary bodies carry them as they are, JSON about 4× as text.
+BINARY_BYTES = 16 * 1024 * 1024
+JSON_BYTES = 3 * 1024 * 1024
 
 
 def raw_pixels_spec(width: int, height: int) -> InputSpec:
@@ -135,18 +138,29 @@ class RemoteModel(Model):
         return int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        step = self._request_batch
+        step = self._rows(x, BINARY_BYTES if self._binary is not False else JSON_BYTES)
         if len(x) <= step:
             return self._infer(x)
         parts = list(self._pool.map(self._infer, [x[s : s + step] for s in range(0, len(x), step)]))
         return np.concatenate(parts)
+
+    def _rows(self, x: np.ndarray, budget: int) -> int:
+        """Images per request: ``request_batch``, fewer when they would pass ``budget`` bytes."""
+        per_row = max(1, x[:1].nbytes)
+        return max(1, min(self._request_batch, budget // per_row))
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         if self._binary is None:
             with self._probe_lock:  # one request finds out; the others follow its answer
                 if self._binary is None:
                     return self._probe_binary(x)
-        resp = self._post_binary(x) if self._binary else self._post_json(x)
+        if self._binary:
+            return self._checked(self._post_binary(x))
+        step = self._rows(x, JSON_BYTES)  # JSON is about 4× the tensor: keep bodies small
+        parts = [self._checked(self._post_json(x[s : s + step])) for s in range(0, len(x), step)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _checked(self, resp: httpx.Response) -> np.ndarray:
         if resp.status_code != 200:
             raise ModelError(f"{self.url}: scoring {_answer(resp)}")
         return self._read_output(resp)
@@ -164,12 +178,9 @@ class RemoteModel(Model):
             raise ModelError(f"{self.url}: scoring {_answer(resp)}")
         self._binary = False
         try:
-            resp = self._post_json(x)
+            return self._infer(x)
         except ModelUnavailableError:  # the refusal may have closed a kept-alive connection
-            resp = self._post_json(x)
-        if resp.status_code != 200:
-            raise ModelError(f"{self.url}: scoring {_answer(resp)}")
-        return self._read_output(resp)
+            return self._infer(x)
 
     def _post_binary(self, x: np.ndarray) -> httpx.Response:
         header: dict[str, Any] = {
