@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install dev demo test lint bench clean browser
+.PHONY: install dev demo test lint bench clean browser grpc
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -57,3 +57,6 @@ lint: dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache limner-demo
+
+grpc: dev  ## regenerate the gRPC modules from src/limner/service/grpc/grpc_predict_v2.proto
+	PYTHON=$(BIN)/python scripts/gen_grpc.sh

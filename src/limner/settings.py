@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     device: str = "auto"
     #: Models kept loaded at once (least recently used ones are unloaded).
     max_loaded_models: int = Field(default=8, ge=1)
+    #: Port of the Open Inference gRPC service; unset: no gRPC service (0: any free port).
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    #: Address the gRPC service listens on.
+    grpc_host: str = "127.0.0.1"
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite (WAL) in the data directory."""

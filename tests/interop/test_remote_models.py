@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from interop_helpers import LABELS, SECRET_HEADER, KServe, half_bright
+from interop_helpers import FAST, LABELS, SECRET_HEADER, KServe, half_bright
 from PIL import Image
 
 import limner
@@ -25,7 +25,7 @@ from limner.imaging import encode_png
 from limner.models.remote import RemoteModel
 from limner.service import EmbeddedServer
 from limner.settings import Settings
-from service.svc_helpers import FAST, Running, running
+from service.svc_helpers import Running, running
 
 HINTS = {"labels": LABELS, "input": {"width": 32, "height": 32}, "output": "logits"}
 HEADERS = dict([SECRET_HEADER])

@@ -15,6 +15,7 @@ from svc_helpers import Running
 from limner.client import APIClient
 from limner.models.remote import RemoteModel
 from limner.models.zoo import efficientnet_lite0_metadata, efficientnet_lite0_onnx
+from limner.protocol import HEADER_LENGTH, from_raw, pack_binary, to_raw, unpack_binary
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,66 @@ def test_v2_infer_uint8_and_bytes(ctx, photo_png: bytes, lite0) -> None:
     out = http.post(f"/v2/models/{ctx['dep'].id}/infer", json=body).json()
     assert [o["name"] for o in out["outputs"]] == ["prediction"]
     assert out["outputs"][0]["data"] == ["Egyptian cat"]
+
+
+def test_v2_binary_tensors_both_ways(ctx, photo_png: bytes, lite0) -> None:
+    http = ctx["http"]
+    assert "binary_tensor_data" in http.get("/v2").json()["extensions"]
+    pixels = np.random.default_rng(3).integers(0, 256, (2, 40, 60, 3), dtype=np.uint8)
+    message = {
+        "id": "b1",
+        "inputs": [{"name": "image", "shape": [2, 40, 60, 3], "datatype": "UINT8"}],
+        "parameters": {"binary_data_output": True},
+    }
+    body, length = pack_binary(message, "inputs", {"image": to_raw("UINT8", pixels)})
+    resp = http.post(  # no Content-Type, like tritonclient
+        "/v2/models/imagenet/infer", content=body, headers={HEADER_LENGTH: str(length)}
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "application/octet-stream"
+    out, raws = unpack_binary(resp.content, int(resp.headers[HEADER_LENGTH]), "outputs")
+    assert out["id"] == "b1" and len(out["parameters"]["scoring_ids"]) == 2
+    meta = {o["name"]: o for o in out["outputs"]}
+    assert meta["probability"]["parameters"]["binary_data_size"] == 2 * 1000 * 4
+    probs = from_raw("FP32", meta["probability"]["shape"], raws["probability"])
+    np.testing.assert_allclose(probs, lite0.predict_images(list(pixels)), atol=1e-4)
+    labels = [lite0.labels[int(i)].encode() for i in probs.argmax(axis=1)]
+    assert from_raw("BYTES", [2], raws["prediction"]) == labels
+    classes = from_raw("INT64", [2], raws["prediction_classes"])
+    assert classes.tolist() == probs.argmax(axis=1).tolist()
+
+    # BYTES in binary form (length-prefixed files); one output binary, one JSON
+    message = {
+        "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES"}],
+        "outputs": [
+            {"name": "probability", "parameters": {"binary_data": True}},
+            {"name": "prediction"},
+        ],
+    }
+    body, length = pack_binary(message, "inputs", {"image": to_raw("BYTES", [photo_png])})
+    resp = http.post(
+        "/v2/models/imagenet/infer",
+        content=body,
+        headers={HEADER_LENGTH: str(length), "content-type": "application/octet-stream"},
+    )
+    out, raws = unpack_binary(resp.content, int(resp.headers[HEADER_LENGTH]), "outputs")
+    assert list(raws) == ["probability"]
+    assert out["outputs"][1]["data"] == ["Egyptian cat"]
+    assert int(from_raw("FP32", [1, 1000], raws["probability"]).argmax()) == 285
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/json"])
+def test_v2_json_whatever_the_content_type(ctx, content_type: str | None) -> None:
+    body = {
+        "inputs": [{"name": "image", "shape": [1, 8, 8, 3], "datatype": "UINT8", "data": [9] * 192}]
+    }
+    headers = {"content-type": content_type} if content_type else {}
+    resp = ctx["http"].post(
+        "/v2/models/imagenet/infer", content=json.dumps(body).encode(), headers=headers
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "application/json" and HEADER_LENGTH not in resp.headers
+    assert len(resp.json()["outputs"][0]["data"]) == 1000
 
 
 def test_predictions_accept_files_base64_and_pixels(ctx, photo_png: bytes) -> None:

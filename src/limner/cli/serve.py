@@ -28,6 +28,22 @@ def ensure_first_key(settings: Settings) -> str | None:
         db.close()
 
 
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Fail with one line when ``host:port`` cannot be listened on (taken, or not an address)."""
+    import socket
+
+    from limner.errors import InvalidInputError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            message = f"{what} cannot listen on {host}:{port} ({exc.strerror})"
+            raise InvalidInputError(message) from exc
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` command to the CLI."""
 
@@ -44,13 +60,29 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(
             None, "--workers", min=1, help="Explanation jobs run at once; env LIMNER_WORKERS."
         ),
+        grpc_port: int | None = typer.Option(
+            None,
+            "--grpc-port",
+            min=1,
+            max=65535,
+            help="Also serve Open Inference over gRPC on this port (on --host); "
+            "env LIMNER_GRPC_PORT. Default: no gRPC.",
+        ),
     ) -> None:
         """Run the REST service (the first start creates an API key for space 'default')."""
         import uvicorn
 
         from limner.service import create_app
 
-        settings = settings_with(data_dir=data_dir, database_url=database_url, workers=workers)
+        settings = settings_with(
+            data_dir=data_dir,
+            database_url=database_url,
+            workers=workers,
+            grpc_port=grpc_port,
+            grpc_host=host,
+        )
+        if grpc_port is not None:
+            check_port_free(host, grpc_port, "gRPC")
         token = ensure_first_key(settings)
         if token is not None:
             err_console.print(
@@ -59,7 +91,8 @@ def register(app: typer.Typer) -> None:
             )
             print(token, flush=True)
         err_console.print(
-            f"limner serving on http://{host}:{port} — API docs /docs, dashboard /ui",
+            f"limner serving on http://{host}:{port} — API docs /docs, dashboard /ui"
+            + (f"; gRPC on {host}:{settings.grpc_port}" if settings.grpc_port else ""),
             highlight=False,
         )
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -39,7 +39,10 @@ def error_from_response(response: httpx.Response) -> LimnerError:
     code, message = "", f"the server answered {response.status_code}"
     try:
         body = response.json()["error"]
-        code, message = str(body.get("code", "")), str(body.get("message", message))
+        if isinstance(body, str):  # the Open Inference shape of /v2: {"error": "message"}
+            message = body
+        else:
+            code, message = str(body.get("code", "")), str(body.get("message", message))
     except (ValueError, KeyError, TypeError, AttributeError):
         if response.text:
             message = f"{message}: {response.text[:200]}"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from limner import __version__
+from limner.errors import LimnerError
 from limner.service.deps import current_space
 from limner.service.errors import install_error_handlers
 from limner.service.limits import BodyLimitMiddleware
@@ -26,6 +28,9 @@ from limner.service.state import ServiceState
 from limner.service.ui import install as install_dashboard
 from limner.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from limner.service.grpc.server import GrpcServer
+
 #: Routers behind an API key, all scoped to the key's space.
 PROTECTED = (deployments, predictions, inference, subscriptions, transactions, explanations)
 
@@ -38,9 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await run_in_threadpool(ServiceState.open, settings)
         app.state.limner = state
+        grpc_server = _start_grpc(state)
+        app.state.grpc_port = grpc_server.port if grpc_server is not None else None
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await run_in_threadpool(grpc_server.stop)
             await run_in_threadpool(state.close)
 
     app = FastAPI(
@@ -61,6 +70,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_dashboard(app)
     app.include_router(system.router)
     return app
+
+
+def _start_grpc(state: ServiceState) -> GrpcServer | None:
+    """Start the gRPC service when ``settings.grpc_port`` is set (imported only then)."""
+    port = state.settings.grpc_port
+    if port is None:
+        return None
+    try:
+        from limner.service.grpc.server import GrpcServer
+    except ImportError as exc:
+        state.close()
+        raise LimnerError(
+            f"the gRPC service needs grpcio>=1.81.1 and protobuf>=6.33.5 ({exc})"
+        ) from exc
+    try:
+        return GrpcServer(state, state.settings.grpc_host, port).start()
+    except BaseException:
+        state.close()
+        raise
 
 
 async def _count_requests(

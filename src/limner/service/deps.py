@@ -26,15 +26,21 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def current_space(request: Request, state: StateDep) -> SpaceRef:
-    """The space of the request's ``Authorization: Bearer KEY`` (401 without a known key)."""
-    header = request.headers.get("authorization", "")
+def space_for_authorization(state: ServiceState, header: str) -> SpaceRef:
+    """The space of an ``Authorization`` value ``Bearer KEY`` (HTTP header or gRPC metadata);
+    :class:`AuthenticationError` without a known key."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("an API key is needed: send 'Authorization: Bearer KEY'")
     space = space_for_key(state.db, token.strip())
     if space is None:
         raise AuthenticationError("the API key is not known")
+    return space
+
+
+def current_space(request: Request, state: StateDep) -> SpaceRef:
+    """The space of the request's ``Authorization: Bearer KEY`` (401 without a known key)."""
+    space = space_for_authorization(state, request.headers.get("authorization", ""))
     request.state.space = space
     return space
 

@@ -1,4 +1,5 @@
-"""Every error leaves as JSON ``{"error": {"code", "message"}}`` with its status; no traces."""
+"""Every error leaves as JSON with its status, never a trace: ``{"error": {"code", "message"}}``
+on ``/v1`` and elsewhere, and the Open Inference protocol's ``{"error": "message"}`` on ``/v2``."""
 
 from __future__ import annotations
 
@@ -27,12 +28,22 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    """The JSON error body with ``status``."""
+def is_protocol_path(path: str) -> bool:
+    """Whether ``path`` is under ``/v2`` (errors in the Open Inference protocol's shape)."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_body(path: str, code: str, message: str) -> dict[str, object]:
+    """The error body for a request to ``path``."""
+    if is_protocol_path(path):
+        return {"error": message}
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str, path: str = "") -> JSONResponse:
+    """The JSON error body with ``status`` (in the ``/v2`` shape when ``path`` is there)."""
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    return JSONResponse(error_body(path, code, message), status_code=status, headers=headers)
 
 
 def _location(loc: tuple[object, ...] | list[object]) -> str:
@@ -44,25 +55,27 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map limner errors, validation errors, HTTP errors and anything else to JSON errors."""
 
     @app.exception_handler(LimnerError)
-    async def _limner(_request: Request, exc: LimnerError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+    async def _limner(request: Request, exc: LimnerError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
             f"{_location(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()
         ]
         message = "; ".join(problems[:5]) + (
             f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         )
-        return error_response(422, "invalid_input", message or "invalid request")
+        return error_response(422, "invalid_input", message or "invalid request", request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal error; the server log has details")
+        return error_response(
+            500, "internal_error", "internal error; the server log has details", request.url.path
+        )

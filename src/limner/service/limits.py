@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from limner.service.errors import error_body
+
 #: Bodies this much over the limit are not read to the end before answering.
 _DRAIN_FACTOR = 4
 
@@ -32,7 +34,7 @@ class BodyLimitMiddleware:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._drain(receive, int(declared), limit)
-            await self._reject(send, limit)
+            await self._reject(send, limit, scope["path"])
             return
         chunks: list[bytes] = []
         total = 0
@@ -45,7 +47,7 @@ class BodyLimitMiddleware:
             if total > limit:
                 if message.get("more_body"):
                     await self._drain(receive, total, limit)
-                await self._reject(send, limit)
+                await self._reject(send, limit, scope["path"])
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -65,16 +67,9 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 return
 
-    async def _reject(self, send: Send, limit: int) -> None:
-        limit_mb = limit / (1024 * 1024)
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"the request body is over the limit of {limit_mb:g} MB",
-                }
-            }
-        ).encode()
+    async def _reject(self, send: Send, limit: int, path: str) -> None:
+        message = f"the request body is over the limit of {limit / (1024 * 1024):g} MB"
+        body = json.dumps(error_body(path, "payload_too_large", message)).encode()
         await send(
             {
                 "type": "http.response.start",
