@@ -224,6 +224,10 @@ def test_cli_sends_limner_api_key_only_to_limner(
     args = ["explain", str(image), "--segmentation", "grid", "--segments", "4",
             "--samples", "32", "--out", str(tmp_path / "out"), "--json"]  # fmt: skip
     url = f"{service.url}/v2/models/bright-local"
+    own = RemoteModel(url, headers={"Authorization": f"Bearer {key}"})
+    assert own.labels == LABELS and own.predict(half_bright(32, 32)[None])[0, 1] > 0.5
+    assert own._binary is True  # limner lists the binary tensor extension
+    own.close()
     proc = limner_cli(*args, "--model", url, env={"LIMNER_API_KEY": key})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["results"][0]["explanations"][0]["label"] == "bright"

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from limner.binary_tensors import EXTENSION, HEADER_LENGTH, datatype_of, pack, unpack
 from limner.errors import LimnerError, ModelError, ModelUnavailableError
 from limner.models.base import Model
 from limner.models.metadata import InputSpec, ModelMetadata, with_hints
@@ -25,7 +24,19 @@ from limner.models.remote_metadata import (
     describe,
     resolve_metadata,
 )
-from limner.protocol import ResponseOutput, decode_tensor
+from limner.protocol import (
+    DATATYPES,
+    HEADER_LENGTH,
+    ResponseOutput,
+    decode_value,
+    pack_binary,
+    to_raw,
+    unpack_binary,
+)
+
+#: The server-metadata extension name of the binary tensor encoding.
+EXTENSION = "binary_tensor_data"
+_DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}
 
 _REFUSED_BINARY = (400, 413, 415, 422, 500)
 #: Tensor bytes per request: binary bodies carry them as they are, JSON about 4× as text.
@@ -183,13 +194,14 @@ class RemoteModel(Model):
             return self._infer(x)
 
     def _post_binary(self, x: np.ndarray) -> httpx.Response:
-        header: dict[str, Any] = {
-            "inputs": [{"name": self._input_name}],
+        dtype = _DATATYPE_OF[x.dtype]
+        message: dict[str, Any] = {
+            "inputs": [{"name": self._input_name, "shape": list(x.shape), "datatype": dtype}],
             "parameters": {"log": False, "binary_data_output": True},
         }
         if self._output_name:
-            header["outputs"] = [{"name": self._output_name, "parameters": {"binary_data": True}}]
-        body, length = pack(header, "inputs", [x])
+            message["outputs"] = [{"name": self._output_name, "parameters": {"binary_data": True}}]
+        body, length = pack_binary(message, "inputs", {self._input_name: to_raw(dtype, x)})
         return self._send(
             "POST",
             f"{self.url}/infer",
@@ -203,7 +215,7 @@ class RemoteModel(Model):
                 {
                     "name": self._input_name,
                     "shape": list(x.shape),
-                    "datatype": datatype_of(x),
+                    "datatype": _DATATYPE_OF[x.dtype],
                     "data": x.reshape(-1).tolist(),
                 }
             ],
@@ -221,20 +233,16 @@ class RemoteModel(Model):
     def _read_output(self, resp: httpx.Response) -> np.ndarray:
         try:
             length = resp.headers.get(HEADER_LENGTH)
-            if length is not None:
-                header, arrays = unpack(resp.content, int(length), "outputs")
-            else:
-                header = resp.json()
-                arrays = [None] * len(header["outputs"])
-            outputs = header["outputs"]
-            wanted = [self._output_name, "probability"]
-            index = next(
-                (i for name in wanted for i, o in enumerate(outputs) if o.get("name") == name),
-                0,
+            message, raws = unpack_binary(
+                resp.content, int(length) if length is not None else None, "outputs"
             )
-            array = arrays[index]
-            if array is None:
-                array = decode_tensor(ResponseOutput.model_validate(outputs[index]))
+            outputs = [ResponseOutput.model_validate(o) for o in message["outputs"]]
+            wanted = [self._output_name, "probability"]
+            chosen = next(
+                (o for name in wanted for o in outputs if o.name == name),
+                outputs[0],
+            )
+            array = decode_value(chosen, raws.get(chosen.name))
         except (LimnerError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise ModelError(f"{self.url}: not an Open Inference response ({exc})") from exc
         return np.asarray(array, dtype=np.float32)
