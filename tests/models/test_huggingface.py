@@ -102,10 +102,17 @@ def test_explained_by_the_cli(vit_dir: Path, tmp_path: Path) -> None:
     assert result["explanations"][0]["label"] in LABELS
 
 
-def test_pickled_weights_are_refused(tmp_path: Path) -> None:
+def test_pickled_weights_are_refused(vit_dir: Path, tmp_path: Path) -> None:
+    from limner.models.huggingface import check_directory, detect_format
+
     folder = make_vit(tmp_path / "pickled", safe=False)
     with pytest.raises(ModelError, match="pickled weights"):
         limner.load_model(folder, device="cpu")
+    # the check a tenant's upload gets before anything is loaded
+    assert detect_format(vit_dir) == detect_format(folder) == "huggingface"
+    check_directory(vit_dir)
+    with pytest.raises(InvalidInputError, match=r"no model\.safetensors"):
+        check_directory(folder)
 
 
 def test_custom_code_and_timm_are_refused(vit_dir: Path, tmp_path: Path) -> None:

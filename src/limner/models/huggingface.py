@@ -38,6 +38,26 @@ def is_hf_directory(path: Path) -> bool:
     return path.is_dir() and (path / CONFIG).is_file()
 
 
+def detect_format(path: Path) -> str | None:
+    """``"huggingface"`` for a directory :func:`limner.load_model` loads as one, else ``None``
+    (a directory with a ``limner-model.json`` is a limner model directory)."""
+    if is_hf_directory(path) and not (path / "limner-model.json").exists():
+        return "huggingface"
+    return None
+
+
+def check_directory(path: Path) -> None:
+    """What a tenant's Hugging Face directory must be, checked before anything is loaded: a
+    transformers config naming no custom code, and safetensors weights (no pickles are read).
+
+    A directory that passes carries no code: the network's code comes from the installed
+    transformers, the weights are tensors, the rest is JSON.
+    """
+    read_config(path)
+    if not any((path / name).is_file() for name in SAFETENSORS):
+        raise InvalidInputError(f"{path.name}: no model.safetensors beside {CONFIG}")
+
+
 class HFImageClassifier(TorchModel):
     """A transformers image classifier; ``module`` maps pixel values to logits, like any
     TorchScript module, and ``hf_model`` is the transformers model itself."""
