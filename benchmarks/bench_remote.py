@@ -1,6 +1,6 @@
 """What explaining through a loopback Open Inference (/v2) server costs against the local model.
 
-The built-in efficientnet-lite0 (ONNX Runtime) explains the same photos four ways, in rotation
+The built-in efficientnet-lite0 (ONNX Runtime) explains the same photos five ways, in rotation
 so that a shared machine's load falls on each alike:
 
 - locally, in this process;
@@ -8,7 +8,8 @@ so that a shared machine's load falls on each alike:
   the labels and input settings come from the server's metadata);
 - through a KServe ``ModelServer`` (its own process, ``tests/interop/kserve_server.py``, serving
   the same ONNX file, preprocessing UINT8 pixels itself, publishing no metadata: labels and
-  input size are given as hints), with binary tensors and, for comparison, with JSON tensors.
+  input size are given as hints): as limner chooses (the server lists no binary extension, so
+  limner tries binary and JSON on the first batch and keeps the faster), binary only, JSON only.
 
 Prints a markdown table of the median seconds per explanation and the ratio to local.
 
@@ -110,9 +111,12 @@ def main() -> None:
         "output": "logits",
     }
     with tempfile.TemporaryDirectory() as tmp:
-        limner_proc, limner_url, key = start_limner(Path(tmp))
-        kserve_proc, kserve_url = start_kserve()
+        procs: list[subprocess.Popen[bytes]] = []
         try:
+            limner_proc, limner_url, key = start_limner(Path(tmp))
+            procs.append(limner_proc)
+            kserve_proc, kserve_url = start_kserve()
+            procs.append(kserve_proc)
             models: dict[str, Callable[[], Model]] = {
                 "local (ONNX Runtime)": lambda: limner.load_model(
                     "efficientnet-lite0", device="cpu"
@@ -120,8 +124,11 @@ def main() -> None:
                 "limner /v2": lambda: RemoteModel(
                     limner_url, headers={"Authorization": f"Bearer {key}"}
                 ),
-                "KServe /v2, binary": lambda: RemoteModel(kserve_url, hints=kserve_hints),
-                "KServe /v2, JSON": lambda: RemoteModel(
+                "KServe /v2": lambda: RemoteModel(kserve_url, hints=kserve_hints),
+                "KServe /v2, binary only": lambda: RemoteModel(
+                    kserve_url, hints=kserve_hints, binary=True
+                ),
+                "KServe /v2, JSON only": lambda: RemoteModel(
                     kserve_url, hints=kserve_hints, binary=False
                 ),
             }
@@ -150,7 +157,7 @@ def main() -> None:
                 print(f"| {name} | {transport} | {median:.2f} | {median / base:.2f} |")
                 model.close()
         finally:
-            for proc in (limner_proc, kserve_proc):
+            for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
 
