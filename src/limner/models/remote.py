@@ -43,6 +43,8 @@ _REFUSED_BINARY = (400, 413, 415, 422, 500)
 #: Tensor bytes per request: binary bodies carry them as they are, JSON about 4× as text.
 BINARY_BYTES = 16 * 1024 * 1024
 JSON_BYTES = 3 * 1024 * 1024
+#: Images in the batch on which binary and JSON are timed against each other.
+COMPARE_ROWS = 8
 
 
 def raw_pixels_spec(width: int, height: int) -> InputSpec:
@@ -168,6 +170,9 @@ class RemoteModel(Model):
                     return self._probe_binary(x)
         if self._binary:
             return self._checked(self._post_binary(x))
+        return self._infer_json(x)
+
+    def _infer_json(self, x: np.ndarray) -> np.ndarray:
         step = self._rows(x, JSON_BYTES)  # JSON is about 4× the tensor: keep bodies small
         parts = [self._checked(self._post_json(x[s : s + step])) for s in range(0, len(x), step)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -180,9 +185,9 @@ class RemoteModel(Model):
     def _probe_binary(self, x: np.ndarray) -> np.ndarray:
         """Send binary to a server that lists no extension; fall back to JSON if refused.
 
-        When it answers both, the same tensor goes once as JSON too and the faster encoding
-        stays: some servers decode binary tensors slower than JSON (KServe turns them into
-        Python lists element by element).
+        When it answers both, the first batch of at least :data:`COMPARE_ROWS` images goes
+        once as JSON too and the faster encoding stays: some servers decode binary tensors
+        slower than JSON (KServe turns them into Python lists element by element).
         """
         try:
             start = time.perf_counter()
@@ -192,13 +197,13 @@ class RemoteModel(Model):
             resp = None  # cannot parse; a server that is down fails the JSON try too
         if resp is not None and resp.status_code == 200:
             out = self._read_output(resp)
-            start = time.perf_counter()
-            try:
-                json_out = self._checked(self._post_json(x)) if len(x) > 1 else None
-            except LimnerError:
-                json_out = None
-            faster_json = json_out is not None and time.perf_counter() - start < binary_s
-            self._binary = not faster_json
+            if len(x) >= COMPARE_ROWS:  # binary works: is JSON faster on this server?
+                start = time.perf_counter()
+                try:
+                    self._infer_json(x)
+                    self._binary = time.perf_counter() - start >= binary_s
+                except LimnerError:
+                    self._binary = True
             return out
         if resp is not None and resp.status_code not in _REFUSED_BINARY:
             raise ModelError(f"{self.url}: scoring {_answer(resp)}")
