@@ -53,6 +53,13 @@ class PayloadTooLargeError(LimnerError):
     status = 413
 
 
+class ForbiddenError(LimnerError):
+    """The caller's key may not do this (a tenant deploying code, a URL that is not allowed)."""
+
+    code = "forbidden"
+    status = 403
+
+
 class NotFoundError(LimnerError, LookupError):
     """A resource that does not exist (or is not visible to the caller)."""
 
@@ -81,6 +88,17 @@ class RateLimitError(LimnerError):
     status = 429
 
 
+class ServiceBusyError(LimnerError):
+    """The server is doing as much of this work as it allows at once; retry after a while."""
+
+    code = "busy"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ModelError(LimnerError):
     """A model that cannot be loaded or that fails to score."""
 
@@ -99,6 +117,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "ForbiddenError",
     "ImageDecodeError",
     "InvalidInputError",
     "LimnerError",
@@ -107,5 +126,6 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "RateLimitError",
+    "ServiceBusyError",
     "UnsupportedMediaError",
 ]

@@ -70,6 +70,27 @@ class Settings(BaseSettings):
     #: Address the gRPC service listens on.
     grpc_host: str = "127.0.0.1"
 
+    #: URLs the server may call whatever their address (remote models, external scoring URLs):
+    #: comma-separated URL prefixes (``http://127.0.0.1:9000/``) or host patterns
+    #: (``*.example.com``). Any other URL must resolve to public addresses only.
+    allowed_urls: str = ""
+    #: Server folders an admin key may deploy models from (comma-separated); empty: none.
+    model_roots: str = ""
+    #: Largest total size a model upload (a .zip) may unpack to, in bytes (413 beyond it).
+    max_unpacked_bytes: int = Field(default=1_000_000_000, ge=1)
+    #: Storage each space may use for uploaded models, in bytes (413 when full).
+    space_quota_bytes: int = Field(default=5_000_000_000, ge=0)
+    #: Seconds a model may take to load when deployed (uploads and URLs) before the deploy fails.
+    model_load_timeout: float = Field(default=60.0, gt=0)
+    #: Models loaded at once for deployments; more deploys wait briefly, then get 503.
+    model_loads: int = Field(default=2, ge=1, le=64)
+
+    def resolved_model_roots(self) -> list[Path]:
+        """The folders of :attr:`model_roots`, resolved."""
+        return [
+            Path(p.strip()).expanduser().resolve() for p in self.model_roots.split(",") if p.strip()
+        ]
+
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite (WAL) in the data directory."""
         if self.database_url:

@@ -113,3 +113,77 @@ def test_bad_usage_exits_2_with_one_line(args, cat_jpg, tmp_path):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _photo(path: Path, name: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sample_photo(name)).save(path, quality=92)
+    return path
+
+
+FAST = ["--segmentation", "grid", "--segments", "4", "--method", "occlusion"]
+
+
+def test_a_batch_keeps_every_result_and_reports_bad_files(tmp_path):
+    a = _photo(tmp_path / "a" / "x.jpg", "chelsea")
+    b = _photo(tmp_path / "b" / "x.jpg", "coffee")
+    folder = tmp_path / "folder"
+    _photo(folder / "2.png", "rocket")
+    _photo(folder / "1.jpg", "astronaut")
+    (folder / "notes.txt").write_text("not an image\n")
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(a.read_bytes()[:1500])
+    out = tmp_path / "out"
+    proc = run("explain", str(a), str(bad), str(b), str(folder), "--out", str(out), *FAST, "--json")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "broken.jpg" in lines[0] and "Traceback" not in proc.stderr
+    doc = json.loads(proc.stdout)
+    inputs = [r["input"] for r in doc["results"]]
+    assert inputs == [str(a), str(b), str(folder / "1.jpg"), str(folder / "2.png")]
+    assert [e["input"] for e in doc["errors"]] == [str(bad)]
+    folders = {Path(r["explanations"][0]["images"]["positive"]).parent for r in doc["results"]}
+    assert folders == {out / n / "occlusion" for n in ("x", "x-2", "1", "2")}
+    for result in doc["results"]:
+        saved = json.loads(
+            (
+                out
+                / Path(result["explanations"][0]["images"]["positive"]).parent.relative_to(out)
+                / "result.json"
+            ).read_text()
+        )
+        assert (saved["width"], saved["height"]) == (result["width"], result["height"])
+    # another method into the same --out leaves the first results in place
+    again = run(
+        "explain", str(a), "--out", str(out), *FAST[:4], "--method", "kernelshap", "--samples", "16"
+    )
+    assert again.returncode == 0, again.stderr
+    assert (out / "x" / "kernelshap" / "result.json").exists()
+    assert (
+        json.loads((out / "x" / "occlusion" / "result.json").read_text())["method"] == "occlusion"
+    )
+
+
+def test_a_folder_without_images_is_reported(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run("explain", str(tmp_path / "empty"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no images" in lines[0]
+
+
+def test_max_pixels_flag_and_its_error(cat_jpg, tmp_path):
+    proc = run("explain", str(cat_jpg), "--max-pixels", "100000", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "cat.jpg" in line and "--max-pixels" in line and "0.1 megapixels" in line
+
+
+def test_cuda_without_cuda_says_what_is_available(cat_jpg, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = run("explain", str(cat_jpg), "--device", "cuda", "--out", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "cuda" in line and "available here: cpu" in line and "Traceback" not in proc.stderr

@@ -4,6 +4,7 @@ ipykernel), each on its own in-process service; a cell that raises fails the tes
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -75,3 +76,9 @@ def test_notebook_runs_top_to_bottom(name: str, figures: int, tmp_path: Path) ->
     assert len(_outputs(nb, "image/png")) == figures  # each figure shown once
     tables = _outputs(nb, "text/html")
     assert any("deletion AUC" in t for t in tables)
+    if name == "binary.ipynb":  # the classic Keras network learns the tutorial's data set
+        printed = "".join(
+            o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+        )
+        found = re.search(r"model B, validation accuracy: ([\d.]+)", printed)
+        assert found is not None and float(found.group(1)) >= 0.9, printed

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from interop_helpers import FAST, LABELS, SECRET_HEADER, KServe, half_bright
+from interop_helpers import FAST, LABELS, SECRET_HEADER, KServe, free_port, half_bright
 from PIL import Image
 
 import limner
@@ -117,8 +117,12 @@ def test_cli_explains_a_kserve_model_with_labels_size_and_header(
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with running(Settings(data_dir=tmp_path_factory.mktemp("interop"), workers=2)) as r:
+def service(tmp_path_factory: pytest.TempPathFactory, kserve: KServe) -> Iterator[Running]:
+    """A service whose operator allows the KServe server's loopback URL (and nothing else)."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("interop"), workers=2, allowed_urls=kserve.url
+    )
+    with running(settings) as r:
         yield r
 
 
@@ -185,6 +189,16 @@ def test_external_subscription_sends_its_headers(service: Running, kserve: KServ
         assert_never_shown(SECRET_HEADER[1], *answers)
 
 
+def test_a_url_the_operator_did_not_allow_is_refused(service: Running) -> None:
+    key = service.new_key("kserve-guard")
+    resp = httpx.post(
+        f"{service.url}/v1/deployments",
+        json={"name": "elsewhere", "model": f"http://127.0.0.1:{free_port()}/v2/models/x", **HINTS},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert resp.status_code == 403, resp.text
+
+
 def test_bad_headers_are_refused(service: Running, kserve: KServe) -> None:
     auth = {"Authorization": f"Bearer {service.key}"}
     for headers in ({"X-Bad": "a\r\nInjected: 1"}, {"Bad Name": "x"}):
@@ -224,7 +238,7 @@ def test_cli_sends_limner_api_key_only_to_limner(
 ) -> None:
     key = service.new_key("own-v2")
     with service.client(key) as client:
-        client.deployments.create(name="bright-local", model=str(kserve.onnx), **{
+        client.deployments.create(name="bright-local", file=kserve.onnx, metadata={
             **HINTS, "input": {"width": 32, "height": 32, "layout": "NCHW", "scale": 1 / 255},
         })  # fmt: skip
     image = tmp_path / "half.png"

@@ -18,7 +18,7 @@ FAST = {"samples": 64, "segmentation": "grid", "segments": 8, "baseline": "gray"
 
 @dataclass
 class Running:
-    """A running service and a key of its space ``default``."""
+    """A running service and an admin key of its space ``default`` (the operator's own)."""
 
     url: str
     key: str
@@ -28,10 +28,11 @@ class Running:
     def client(self, key: str | None = None) -> APIClient:
         return APIClient(self.url, api_key=key or self.key)
 
-    def new_key(self, space: str) -> str:
+    def new_key(self, space: str, role: str = "tenant") -> str:
+        """A key of ``space`` (a tenant's, unless ``role`` says otherwise)."""
         db = Database(self.settings.resolved_database_url())
         try:
-            return create_key(db, space)
+            return create_key(db, space, role=role)
         finally:
             db.close()
 
@@ -41,7 +42,7 @@ def running(settings: Settings) -> Iterator[Running]:
     """Serve ``settings`` on a free loopback port for the block."""
     db = Database(settings.resolved_database_url())
     db.migrate()
-    key = create_key(db, "default")
+    key = create_key(db, "default", role="admin")
     db.close()
     with EmbeddedServer(create_app(settings)) as server:
         yield Running(server.url, key, settings, server)

@@ -118,7 +118,7 @@ def test_pixel_bomb_is_413(setup) -> None:
         ),
         413,
     )
-    assert "megapixels" in body["message"]
+    assert "megapixels" in body["message"] and "LIMNER_MAX_PIXELS" in body["message"]
     with pytest.raises(PayloadTooLargeError):
         setup["client"].score(setup["dep"], buf.getvalue())
 
@@ -206,7 +206,7 @@ def test_explanation_while_explainability_off_is_409(setup) -> None:
 def test_other_user_mistakes(setup) -> None:
     http, dep = setup["http"], setup["dep"]
     error_of(http.post("/v1/deployments", json={"name": "x"}), 422)
-    error_of(http.post("/v1/deployments", json={"name": "x", "model": "/no/such.onnx"}), 422)
+    error_of(http.post("/v1/deployments", json={"name": "x", "model": "/no/such.onnx"}), 403)
     error_of(
         http.post("/v1/deployments", json={"name": "imagenet", "model": "efficientnet-lite0"}), 409
     )

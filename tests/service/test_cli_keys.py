@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,9 @@ from sqlalchemy import select
 
 from limner.settings import Settings
 from limner.store import ApiKey, Database, space_for_key
+
+#: The environment of the commands: no LIMNER_* settings, this checkout's limner.
+ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
 
 
 def test_keys_create_prints_a_working_key(tmp_path: Path) -> None:
@@ -28,7 +32,7 @@ def test_keys_create_prints_a_working_key(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "LIMNER_DATABASE_URL": ""},
+        env={**ENV, "LIMNER_DATABASE_URL": ""},
     )
     assert proc.returncode == 0, proc.stderr
     token = proc.stdout.strip()
@@ -51,3 +55,106 @@ def test_keys_create_needs_a_space() -> None:
     )
     assert proc.returncode == 2
     assert "--space" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def limner(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    base = {**ENV, "LIMNER_DATABASE_URL": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "limner.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={**base, **(env or {})},
+    )
+
+
+def test_keys_create_says_where_and_warns_when_it_created_the_database(tmp_path: Path) -> None:
+    first = limner("keys", "create", "--space", "team2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    default = tmp_path / "limner-data"
+    assert str(default) in first.stderr and "limner.db" in first.stderr
+    assert "warning" in first.stderr and "created" in first.stderr
+    second = limner("keys", "create", "--space", "team2", cwd=tmp_path)
+    assert second.returncode == 0 and str(default) in second.stderr
+    assert "warning" not in second.stderr
+    # the flag wins over LIMNER_DATA_DIR, which wins over the default
+    env_dir, flag_dir = tmp_path / "from-env", tmp_path / "from-flag"
+    by_env = limner(
+        "keys", "create", "--space", "s", cwd=tmp_path, env={"LIMNER_DATA_DIR": str(env_dir)}
+    )
+    assert str(env_dir) in by_env.stderr and (env_dir / "limner.db").exists()
+    by_flag = limner(
+        "keys",
+        "create",
+        "--space",
+        "s",
+        "--data-dir",
+        str(flag_dir),
+        cwd=tmp_path,
+        env={"LIMNER_DATA_DIR": str(env_dir)},
+    )
+    assert str(flag_dir) in by_flag.stderr and (flag_dir / "limner.db").exists()
+
+
+def test_admin_keys_list_and_revoke(tmp_path: Path) -> None:
+    made = limner(
+        "keys", "create", "--space", "ops", "--admin", "--data-dir", str(tmp_path), cwd=tmp_path
+    )
+    tenant = limner(
+        "keys", "create", "--space", "team-b", "--data-dir", str(tmp_path), cwd=tmp_path
+    )
+    admin_token, tenant_token = made.stdout.strip(), tenant.stdout.strip()
+    db = Database(Settings(data_dir=tmp_path, database_url="").resolved_database_url())
+    admin_space = space_for_key(db, admin_token)
+    assert admin_space is not None and admin_space.role == "admin" and admin_space.is_admin
+    assert space_for_key(db, tenant_token).role == "tenant"  # type: ignore[union-attr]
+    listed = limner("keys", "list", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    lines = {
+        line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if "lmn_" in line
+    }
+    assert set(lines) == {admin_token[:10], tenant_token[:10]}
+    admin_line = lines[admin_token[:10]]
+    assert "ops" in admin_line and "admin" in admin_line and admin_token not in listed.stdout
+    cells = [c.strip() for c in admin_line.split("│")[1:-1]]
+    assert cells[4][:4].isdigit() and cells[5] != "-" and cells[6] == "-"  # created, used, live
+    assert [c.strip() for c in lines[tenant_token[:10]].split("│")[1:-1]][5] != "-"
+    revoked = limner("keys", "revoke", tenant_token[:10], "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert revoked.returncode == 0, revoked.stderr
+    assert space_for_key(db, tenant_token) is None and space_for_key(db, admin_token) is not None
+    db.close()
+    after = limner("keys", "list", "--data-dir", str(tmp_path), cwd=tmp_path)
+    row = next(x for x in after.stdout.splitlines() if tenant_token[:10] in x)
+    assert [c.strip() for c in row.split("│")[1:-1]][6] != "-"
+    unknown = limner("keys", "revoke", "lmn_nothing", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_keys_list_does_not_create_a_data_dir(tmp_path: Path) -> None:
+    proc = limner("keys", "list", cwd=tmp_path)
+    assert proc.returncode == 2 and "LIMNER_DATA_DIR" in proc.stderr
+    assert not (tmp_path / "limner-data").exists()
+
+
+def test_serve_finds_the_data_dir_as_keys_does(tmp_path: Path) -> None:
+    env_dir = tmp_path / "data"
+    made = limner(
+        "keys", "create", "--space", "s", cwd=tmp_path, env={"LIMNER_DATA_DIR": str(env_dir)}
+    )
+    assert made.returncode == 0
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "limner.cli.main", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env={**ENV, "LIMNER_DATABASE_URL": "", "LIMNER_DATA_DIR": str(env_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert serve.stderr is not None
+        first = serve.stderr.readline()
+    finally:
+        serve.terminate()
+        serve.communicate(timeout=30)
+    assert f"data dir {env_dir}," in first and "(new)" not in first

@@ -1,4 +1,4 @@
-"""SPEC.md's Python client example, end to end through a real server, on SQLite and PostgreSQL."""
+"""The Python client example of the README, end to end on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -7,12 +7,13 @@ import base64
 import numpy as np
 import pytest
 from fastapi import FastAPI
-from svc_helpers import FAST, Running, free_port
+from svc_helpers import FAST, Running, free_port, running
 
 from limner.client import APIClient, ExplanationFailedError
 from limner.imaging import encode_png
 from limner.protocol import InferenceRequest, InferenceResponse, decode_tensor, encode_tensor
 from limner.service import EmbeddedServer
+from limner.settings import Settings
 
 
 def brightness(images: np.ndarray) -> np.ndarray:
@@ -33,6 +34,15 @@ def external_app() -> FastAPI:
         )
 
     return app
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory):
+    """The service, with the loopback external models of these tests allowed by the operator."""
+    data_dir = tmp_path_factory.mktemp("limner-data")
+    settings = Settings(data_dir=data_dir, database_url="", workers=4, allowed_urls="127.0.0.1")
+    with running(settings) as r:
+        yield r
 
 
 @pytest.fixture(scope="module")

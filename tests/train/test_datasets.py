@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,27 @@ def test_cli(tmp_path: Path) -> None:
     bad = subprocess.run([*cli, str(tmp_path / "d")], capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "not empty" in bad.stderr
+
+
+def test_plain_preset_one_size_per_class_plain_high_contrast(tmp_path: Path) -> None:
+    summary = make_shapes(
+        tmp_path / "p", per_class=6, size=64, classes=["circle", "square"], seed=2, preset="plain"
+    )
+    assert summary.preset == "plain"
+    assert json.loads((tmp_path / "p" / "dataset.json").read_text())["preset"] == "plain"
+    areas: dict[str, list[float]] = {}
+    for image_path in sorted((tmp_path / "p" / "train").rglob("*.png")):
+        image = np.asarray(Image.open(image_path)).astype(np.float64)
+        mask = read_mask(image_path, tmp_path / "p")
+        areas.setdefault(image_path.parent.name, []).append(mask.mean())
+        outside = image[~mask]
+        inside = image[mask]
+        border = image[0]  # a plain background: the top row is one colour
+        assert np.ptp(border, axis=0).max() == 0
+        assert np.abs(outside.mean(axis=0) - inside.mean(axis=0)).sum() > 300  # high contrast
+    assert max(areas["circle"]) * 2 < min(areas["square"])  # each class at its own size
+
+
+def test_unknown_preset(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="preset"):
+        make_shapes(tmp_path / "x", classes=["circle", "square"], preset="easy")

@@ -23,7 +23,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     settings = Settings(data_dir=data_dir, database_url="", workers=1)
     db = Database(settings.resolved_database_url())
     db.migrate()
-    key = create_key(db, "default")
+    key = create_key(db, "default", role="admin")  # as `limner serve` creates it
     db.close()
     with EmbeddedServer(create_app(settings)) as server:
         board = Dashboard(server.url, key, settings)

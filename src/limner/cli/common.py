@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -17,10 +18,15 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Print one line on stderr and exit with ``code``."""
+def report_error(message: str, *, kind: str = "error") -> None:
+    """Print ``message`` as one ``limner: error:`` (or ``limner: {kind}:``) line on stderr."""
     line = " ".join(str(message).split())
-    print(f"limner: error: {line}", file=sys.stderr)
+    print(f"limner: {kind}: {line}", file=sys.stderr)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one line on stderr and exit with ``code``."""
+    report_error(message)
     raise SystemExit(code)
 
 
@@ -30,7 +36,8 @@ def run_guarded(app: typer.Typer) -> int:
     Unexpected errors print one line too (exit 1); ``LIMNER_DEBUG=1`` shows the traceback.
     """
     try:
-        app(standalone_mode=False)
+        # without standalone mode, click hands back the code of a ``typer.Exit`` as the value
+        code = app(standalone_mode=False)
     except LimnerError as exc:
         fail(exc.message, 2 if exc.status < 500 else 1)
     except typer.Exit as exc:
@@ -49,7 +56,7 @@ def run_guarded(app: typer.Typer) -> int:
         if os.environ.get("LIMNER_DEBUG"):
             raise
         fail(f"internal error: {type(exc).__name__}: {exc} (set LIMNER_DEBUG=1 for details)", 1)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 @contextmanager

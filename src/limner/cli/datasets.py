@@ -37,8 +37,18 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[
             bool, typer.Option("--overwrite", help="Replace the data set in a non-empty folder.")
         ] = False,
+        preset: Annotated[
+            str,
+            typer.Option(
+                "--preset",
+                help="textured: equal areas on textured backgrounds (the harder set, for the "
+                "frozen backbone of `limner train`); plain: high-contrast shapes, one size per "
+                "class, on plain backgrounds (a small network trained from scratch learns it "
+                "in a minute).",
+            ),
+        ] = "textured",
     ) -> None:
-        """Coloured shapes on textured backgrounds, with ground-truth masks under DIR/masks/."""
+        """Shapes with ground-truth masks under DIR/masks/ (presets: textured, plain)."""
         from limner.cli.common import console, progress_bar
         from limner.datasets import make_shapes
 
@@ -52,12 +62,14 @@ def register(app: typer.Typer) -> None:
                 validation_fraction=validation,
                 overwrite=overwrite,
                 progress=update,
+                preset=preset,
             )
         counts = ", ".join(
             f"{split} {sum(by_class.values())}" for split, by_class in summary.counts.items()
         )
         console.print(
-            f"wrote {len(summary.classes)} classes ({', '.join(summary.classes)}) at "
+            f"wrote {len(summary.classes)} {summary.preset} classes "
+            f"({', '.join(summary.classes)}) at "
             f"{summary.size}×{summary.size} to {summary.directory}: {counts}; masks under "
             f"{Path(summary.directory) / 'masks'}"
         )

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from limner.cli.common import console, progress_bar
+from limner.cli.common import console, progress_bar, report_error
+from limner.imaging.decode import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from limner.explain import Explanation
@@ -26,7 +27,11 @@ def register(app: typer.Typer) -> None:
 
 def explain_command(
     images: Annotated[
-        list[Path], typer.Argument(help="Image files (PNG, JPEG, WebP, BMP, TIFF, GIF).")
+        list[Path],
+        typer.Argument(
+            help="Image files (PNG, JPEG, WebP, BMP, TIFF, GIF), or folders of them (their "
+            "images, in name order)."
+        ),
     ],
     model: Annotated[str, typer.Option("--model", help="Model spec.")] = "efficientnet-lite0",
     method: Annotated[
@@ -44,7 +49,13 @@ def explain_command(
     top_k: Annotated[int, typer.Option("--top-k", help="Explain the K most probable classes.")] = 1,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    out: Annotated[Path, typer.Option("--out", help="Folder for the panes.")] = Path(DEFAULT_OUT),
+    max_pixels: Annotated[
+        int,
+        typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this."),
+    ] = DEFAULT_MAX_PIXELS,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the panes: OUT/<image>/<method>/.")
+    ] = Path(DEFAULT_OUT),
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as one JSON document.")
     ] = False,
@@ -78,15 +89,17 @@ def explain_command(
 ) -> None:
     """Explain which regions of each image pushed the model's prediction up or down.
 
-    A URL model (http(s)://host/v2/models/NAME) gets --header values with every request, and
-    $LIMNER_API_KEY when it is a limner server asking for a key. What a model or its server does
-    not tell (labels, input size and settings) comes from --metadata or the small flags.
+    An image that cannot be read is reported on one line and the others are still explained;
+    the exit status is then 2. A URL model (http(s)://host/v2/models/NAME) gets --header values
+    with every request, and $LIMNER_API_KEY when it is a limner server asking for a key. What a
+    model or its server does not tell (labels, input size and settings) comes from --metadata
+    or the small flags.
     """
     from limner.cli.model_options import model_hints, parse_headers, with_limner_key
-    from limner.errors import InvalidInputError
+    from limner.errors import InvalidInputError, LimnerError
     from limner.explain import BASELINES, METHODS, SEGMENTATIONS, explain
     from limner.imaging import read_image
-    from limner.models import load_model
+    from limner.models import Model, load_model
 
     for name, value, allowed in (
         ("method", method, METHODS),
@@ -95,7 +108,6 @@ def explain_command(
     ):
         if value not in allowed:
             raise InvalidInputError(f"--{name} must be one of {', '.join(allowed)}, not {value!r}")
-    pixels = [read_image(p) for p in images]  # fail fast on any bad file, before loading a model
     hints = model_hints(
         metadata=metadata,
         labels=labels,
@@ -111,12 +123,22 @@ def explain_command(
         headers = with_limner_key(model, headers)
     elif headers:
         raise InvalidInputError("--header applies to URL models only")
-    clf = load_model(model, device=device, metadata=hints, headers=headers or None)
+    inputs, errors = expand_inputs(images)
+    folders = output_folders(inputs, out, method)
+    clf: Model | None = None  # loaded with the first readable image
     results = []
     table = Table("image", "label", "probability", "top regions (id: share)", "seconds")
     try:
         with progress_bar("explaining", None) as update:
-            for path, rgb in zip(images, pixels, strict=True):
+            for path, folder in zip(inputs, folders, strict=True):
+                try:
+                    rgb = read_image(path, max_pixels=max_pixels)
+                except LimnerError as exc:
+                    errors.append({"input": str(path), "error": exc.message})
+                    report_error(exc.message)
+                    continue
+                if clf is None:
+                    clf = load_model(model, device=device, metadata=hints, headers=headers or None)
                 exp = explain(
                     rgb,
                     clf,
@@ -129,27 +151,73 @@ def explain_command(
                     top_k=top_k,
                     seed=seed,
                     progress=update,
+                    max_pixels=max_pixels,
                 )
-                folder = out / _slug(path.stem)
                 exp.save(folder)
-                result = exp.to_dict(_file_refs(exp, folder))
+                result = {"input": str(path), **exp.to_dict(_file_refs(exp, folder))}
                 results.append(result)
                 for ce in result["explanations"]:
                     top = ", ".join(f"{r['id']}: {r['share']:.0f}%" for r in ce["regions"][:3])
                     table.add_row(
-                        path.name,
+                        str(path),
                         ce["label"],
                         f"{ce['probability']:.3f}",
                         top,
                         f"{result['seconds']:.2f}",
                     )
     finally:
-        clf.close()
+        if clf is not None:
+            clf.close()
     if as_json:
-        print(json.dumps({"results": results}, indent=2))
-    else:
+        print(json.dumps({"results": results, "errors": errors}, indent=2))
+    elif results:
         console.print(table)
-        console.print(f"panes written under {out}/")
+        failed = f"; {len(errors)} could not be read" if errors else ""
+        console.print(f"{len(results)} explained{failed}; panes written under {out}/")
+    if errors:
+        raise typer.Exit(2)
+
+
+#: Files a folder given as input contributes (by suffix, case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[dict[str, str]]]:
+    """The image files to explain: files as given, folders as their images in name order.
+
+    Returns the files and the errors of folders without images (each also reported).
+    """
+    files: list[Path] = []
+    errors: list[dict[str, str]] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(
+            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not found:
+            message = f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)})"
+            errors.append({"input": str(path), "error": message})
+            report_error(message)
+        files.extend(found)
+    return files, errors
+
+
+def output_folders(inputs: list[Path], out: Path, method: str) -> list[Path]:
+    """``OUT/<name>/<method>/`` for each input, ``<name>`` its file name's stem; inputs that share
+    a stem get ``<stem>-2``, ``<stem>-3``, ... in input order, so no result overwrites another."""
+    used: set[str] = set()
+    folders = []
+    for path in inputs:
+        stem = name = _slug(path.stem)
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}"
+        used.add(name)
+        folders.append(out / name / method)
+    return folders
 
 
 def _file_refs(exp: Explanation, folder: Path) -> Callable[[int, str], str]:

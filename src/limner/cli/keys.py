@@ -1,42 +1,138 @@
-"""``limner keys create --space NAME``: make an API key (printed once, stored hashed)."""
+"""``limner keys create|list|revoke``: the operator's API keys (a token shown once, stored hashed).
+
+The data dir and database are found as ``limner serve`` finds them (:func:`settings_with`).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from limner.cli.common import err_console
+from limner.cli.common import console, err_console, fail, report_error
+from limner.cli.serve import locate_store, settings_with
+from limner.settings import Settings
+
+if TYPE_CHECKING:
+    from limner.store import Database
+
+_DATA_DIR_HELP = "Service data directory; else env LIMNER_DATA_DIR, else ./limner-data."
+_DATABASE_HELP = "Database URL; else env LIMNER_DATABASE_URL, else SQLite in the data dir."
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``keys`` commands to the CLI."""
-    keys = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+    keys = typer.Typer(
+        help="Manage API keys (the data dir is found as `limner serve` finds it).",
+        no_args_is_help=True,
+    )
 
     @keys.command("create")
     def create(
         space: str = typer.Option(
             ..., "--space", help="Space the key belongs to (created if new)."
         ),
-        data_dir: Path | None = typer.Option(
-            None, "--data-dir", help="Service data directory; env LIMNER_DATA_DIR."
+        admin: bool = typer.Option(
+            False, "--admin", help="An operator key (role admin) instead of a tenant key."
         ),
-        database_url: str | None = typer.Option(
-            None, "--database-url", help="Database URL; env LIMNER_DATABASE_URL."
-        ),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+        database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
     ) -> None:
         """Create an API key and print it once; only its hash is stored."""
-        from limner.cli.serve import settings_with
         from limner.store import Database, create_key
 
         settings = settings_with(data_dir=data_dir, database_url=database_url)
+        where = locate_store(settings)
+        role = "admin" if admin else "tenant"
         db = Database(settings.resolved_database_url())
         try:
             db.migrate()
-            token = create_key(db, space)
+            token = create_key(db, space, role=role)
         finally:
             db.close()
-        err_console.print(f"New API key for space [bold]{space}[/] (shown once, keep it safe):")
+        if not where.exists:
+            report_error(
+                f"there was no database in {where.data_dir}: created one; a server started "
+                "with another data dir will not accept this key",
+                kind="warning",
+            )
+        err_console.print(
+            f"Stored in {where.database} (data dir {where.data_dir}).",
+            highlight=False,
+            soft_wrap=True,
+        )
+        err_console.print(
+            f"New {role} API key for space [bold]{space}[/] (shown once, keep it safe):"
+        )
         print(token)
 
+    @keys.command("list")
+    def list_(
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+        database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
+    ) -> None:
+        """List every key: prefix, id, space, role, created, last used, revoked."""
+        from limner.store import list_keys
+
+        db = _existing(settings_with(data_dir=data_dir, database_url=database_url))
+        try:
+            rows = list_keys(db)
+        finally:
+            db.close()
+        table = Table("prefix", "id", "space", "role", "created", "last used", "revoked")
+        for k in rows:
+            table.add_row(
+                k.prefix,
+                k.id,
+                k.space,
+                k.role,
+                _when(k.created_at),
+                _when(k.last_used_at),
+                _when(k.revoked_at),
+            )
+        Console(width=max(console.width, 150)).print(table)  # ids in full, even in a pipe
+
+    @keys.command("revoke")
+    def revoke(
+        key: str = typer.Argument(..., help="The key's prefix or id, as `keys list` shows it."),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+        database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
+    ) -> None:
+        """Revoke a key: requests with it get 401 from then on."""
+        from limner.store import revoke_key
+
+        db = _existing(settings_with(data_dir=data_dir, database_url=database_url))
+        try:
+            info = revoke_key(db, key)
+        finally:
+            db.close()
+        console.print(
+            f"revoked {info.prefix}… (id {info.id}, space {info.space}, role {info.role})",
+            highlight=False,
+            soft_wrap=True,
+        )
+
     app.add_typer(keys, name="keys")
+
+
+def _existing(settings: Settings) -> Database:
+    """The migrated database of ``settings``; exit 2 when there is none (nothing is created)."""
+    from limner.store import Database
+
+    where = locate_store(settings)
+    if not where.exists:
+        fail(
+            f"no limner database in {where.data_dir}: give the server's --data-dir "
+            "(or LIMNER_DATA_DIR)"
+        )
+    db = Database(settings.resolved_database_url())
+    db.migrate()
+    return db
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M")

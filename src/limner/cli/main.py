@@ -18,7 +18,32 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: Typer's Rich help shows every boolean flag as `--json <bool>`, as if it
+    # took a value
+    rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from limner import __version__
+
+        print(f"limner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print limner's version and exit.",
+        callback=_print_version,
+        is_eager=True,
+    ),
+) -> None:
+    """Explain image classifiers: which regions pushed a prediction up or down."""
+
 
 for module in (demo, serve, explain, train, datasets, keys):
     module.register(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +13,44 @@ from limner.settings import Settings
 
 
 def settings_with(**overrides: Any) -> Settings:
-    """Settings from the environment, with the options given on the command line on top."""
+    """Settings from the environment, with the options given on the command line on top.
+
+    ``serve`` and ``keys`` find the data dir (and database) by this one rule: the command-line
+    option, else ``LIMNER_DATA_DIR`` (``LIMNER_DATABASE_URL``), else ``./limner-data``.
+    """
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where the service's data live, as the operator should see it."""
+
+    data_dir: Path
+    database: str
+    exists: bool
+
+
+def locate_store(settings: Settings) -> StoreLocation:
+    """The absolute data dir, the database URL (password hidden) and whether it exists yet."""
+    from sqlalchemy.engine import make_url
+
+    url = settings.resolved_database_url()
+    data_dir = settings.data_dir.resolve()
+    shown = make_url(url).render_as_string(hide_password=True)
+    exists = (data_dir / "limner.db").exists() if url.startswith("sqlite") else True
+    return StoreLocation(data_dir, shown, exists)
+
+
 def ensure_first_key(settings: Settings) -> str | None:
-    """Migrate the database; when it has no API key yet, create one for space ``default``."""
+    """Migrate the database; when it has no API key yet, create one for space ``default``.
+
+    That key is the operator's own: it has the ``admin`` role."""
     from limner.store import Database, count_keys, create_key
 
     db = Database(settings.resolved_database_url())
     try:
         db.migrate()
-        return create_key(db, "default") if count_keys(db) == 0 else None
+        return create_key(db, "default", role="admin") if count_keys(db) == 0 else None
     finally:
         db.close()
 
@@ -83,10 +110,17 @@ def register(app: typer.Typer) -> None:
         )
         if grpc_port is not None:
             check_port_free(host, grpc_port, "gRPC")
+        where = locate_store(settings)
+        err_console.print(
+            f"data dir {where.data_dir}, database {where.database}"
+            + ("" if where.exists else " (new)"),
+            highlight=False,
+            soft_wrap=True,
+        )
         token = ensure_first_key(settings)
         if token is not None:
             err_console.print(
-                "First start: created an API key for space [bold]default[/] "
+                "First start: created an admin API key for space [bold]default[/] "
                 "(shown once, keep it safe):"
             )
             print(token, flush=True)

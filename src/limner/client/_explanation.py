@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import time
@@ -106,29 +105,20 @@ class Explanation:
         In a notebook the figure shows exactly once: as the cell's value, or through
         ``display(exp.show(...))`` (in a loop). Elsewhere ``plt.show()`` opens it.
         """
-        import matplotlib.pyplot as plt
-        from PIL import Image
+        from limner.imaging.figure import show_panes
 
         result = self._finished()
         ci = self.explained_classes[0] if class_index is None else class_index
         entry = next(e for e in result["explanations"] if int(e["class_index"]) == ci)
-        panes = [
-            ("image", self.original()),
-            (f"{entry['label']}: positive", self.image("positive", ci)),
-            ("negative", self.image("negative", ci)),
-        ]
-        fig, axes = plt.subplots(1, 3, figsize=figsize)
-        for ax, (title, png) in zip(axes, panes, strict=True):
-            ax.imshow(Image.open(io.BytesIO(png)).convert("RGB"))
-            ax.set_title(title)
-            ax.axis("off")
-        fig.suptitle(f"{entry['label']} ({entry['probability']:.1%}), {result['method']}")
-        fig.tight_layout()
-        if _in_notebook():
-            plt.close(fig)  # the notebook shows the returned figure; pyplot would show it again
-        else:
-            plt.show()
-        return fig
+        return show_panes(
+            self.original(),
+            self.image("positive", ci),
+            self.image("negative", ci),
+            label=entry["label"],
+            probability=entry["probability"],
+            method=result["method"],
+            figsize=figsize,
+        )
 
     def save(self, directory: str | Path) -> Path:
         """Write every pane as PNG and the RESULT as ``result.json`` (panes named as files)."""
@@ -152,12 +142,3 @@ def file_name(class_index: int, label: str, kind: str) -> str:
     """``{class_index}-{label}-{kind}.png`` (the names ``limner explain`` writes too)."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()
     return f"{class_index}-{slug or 'class'}-{kind}.png"
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython  # type: ignore[import-not-found]
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"

@@ -2,6 +2,7 @@
 
 from limner.datasets.shapes import (
     DEFAULT_CLASSES,
+    PRESETS,
     SHAPES,
     ShapeSample,
     ShapesSummary,
@@ -13,6 +14,7 @@ from limner.datasets.shapes import (
 
 __all__ = [
     "DEFAULT_CLASSES",
+    "PRESETS",
     "SHAPES",
     "ShapeSample",
     "ShapesSummary",

@@ -8,8 +8,11 @@ The layout is the one ``limner train`` reads, plus the ground-truth masks::
     DIR/masks/validation/<class>/<class>_0160.png
     DIR/dataset.json                                 (how it was made, and the counts)
 
-Every shape of an image covers the same area whatever its class, so that size is no cue; the
-position, size, rotation, colours and background texture are random. Each image is drawn from
+Two presets. ``textured`` (the default): every shape covers the same area whatever its class,
+so that size is no cue, on a textured background; the position, size, rotation, colours and
+texture are random. ``plain``: one high-contrast shape on a plain background, each class at its
+own size (the first class smallest), so that a small network trained from scratch learns it in
+a minute; position, rotation and colours stay random. Each image is drawn from
 its own generator seeded by ``(seed, class index, image index)``: the same call gives the same
 files on every machine.
 """
@@ -31,6 +34,12 @@ from limner.errors import InvalidInputError
 SPLITS = ("train", "validation")
 MASKS_DIR = "masks"
 DEFAULT_CLASSES = ("circle", "square", "triangle")
+#: Data set presets: ``textured`` (equal areas, textured backgrounds; the harder one) and
+#: ``plain`` (one size per class, plain backgrounds, high contrast).
+PRESETS = ("textured", "plain")
+#: Side of the plain preset's shapes, as a fraction of the image side: the smallest class's and
+#: the largest class's (the others lie evenly between), each drawn within ±0.03.
+_PLAIN_SIDES = (0.2, 0.6)
 
 _SUPERSAMPLE = 4
 
@@ -81,6 +90,7 @@ class ShapesSummary:
     size: int
     seed: int
     counts: dict[str, dict[str, int]]  # split -> class -> images
+    preset: str = "textured"
 
 
 def _area(points: np.ndarray) -> float:
@@ -88,10 +98,13 @@ def _area(points: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
-def _outline(rng: np.random.Generator, shape: str, size: int) -> np.ndarray:
-    """The shape's polygon in pixel coordinates: random area, rotation and position."""
+def _outline(
+    rng: np.random.Generator, shape: str, size: int, side: tuple[float, float] = (0.28, 0.45)
+) -> np.ndarray:
+    """The shape's polygon in pixel coordinates: random area (the square root of the area lies
+    in ``side`` × ``size``), rotation and position."""
     unit = SHAPES[shape]
-    area = (rng.uniform(0.28, 0.45) * size) ** 2
+    area = (rng.uniform(*side) * size) ** 2
     radius = np.sqrt(area / _area(unit))
     radius = min(radius, size / 2 - 3)
     angle = rng.uniform(0, 2 * np.pi)
@@ -123,18 +136,32 @@ def _contrasting_colour(rng: np.random.Generator, against: np.ndarray) -> np.nda
     return colour
 
 
-def draw_shape(rng: np.random.Generator, shape: str, size: int = 96) -> ShapeSample:
-    """Draw one ``shape`` on a random textured background.
+def draw_shape(
+    rng: np.random.Generator,
+    shape: str,
+    size: int = 96,
+    *,
+    preset: str = "textured",
+    side: float | None = None,
+) -> ShapeSample:
+    """Draw one ``shape`` on a random background.
 
     Args:
         rng: the generator every random choice is drawn from.
         shape: one of :data:`SHAPES`.
         size: side of the square image in pixels.
+        preset: ``textured`` (a textured background, the shape at a random size) or ``plain``
+            (a plain background, a high-contrast shape of side ``side`` ± 0.03).
+        side: the plain preset's shape side, as a fraction of ``size`` (default 0.4).
     """
     if shape not in SHAPES:
         raise InvalidInputError(f"unknown shape {shape!r}; known shapes: {', '.join(SHAPES)}")
     if size < 16:
         raise InvalidInputError(f"image size must be at least 16 pixels, not {size}")
+    if preset not in PRESETS:
+        raise InvalidInputError(f"unknown preset {preset!r}; choose {' or '.join(PRESETS)}")
+    if preset == "plain":
+        return _draw_plain(rng, shape, size, 0.4 if side is None else side)
     back = background(rng, size)
     alpha = _alpha(_outline(rng, shape, size), size)
     colour = _contrasting_colour(rng, back.reshape(-1, 3).mean(axis=0))
@@ -145,6 +172,23 @@ def draw_shape(rng: np.random.Generator, shape: str, size: int = 96) -> ShapeSam
         image=np.clip(np.rint(image), 0, 255).astype(np.uint8),
         mask=alpha >= 0.5,
     )
+
+
+def _draw_plain(rng: np.random.Generator, shape: str, size: int, side: float) -> ShapeSample:
+    """A dark shape on a light plain background, each in a random tint."""
+    alpha = _alpha(_outline(rng, shape, size, (side - 0.03, side + 0.03)), size)
+    back = rng.uniform(190, 250, size=3).astype(np.float32)
+    fore = rng.uniform(10, 70, size=3).astype(np.float32)
+    image = back * (1.0 - alpha[..., None]) + fore * alpha[..., None]
+    return ShapeSample(
+        image=np.clip(np.rint(image), 0, 255).astype(np.uint8),
+        mask=alpha >= 0.5,
+    )
+
+
+def _plain_side(class_index: int, classes: int) -> float:
+    low, high = _PLAIN_SIDES
+    return low + (high - low) * class_index / max(1, classes - 1)
 
 
 def _parse_classes(classes: Sequence[str]) -> list[str]:
@@ -183,6 +227,7 @@ def make_shapes(
     validation_fraction: float = 0.2,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    preset: str = "textured",
 ) -> ShapesSummary:
     """Write a shapes data set in the ``train/`` + ``validation/`` layout, with masks.
 
@@ -196,8 +241,13 @@ def make_shapes(
         overwrite: replace the ``train``, ``validation`` and ``masks`` folders of a non-empty
             ``directory``.
         progress: called as ``progress(done, total)`` after each image.
+        preset: ``textured`` (equal areas on textured backgrounds: the harder set, for the
+            frozen backbone of ``limner train``) or ``plain`` (one size per class on plain
+            backgrounds, high contrast: the set a small network trained from scratch learns).
     """
     names = _parse_classes(classes)
+    if preset not in PRESETS:
+        raise InvalidInputError(f"unknown preset {preset!r}; choose {' or '.join(PRESETS)}")
     if per_class < 2:
         raise InvalidInputError(f"per_class must be at least 2, not {per_class}")
     if not 0.0 < validation_fraction < 1.0:
@@ -215,7 +265,8 @@ def make_shapes(
         for i in range(per_class):
             split = "train" if i < per_class - n_val else "validation"
             rng = np.random.default_rng([seed, class_index, i])
-            sample = draw_shape(rng, name, size)
+            side = _plain_side(class_index, len(names))
+            sample = draw_shape(rng, name, size, preset=preset, side=side)
             file = Path(split) / name / f"{name}_{i:04d}.png"
             Image.fromarray(sample.image).save(root / file, compress_level=1)
             mask = Image.fromarray(sample.mask.astype(np.uint8) * 255)
@@ -224,7 +275,7 @@ def make_shapes(
             done += 1
             if progress is not None:
                 progress(done, total)
-    summary = ShapesSummary(str(root), names, size, seed, counts)
+    summary = ShapesSummary(str(root), names, size, seed, counts, preset)
     (root / "dataset.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return summary
 

@@ -150,9 +150,34 @@ class Explanation:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", self.for_class(class_index).label).strip("-").lower()
         return f"{class_index}-{slug or 'class'}-{kind}.png"
 
+    def show(
+        self, class_index: int | None = None, *, figsize: tuple[float, float] = (12, 4.4)
+    ) -> Any:
+        """Plot the image, the positive and the negative pane side by side (matplotlib); return
+        the figure (the same figure as the client's ``show``)."""
+        from limner.imaging.figure import show_panes
+
+        c = self.classes[0] if class_index is None else self.for_class(class_index)
+        return show_panes(
+            self.image,
+            self.pane(c.class_index, "positive"),
+            self.pane(c.class_index, "negative"),
+            label=c.label,
+            probability=c.probability,
+            method=self.method,
+            figsize=figsize,
+        )
+
+    def __repr__(self) -> str:
+        top = ", ".join(f"{c.label} {c.probability:.1%}" for c in self.classes)
+        return (
+            f"<Explanation {self.method} of a {self.width}×{self.height} image by {self.model}: "
+            f"{top}; {self.regions.count} regions, {self.seconds:.2f} s>"
+        )
+
     def to_dict(self, image_refs: ImageRefs | None = None) -> dict[str, Any]:
-        """The RESULT of SPEC.md. ``image_refs(class_index, kind)`` gives each REF
-        (default: the file names written by ``save``)."""
+        """The RESULT (every field is described in docs/result.md). ``image_refs(class_index,
+        kind)`` gives each image reference (default: the file names written by ``save``)."""
         refs = image_refs or self.file_name
         boxes, areas = self.regions.boxes_and_areas
         out = []

@@ -101,7 +101,8 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise PayloadTooLargeError(
             f"the image is {width}×{height} = {width * height / 1e6:.1f} megapixels, over the "
-            f"limit of {max_pixels / 1e6:.0f} megapixels"
+            f"limit of {max_pixels / 1e6:g} megapixels (raise it with max_pixels=, --max-pixels "
+            f"on the command line or LIMNER_MAX_PIXELS for the service)"
         )
 
 

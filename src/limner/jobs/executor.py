@@ -11,10 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from limner.settings import Settings
+from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger("limner.jobs")
 
@@ -64,16 +61,3 @@ def _logged(fn: Callable[[str], None], job_id: str) -> None:
         fn(job_id)
     except Exception:  # a job's own errors are recorded by the runner; this is a last resort
         log.exception("job %s crashed", job_id)
-
-
-def make_executor(kind: str, workers: int, settings: Settings | None = None) -> Executor:
-    """The executor named ``kind``: ``thread``, or ``ray`` (needs ``settings`` and Ray)."""
-    if kind == "thread":
-        return ThreadExecutor(workers)
-    if kind == "ray":
-        if settings is None:
-            raise ValueError("the ray executor needs the service settings")
-        from limner.jobs.ray_executor import RayExecutor
-
-        return RayExecutor(settings)
-    raise ValueError(f"unknown executor {kind!r}; use 'thread' or 'ray'")

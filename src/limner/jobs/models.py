@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from limner.jobs.registry import LoadedModel, ModelRegistry
 from limner.models import Model, ModelMetadata, load_model
 from limner.models.remote import RemoteModel
+from limner.net import UrlPolicy, guarded_client
+from limner.settings import Settings
 from limner.store.tables import Deployment, Subscription
+
+#: Prefix of the ``model`` of an uploaded deployment: ``upload:PATH`` in the deployment's folder.
+UPLOAD_PREFIX = "upload:"
+
+
+def is_url(spec: str) -> bool:
+    """Whether a model spec is an ``http(s)://`` URL."""
+    return spec.startswith(("http://", "https://"))
+
+
+def upload_path(models_dir: Path, dep_id: str, spec: str) -> Path:
+    """Where the uploaded model ``upload:PATH`` of deployment ``dep_id`` lies."""
+    return models_dir / dep_id / spec.removeprefix(UPLOAD_PREFIX)
 
 
 def external_metadata(
@@ -40,19 +58,58 @@ def external_metadata(
 class ModelProvider:
     """Loads deployments' models and external subscriptions' remote models through a registry."""
 
-    def __init__(self, registry: ModelRegistry, *, device: str = "auto") -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        device: str = "auto",
+        models_dir: Path | None = None,
+        url_policy: UrlPolicy | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        """``models_dir``: where uploads lie (``DATA_DIR/models``); ``url_policy``: when given,
+        remote models are called through :func:`limner.net.guarded_client`."""
         self.registry = registry
         self.device = device
+        self.models_dir = models_dir or Path("limner-data") / "models"
+        self.url_policy = url_policy
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelProvider:
+        """The provider a service with ``settings`` uses."""
+        return cls(
+            ModelRegistry(settings.max_loaded_models),
+            device=settings.device,
+            models_dir=settings.data_dir / "models",
+            url_policy=UrlPolicy.parse(settings.allowed_urls),
+            timeout=settings.model_load_timeout,
+        )
+
+    def http_client(self) -> httpx.Client | None:
+        """A client for a remote model: guarded when a URL policy is set, else ``None``."""
+        if self.url_policy is None:
+            return None
+        return guarded_client(self.url_policy, timeout=self.timeout)
 
     def for_deployment(self, dep: Deployment) -> LoadedModel:
         """The loaded model of a deployment."""
         return self.registry.get(f"deployment:{dep.id}", lambda: self._load(dep))
 
     def _load(self, dep: Deployment) -> Model:
-        # the metadata stored at deployment time: what the model, its server, the files beside
-        # it and the user's fields made of it (labels a URL model's server does not publish)
-        meta = ModelMetadata.from_dict(dep.model_metadata) if dep.model_metadata else None
-        return load_model(dep.model, device=self.device, metadata=meta, headers=dep.headers)
+        spec = dep.model
+        meta = None
+        if spec.startswith(UPLOAD_PREFIX):
+            meta = ModelMetadata.from_dict(dep.model_metadata)  # as read when it was deployed
+            spec = str(upload_path(self.models_dir, dep.id, spec))
+        elif is_url(spec) and dep.model_metadata.get("labels"):
+            # what its server and the user's fields gave at deployment time
+            meta = ModelMetadata.from_dict(dep.model_metadata)
+        elif Path(spec).suffix.lower() == ".keras" and dep.model_metadata.get("labels"):
+            meta = ModelMetadata.from_dict(dep.model_metadata)  # uploaded beside the .keras file
+        client = self.http_client() if is_url(spec) else None
+        headers = dep.headers if is_url(spec) else None
+        return load_model(spec, device=self.device, metadata=meta, headers=headers, client=client)
 
     def for_subscription(self, sub: Subscription, dep: Deployment | None) -> LoadedModel:
         """The model that explains a subscription's transactions."""
@@ -62,7 +119,9 @@ class ModelProvider:
         url = str(sub.scoring_url)
         return self.registry.get(
             f"subscription:{sub.id}",
-            lambda: RemoteModel(url, meta, input_name="image", headers=sub.headers),
+            lambda: RemoteModel(
+                url, meta, input_name="image", headers=sub.headers, client=self.http_client()
+            ),
         )
 
     def drop_deployment(self, dep_id: str) -> None:

@@ -43,13 +43,12 @@ class JobWorker:
 
     def __init__(self, settings: Settings) -> None:
         from limner.jobs.models import ModelProvider
-        from limner.jobs.registry import ModelRegistry
         from limner.jobs.runner import JobRunner
         from limner.store import Database
         from limner.store.blobs import open_blob_store
 
         self._db = Database(settings.resolved_database_url())
-        models = ModelProvider(ModelRegistry(settings.max_loaded_models), device=settings.device)
+        models = ModelProvider.from_settings(settings)
         self._runner = JobRunner(
             self._db,
             open_blob_store(settings.resolved_blob_url()),

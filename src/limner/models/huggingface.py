@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from limner.errors import InvalidInputError, ModelError
+from limner.errors import ForbiddenError, InvalidInputError, ModelError
 from limner.models.metadata import InputSpec, ModelMetadata
 from limner.models.pytorch import TorchModel
 
@@ -55,6 +55,11 @@ def check_directory(path: Path) -> None:
     """
     read_config(path)
     if not any((path / name).is_file() for name in SAFETENSORS):
+        if any((path / name).exists() for name in PICKLES):
+            raise ForbiddenError(
+                f"{path.name}: only pickled weights; a Hugging Face directory is deployed from "
+                "model.safetensors only (save_pretrained(dir, safe_serialization=True))"
+            )
         raise InvalidInputError(f"{path.name}: no model.safetensors beside {CONFIG}")
 
 

@@ -118,7 +118,7 @@ def load_keras(path: str | Path, metadata: ModelMetadata | None = None) -> Model
     p = Path(path)
     keras = _import_keras()
     try:
-        model = keras.saving.load_model(str(p), compile=False)
+        model = keras.saving.load_model(str(p), compile=False, safe_mode=True)
     except Exception as exc:
         raise ModelError(f"{p}: not a loadable Keras model ({exc})") from exc
     name = p.stem

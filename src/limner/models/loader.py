@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from limner.errors import InvalidInputError
 from limner.models.base import Model
 from limner.models.metadata import METADATA_FILE, ModelMetadata, with_hints
 from limner.models.pytorch import resolve_device
 from limner.models.zoo import BUILTIN_MODELS, load_builtin
+
+if TYPE_CHECKING:
+    import httpx
 
 SPECS_HELP = (
     "a built-in name (efficientnet-lite0), a .onnx file, a model directory, a .keras file, "
@@ -24,8 +27,9 @@ def load_model(
     device: str = "auto",
     metadata: ModelMetadata | dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    client: httpx.Client | None = None,
 ) -> Model:
-    """Load a classifier from a model spec.
+    """Load a classifier from a model spec (the specs are listed in docs/api.md, "Model specs").
 
     Args:
         spec: built-in name, path (``.onnx``, ``.keras``, ``.pt``, a model directory, a Hugging
@@ -37,13 +41,15 @@ def load_model(
             ``output``) fills in or overrides what the model or its server tells. Default:
             ``limner-model.json`` beside the model, or what the model tells itself.
         headers: extra HTTP headers for a remote model (an ``Authorization`` key, say).
+        client: the HTTP client of a remote model (the service's reaches allowed addresses
+            only); default a plain one.
     """
     text = str(spec)
     full, hints = (metadata, None) if not isinstance(metadata, dict) else (None, metadata)
     if text.startswith(("http://", "https://")):
         from limner.models.remote import RemoteModel
 
-        return RemoteModel(text, full, hints=hints, headers=headers)
+        return RemoteModel(text, full, hints=hints, headers=headers, client=client)
     if hints is not None and "labels" in hints and "width" in (hints.get("input") or {}):
         full, hints = ModelMetadata.from_dict({"name": "model", **hints}), None
     model = _load_local(text, resolve_device(device), full)
@@ -65,11 +71,26 @@ def _load_local(text: str, dev: str, metadata: ModelMetadata | None) -> Model:
             return load_hf_directory(path, metadata, device=dev)
     if path.is_dir():
         meta = metadata or ModelMetadata.read(path / METADATA_FILE)
-        artifact = path / str(meta.extra.get("artifact", "model.onnx"))
+        artifact = artifact_path(path, meta)
         if not artifact.exists():
             raise InvalidInputError(f"{path}: model directory has no {artifact.name}")
         return _load_file(artifact, meta, dev)
     return _load_file(path, metadata, dev)
+
+
+def artifact_path(directory: Path, meta: ModelMetadata) -> Path:
+    """The file a model directory's metadata names (``artifact``, default ``model.onnx``).
+
+    It must lie inside the directory: a relative path without ``..`` (checked on the name, so
+    the answer does not depend on what exists on disk).
+    """
+    name = str(meta.extra.get("artifact", "model.onnx"))
+    rel = PurePosixPath(name.replace("\\", "/"))
+    if not name or rel.is_absolute() or ".." in rel.parts or ":" in name:
+        raise InvalidInputError(
+            f"{METADATA_FILE}: 'artifact' must name a file inside the model directory"
+        )
+    return directory / rel
 
 
 def _load_file(path: Path, metadata: ModelMetadata | None, device: str) -> Model:

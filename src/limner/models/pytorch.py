@@ -20,6 +20,8 @@ def resolve_device(device: str) -> str:
         from limner.errors import InvalidInputError
 
         raise InvalidInputError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "cuda":
+        _require_cuda()
     if device != "auto":
         return device
     # importing torch takes a second or two; only ask it when an NVIDIA driver is present
@@ -31,6 +33,26 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:  # pragma: no cover - torch is a dependency
         return "cpu"
+
+
+def _require_cuda() -> None:
+    """Raise limner's error, naming what is available, when PyTorch sees no CUDA GPU."""
+    from limner.errors import InvalidInputError
+
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        raise InvalidInputError("device 'cuda' needs PyTorch; available here: cpu") from None
+    if torch.cuda.is_available():
+        return
+    why = (
+        f"this PyTorch ({torch.__version__}) is built without CUDA"
+        if torch.version.cuda is None
+        else "PyTorch sees no CUDA GPU"
+    )
+    raise InvalidInputError(
+        f"device 'cuda' is not available: {why}; available here: cpu (or auto, which picks it)"
+    )
 
 
 class TorchModel(Model):

@@ -62,8 +62,9 @@ class RemoteModel(Model):
             output kind), any subset of a ``limner-model.json``; see
             :func:`limner.models.remote_metadata.resolve_metadata`.
         headers: HTTP headers sent with every request (an ``Authorization`` key, say).
-        client: the HTTP client to send with (one with a connect-time address check, say);
-            default: a new one, closed by :meth:`close`.
+        client: the HTTP client to call through (the service passes one that reaches only
+            allowed addresses, :func:`limner.net.guarded_client`); default a plain one. The
+            model owns it: :meth:`close` closes it.
         binary: force the binary tensor extension on (True) or off (False); default: decided
             from the server.
     """
@@ -86,7 +87,6 @@ class RemoteModel(Model):
     ) -> None:
         self.url = url.rstrip("/")
         self._headers = dict(headers or {})
-        self._own_client = client is None
         self._client = client or httpx.Client(timeout=timeout)
         self._binary = binary
         self._request_batch = max(1, request_batch)
@@ -263,10 +263,9 @@ class RemoteModel(Model):
         return np.asarray(array, dtype=np.float32)
 
     def close(self) -> None:
-        """Close the HTTP connection pool (when this model made it) and the request threads."""
+        """Close the HTTP client and the request threads."""
         self._pool.shutdown(wait=False)
-        if self._own_client:
-            self._client.close()
+        self._client.close()
 
 
 def _json_body(body: dict[str, Any], data: np.ndarray) -> bytes:

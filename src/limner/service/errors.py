@@ -4,6 +4,7 @@ on ``/v1`` and elsewhere, and the Open Inference protocol's ``{"error": "message
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,9 +41,14 @@ def error_body(path: str, code: str, message: str) -> dict[str, object]:
     return {"error": {"code": code, "message": message}}
 
 
-def error_response(status: int, code: str, message: str, path: str = "") -> JSONResponse:
-    """The JSON error body with ``status`` (in the ``/v2`` shape when ``path`` is there)."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def error_response(
+    status: int, code: str, message: str, path: str = "", *, retry_after: float | None = None
+) -> JSONResponse:
+    """The JSON error body with ``status`` (in the ``/v2`` shape when ``path`` is there), and
+    ``Retry-After`` when given."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return JSONResponse(error_body(path, code, message), status_code=status, headers=headers)
 
 
@@ -56,10 +62,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LimnerError)
     async def _limner(request: Request, exc: LimnerError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, request.url.path)
+        retry_after = getattr(exc, "retry_after", None)
+        return error_response(
+            exc.status, exc.code, exc.message, request.url.path, retry_after=retry_after
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        for e in exc.errors():
+            if e.get("type") == "json_invalid":  # a syntax error, not a wrong value: 400
+                where = e.get("ctx", {}).get("error", "")
+                message = f"the body is not valid JSON ({where or 'syntax error'})"
+                return error_response(400, "bad_request", message, request.url.path)
         problems = [
             f"{_location(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()
         ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from limner.jobs import JobRunner, ModelProvider, ModelRegistry, make_executor
+from limner.jobs import JobRunner, ModelProvider, make_executor
+from limner.service.loads import ModelLoads
 from limner.service.metrics import Metrics
 from limner.settings import Settings
 from limner.store import Database, open_blob_store
@@ -21,6 +22,7 @@ class ServiceState:
     models: ModelProvider
     runner: JobRunner
     metrics: Metrics
+    loads: ModelLoads
 
     @classmethod
     def open(cls, settings: Settings) -> ServiceState:
@@ -29,7 +31,7 @@ class ServiceState:
         db = Database(settings.resolved_database_url())
         db.migrate()
         blobs = open_blob_store(settings.resolved_blob_url())
-        models = ModelProvider(ModelRegistry(settings.max_loaded_models), device=settings.device)
+        models = ModelProvider.from_settings(settings)
         metrics = Metrics()
         runner = JobRunner(
             db,
@@ -43,10 +45,12 @@ class ServiceState:
             poll_seconds=settings.poll_seconds,
         )
         runner.resume()
-        return cls(settings, db, blobs, models, runner, metrics)
+        loads = ModelLoads(max_concurrent=settings.model_loads, timeout=settings.model_load_timeout)
+        return cls(settings, db, blobs, models, runner, metrics, loads)
 
     def close(self) -> None:
         """Stop the jobs, unload the models, close the database."""
+        self.loads.close()
         self.runner.close()
         self.models.registry.close()
         self.db.close()

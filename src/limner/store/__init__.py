@@ -2,7 +2,16 @@
 
 from limner.store.blobs import BlobStore, FsspecBlobStore, LocalBlobStore, open_blob_store
 from limner.store.db import Database, alembic_config, make_engine
-from limner.store.keys import SpaceRef, count_keys, create_key, new_id, space_for_key
+from limner.store.keys import (
+    KeyInfo,
+    SpaceRef,
+    count_keys,
+    create_key,
+    list_keys,
+    new_id,
+    revoke_key,
+    space_for_key,
+)
 from limner.store.tables import (
     ApiKey,
     Base,
@@ -21,6 +30,7 @@ __all__ = [
     "Deployment",
     "Explanation",
     "FsspecBlobStore",
+    "KeyInfo",
     "LocalBlobStore",
     "Space",
     "SpaceRef",
@@ -29,8 +39,10 @@ __all__ = [
     "alembic_config",
     "count_keys",
     "create_key",
+    "list_keys",
     "make_engine",
     "new_id",
     "open_blob_store",
+    "revoke_key",
     "space_for_key",
 ]

@@ -6,12 +6,12 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from limner.errors import InvalidInputError
+from limner.errors import InvalidInputError, NotFoundError
 from limner.store.db import Database
 from limner.store.tables import ApiKey, Space, utcnow
 
@@ -122,3 +122,65 @@ def count_keys(db: Database) -> int:
     """How many API keys exist."""
     with db.session() as s:
         return int(s.scalar(select(func.count()).select_from(ApiKey)) or 0)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown of a key: never its token or hash."""
+
+    id: str
+    prefix: str
+    space: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def _info(key: ApiKey, space: str) -> KeyInfo:
+    return KeyInfo(
+        key.id,
+        key.prefix,
+        space,
+        key.role or "tenant",
+        key.created_at,
+        key.last_used_at,
+        key.revoked_at,
+    )
+
+
+def list_keys(db: Database) -> list[KeyInfo]:
+    """Every key, revoked ones included, oldest first."""
+    with db.session() as s:
+        rows = s.execute(
+            select(ApiKey, Space.name)
+            .join(Space, ApiKey.space_id == Space.id)
+            .order_by(ApiKey.created_at, ApiKey.id)
+        ).all()
+        return [_info(key, name) for key, name in rows]
+
+
+def revoke_key(db: Database, prefix_or_id: str) -> KeyInfo:
+    """Revoke the key whose id or prefix (as ``keys list`` shows it) is ``prefix_or_id``.
+
+    Revoking a revoked key changes nothing. Raises :class:`NotFoundError` when no key matches
+    and :class:`InvalidInputError` when a prefix matches several keys (give the id then).
+    """
+    text = prefix_or_id.strip()
+    with db.session() as s:
+        rows = s.execute(
+            select(ApiKey, Space.name)
+            .join(Space, ApiKey.space_id == Space.id)
+            .where(or_(ApiKey.id == text, ApiKey.prefix == text))
+        ).all()
+        if not rows:
+            raise NotFoundError(
+                f"no API key has the id or prefix {text!r} (see `limner keys list`)"
+            )
+        if len(rows) > 1:
+            ids = ", ".join(key.id for key, _ in rows)
+            raise InvalidInputError(f"the prefix {text!r} matches several keys; give one id: {ids}")
+        key, name = rows[0]
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+        return _info(key, name)

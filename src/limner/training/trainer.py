@@ -91,6 +91,7 @@ def _fit_frozen_backbone(
 
     f_train = features(train_images, 0)
     f_val = features(data.validation.images, len(train_images))
+    torch.manual_seed(settings.seed)  # the head's initial weights come from the seed too
     head = archs.linear_head(len(data.classes))
     on_stage("training", 0, settings.epochs)
     history = fit(

@@ -6,33 +6,44 @@ import io
 import json
 import shutil
 import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from limner.errors import (
     ConflictError,
+    ForbiddenError,
     InvalidInputError,
     LimnerError,
     ModelError,
     NotFoundError,
+    PayloadTooLargeError,
     UnsupportedMediaError,
 )
+from limner.jobs.models import UPLOAD_PREFIX, is_url
 from limner.models import METADATA_FILE, Model, load_model
 from limner.models.huggingface import CONFIG as HF_CONFIG
 from limner.models.huggingface import is_hf_directory
+from limner.models.policy import check_tenant_model, model_format
+from limner.models.zoo import BUILTIN_MODELS
+from limner.net import UrlPolicy
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
 from limner.store.lookup import list_in_space
 from limner.store.tables import Deployment
 
-#: Largest total size of an unpacked model archive.
-MAX_UNPACKED_BYTES = 2 * 1024**3
+#: Most members a model archive may hold.
+MAX_ZIP_MEMBERS = 10_000
+#: Bytes copied at a time while unpacking.
+_CHUNK = 1024 * 1024
 
 
-def create_from_spec(
+async def create_from_spec(
     state: ServiceState,
     space: SpaceRef,
     name: str,
@@ -41,23 +52,65 @@ def create_from_spec(
     hints: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Deployment:
-    """Deploy the model ``spec`` (built-in name, server-side path or Open Inference URL).
+    """Deploy the model ``spec``: a built-in name, an ``http(s)://`` Open Inference URL, or (an
+    admin key only) a path under ``LIMNER_MODEL_ROOTS``.
 
     ``hints`` are the metadata fields the model or its server does not tell (labels, input
     settings, output kind); ``headers`` go with every request to a URL model and are stored,
     never shown back.
     """
-    _check_free(state, space, name)
-    remote = spec.startswith(("http://", "https://"))
-    if headers and not remote:
+    await run_in_threadpool(_check_free, state, space, name)
+    spec = spec.strip()
+    if headers and not is_url(spec):
         raise InvalidInputError("headers apply to URL models (http(s)://host/v2/models/NAME) only")
-    model = _load(
-        lambda: load_model(spec, device=state.settings.device, metadata=hints, headers=headers)
+    if spec in BUILTIN_MODELS:
+        target = spec
+    elif is_url(spec):
+        (state.models.url_policy or UrlPolicy()).check(spec)
+        target = spec
+    else:
+        target = str(_server_path(state, space, spec))
+
+    def load() -> Model:
+        client = state.models.http_client() if is_url(target) else None
+        return _load(
+            lambda: load_model(
+                target,
+                device=state.settings.device,
+                metadata=hints,
+                headers=headers,
+                client=client,
+            )
+        )
+
+    model = await state.loads.run(load, discard=_close)
+    return await run_in_threadpool(
+        _insert, state, space, new_id(), name, target, model, 0, headers or None
     )
-    return _insert(state, space, new_id(), name, spec, model, headers=headers or None)
 
 
-def create_from_upload(
+def _server_path(state: ServiceState, space: SpaceRef, spec: str) -> Path:
+    """A server path an admin key may deploy: under one of ``LIMNER_MODEL_ROOTS``.
+
+    The refusals read the same whether the path exists or not.
+    """
+    if not space.is_admin:
+        raise ForbiddenError(
+            "a tenant key deploys built-in models "
+            f"({', '.join(sorted(BUILTIN_MODELS))}), uploads and http(s) URLs; server paths "
+            "need an admin key"
+        )
+    roots = state.settings.resolved_model_roots()
+    if not roots:
+        raise ForbiddenError("server paths are off: the operator lists none in LIMNER_MODEL_ROOTS")
+    path = Path(spec).expanduser()
+    resolved = path.resolve() if path.is_absolute() else Path("/nonexistent")
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise ForbiddenError("the path is not under a folder listed in LIMNER_MODEL_ROOTS")
+    return resolved
+
+
+async def create_from_upload(
     state: ServiceState,
     space: SpaceRef,
     name: str,
@@ -66,22 +119,86 @@ def create_from_upload(
     metadata: dict[str, Any] | None,
 ) -> Deployment:
     """Deploy an uploaded artifact: ``.onnx`` (+ metadata), a model directory or a Hugging Face
-    image-classification directory (safetensors) as ``.zip``, or a ``.keras`` file."""
-    _check_free(state, space, name)
+    image-classification directory (safetensors) as ``.zip``, or a ``.keras`` file. A tenant's
+    upload must be of a format tenants may deploy (:mod:`limner.models.policy`); the space's
+    storage quota bounds what it unpacks to."""
+    await run_in_threadpool(_check_free, state, space, name)
+    room = state.settings.space_quota_bytes - await run_in_threadpool(space_usage, state, space)
     dep_id = new_id()
-    folder = state.settings.data_dir / "models" / dep_id
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        spec = _unpack(folder, filename, data, metadata)
+    models_dir = state.settings.data_dir / "models"
+    folder = models_dir / dep_id
+    limits = _Limits(state.settings.max_unpacked_bytes, room)
+
+    def unpack_check_load() -> tuple[Path, int, Model]:
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = _unpack(folder, filename, data, metadata, limits)
+        size = _disk_size(folder)
+        limits.check(size)
+        if not space.is_admin:
+            check_tenant_model(spec)
         model = _load(lambda: load_model(str(spec), device=state.settings.device))
-        return _insert(state, space, dep_id, name, str(spec.resolve()), model)
+        return spec, size, model
+
+    def discard(result: tuple[Path, int, Model] | None) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        if result is not None:
+            result[2].close()
+
+    try:
+        spec, size, model = await state.loads.run(unpack_check_load, discard=discard)
+        ref = UPLOAD_PREFIX + _upload_ref(folder, spec)
+        return await run_in_threadpool(_insert, state, space, dep_id, name, ref, model, size)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
-def _unpack(folder: Path, filename: str, data: bytes, metadata: dict[str, Any] | None) -> Path:
+def _upload_ref(folder: Path, spec: Path) -> str:
+    """The uploaded artifact's path inside the deployment's folder (what ``model`` shows)."""
+    if spec.is_dir():
+        artifact = model_format(spec)[1]
+        spec = artifact if artifact.is_file() else spec
+    rel = spec.relative_to(folder).as_posix()
+    return rel if rel != "." else "./"
+
+
+def space_usage(state: ServiceState, space: SpaceRef) -> int:
+    """Bytes the space's uploaded models take (``deployments.size_bytes``)."""
+    with state.db.session() as s:
+        total = s.scalar(
+            select(func.coalesce(func.sum(Deployment.size_bytes), 0)).where(
+                Deployment.space_id == space.id
+            )
+        )
+    return int(total or 0)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """What an upload may unpack to: the per-upload limit and the room left in the space."""
+
+    max_unpacked: int
+    room: int
+
+    def check(self, size: int) -> None:
+        if size > self.max_unpacked:
+            raise PayloadTooLargeError(
+                f"the upload unpacks to more than {self.max_unpacked} bytes "
+                "(LIMNER_MAX_UNPACKED_BYTES)"
+            )
+        if size > self.room:
+            raise PayloadTooLargeError(
+                "the space's storage quota is full (LIMNER_SPACE_QUOTA_BYTES): remove a "
+                "deployment first"
+            )
+
+
+def _unpack(
+    folder: Path, filename: str, data: bytes, metadata: dict[str, Any] | None, limits: _Limits
+) -> Path:
     suffix = Path(filename or "").suffix.lower()
+    if suffix in (".onnx", ".keras"):
+        limits.check(len(data))
     if suffix == ".onnx":
         if metadata is None:
             raise InvalidInputError(
@@ -89,9 +206,9 @@ def _unpack(folder: Path, filename: str, data: bytes, metadata: dict[str, Any] |
             )
         (folder / "model.onnx").write_bytes(data)
         _write_metadata(folder, metadata)
-        return folder
+        return folder / "model.onnx"
     if suffix == ".zip":
-        root = _unzip(folder, data)
+        root = _unzip(folder, data, limits)
         if metadata is not None:
             _write_metadata(root, metadata)
         if not (root / METADATA_FILE).exists() and not is_hf_directory(root):
@@ -118,21 +235,39 @@ def _write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
     (folder / METADATA_FILE).write_text(json.dumps(metadata))
 
 
-def _unzip(folder: Path, data: bytes) -> Path:
+def _unzip(folder: Path, data: bytes, limits: _Limits) -> Path:
+    """Unpack a model archive, counting the bytes actually written (declared sizes can lie)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise InvalidInputError("the upload is not a readable .zip archive") from exc
     with archive:
         infos = archive.infolist()
-        if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
-            raise InvalidInputError("the .zip unpacks to more than 2 GB")
+        if len(infos) > MAX_ZIP_MEMBERS:
+            raise PayloadTooLargeError(f"the .zip holds more than {MAX_ZIP_MEMBERS} files")
+        limits.check(sum(i.file_size for i in infos))
         base = folder.resolve()
         for info in infos:
             target = (folder / info.filename).resolve()
             if not target.is_relative_to(base):
                 raise InvalidInputError(f"the .zip holds an unsafe path {info.filename!r}")
-        archive.extractall(folder)
+        written = 0
+        try:
+            for info in infos:
+                target = (folder / info.filename).resolve()
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as src, target.open("wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        written += len(chunk)
+                        limits.check(written)
+                        dst.write(chunk)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise InvalidInputError(f"the .zip is corrupt ({_zip_problem(exc)})") from exc
+        except (NotImplementedError, RuntimeError) as exc:  # unknown compression, encrypted
+            raise InvalidInputError(f"the .zip cannot be unpacked ({exc})") from exc
     for marker in (METADATA_FILE, HF_CONFIG):  # the folder that holds the model
         if (folder / marker).exists():
             return folder
@@ -142,6 +277,15 @@ def _unzip(folder: Path, data: bytes) -> Path:
     return folder
 
 
+def _zip_problem(exc: Exception) -> str:
+    text = str(exc)
+    return "a file's checksum does not match" if "CRC" in text else "cannot be read"
+
+
+def _disk_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def _load(load: Any) -> Model:
     try:
         return load()  # type: ignore[no-any-return]
@@ -149,6 +293,11 @@ def _load(load: Any) -> Model:
         raise
     except Exception as exc:  # an adapter's own error: the artifact is not a usable model
         raise ModelError(f"the model cannot be loaded: {exc}") from exc
+
+
+def _close(model: Model | None) -> None:
+    if model is not None:
+        model.close()
 
 
 def _check_free(state: ServiceState, space: SpaceRef, name: str) -> None:
@@ -167,7 +316,7 @@ def _insert(
     name: str,
     spec: str,
     model: Model,
-    *,
+    size_bytes: int,
     headers: dict[str, str] | None = None,
 ) -> Deployment:
     dep = Deployment(
@@ -176,6 +325,7 @@ def _insert(
         name=name,
         model=spec,
         model_metadata=model.metadata.to_dict(),
+        size_bytes=size_bytes,
         headers=headers,
     )
     try:

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from limner.errors import ConflictError, InvalidInputError, NotFoundError
 from limner.jobs import external_metadata
+from limner.net import UrlPolicy
 from limner.service.schemas import ExplainabilitySettings, SubscriptionCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
@@ -44,6 +45,7 @@ def create_subscription(
             raise InvalidInputError(
                 "an external model needs name, scoring_url and labels (or give deployment_id)"
             )
+        (state.models.url_policy or UrlPolicy()).check(body.scoring_url)
         meta = external_metadata(
             name=body.name,
             labels=body.labels,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from pathlib import PurePath
 
 import numpy as np
 
+from limner.jobs.models import UPLOAD_PREFIX, is_url
 from limner.service.schemas import (
     ClassProbability,
     DeploymentRead,
@@ -26,13 +28,26 @@ def deployment_view(dep: Deployment) -> DeploymentRead:
     return DeploymentRead(
         id=dep.id,
         name=dep.name,
-        model=dep.model,
+        model=public_model(dep.model, dep.id),
         problem_type=str(meta.get("problem_type", "multiclass")),
         num_classes=len(meta.get("labels", [])),
         input_size=[int(meta["input"]["width"]), int(meta["input"]["height"])],
         inference_url=f"/v2/models/{dep.name}",
         created_at=dep.created_at,
     )
+
+
+def public_model(spec: str, dep_id: str) -> str:
+    """What a deployment's ``model`` shows: never a server path. Uploads read
+    ``upload:PATH`` (inside the upload), server paths ``server:NAME``."""
+    if spec.startswith(UPLOAD_PREFIX) or is_url(spec) or ("/" not in spec and "\\" not in spec):
+        return spec
+    marker = f"/models/{dep_id}/"  # uploads stored before ``upload:`` existed
+    if marker in spec:
+        return UPLOAD_PREFIX + spec.split(marker, 1)[1]
+    if spec.endswith(f"/models/{dep_id}"):
+        return UPLOAD_PREFIX + "./"
+    return "server:" + PurePath(spec).name
 
 
 def subscription_view(sub: Subscription) -> SubscriptionRead:

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from limner.errors import InvalidInputError, UnsupportedMediaError
@@ -51,19 +50,13 @@ async def create_deployment(request: Request, space: SpaceDep, state: StateDep) 
             raise InvalidInputError("the multipart body needs a file part named 'file'")
         data = await upload.read()
         metadata = await _metadata(form.get("metadata"))
-        dep = await run_in_threadpool(
-            core.create_from_upload, state, space, name, upload.filename or "", data, metadata
+        dep = await core.create_from_upload(
+            state, space, name, upload.filename or "", data, metadata
         )
     elif kind in ("application/json", ""):
         body = parse(DeploymentCreate, await read_json(request))
-        dep = await run_in_threadpool(
-            core.create_from_spec,
-            state,
-            space,
-            body.name,
-            body.model,
-            hints=body.hints(),
-            headers=body.headers,
+        dep = await core.create_from_spec(
+            state, space, body.name, body.model, hints=body.hints(), headers=body.headers
         )
     else:
         raise UnsupportedMediaError(f"cannot read {kind!r}; send JSON or multipart/form-data")

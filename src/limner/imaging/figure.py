@@ -1,0 +1,66 @@
+"""The figure ``show()`` draws: the image, the positive and the negative pane side by side.
+
+One implementation for the library's :class:`~limner.explain.Explanation` and the client's
+explanation handle, so both look and behave the same in a notebook and in a script.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+#: A pane given as an RGB array, a PIL image or PNG bytes.
+PaneInput = np.ndarray | Image.Image | bytes
+
+
+def show_panes(
+    image: PaneInput,
+    positive: PaneInput,
+    negative: PaneInput,
+    *,
+    label: str,
+    probability: float,
+    method: str,
+    figsize: tuple[float, float] = (12, 4.4),
+) -> Any:
+    """Plot the three panes in a row (matplotlib) and return the figure.
+
+    In a notebook the figure shows exactly once: as the cell's value, or through
+    ``display(fig)`` (in a loop). Elsewhere ``plt.show()`` opens it.
+    """
+    import matplotlib.pyplot as plt
+
+    panes = [("image", image), (f"{label}: positive", positive), ("negative", negative)]
+    fig, axes = plt.subplots(1, 3, figsize=figsize)
+    for ax, (title, pane) in zip(axes, panes, strict=True):
+        ax.imshow(_rgb(pane))
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle(f"{label} ({probability:.1%}), {method}")
+    fig.tight_layout()
+    if in_notebook():
+        plt.close(fig)  # the notebook shows the returned figure; pyplot would show it again
+    else:
+        plt.show()
+    return fig
+
+
+def _rgb(pane: PaneInput) -> Image.Image:
+    if isinstance(pane, bytes):
+        return Image.open(io.BytesIO(pane)).convert("RGB")
+    if isinstance(pane, Image.Image):
+        return pane.convert("RGB")
+    return Image.fromarray(np.asarray(pane, dtype=np.uint8))
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel."""
+    try:
+        from IPython import get_ipython  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"

@@ -1,0 +1,85 @@
+"""The CLI's and the library's shape: flags shown as flags, ``--version``, ``show()``, ``repr``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import matplotlib
+import numpy as np
+import pytest
+
+import limner
+from limner.models import CallableModel, InputSpec, ModelMetadata
+
+LIMNER = [sys.executable, "-m", "limner.cli.main"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LIMNER, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [(["explain"], "--json"), (["demo"], "--serve"), (["datasets", "shapes"], "--overwrite")],
+)
+def test_help_shows_boolean_flags_without_a_value(command, flag):
+    proc = run(*command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(flag))
+    assert "<bool>" not in proc.stdout and "bool" not in line
+    assert "<int>" in proc.stdout or "<str>" in proc.stdout or "<path>" in proc.stdout
+
+
+def test_version():
+    proc = run("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"limner {limner.__version__}"
+
+
+def _model() -> CallableModel:
+    meta = ModelMetadata(
+        labels=["dark", "bright"],
+        input=InputSpec(width=32, height=32, layout="NHWC", dtype="uint8", scale=1.0),
+        output="probabilities",
+        problem_type="binary",
+        name="brightness",
+    )
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        p = x[:, :16, :16, :].astype(np.float64).mean(axis=(1, 2, 3)) / 255.0
+        return np.stack([1 - p, p], axis=1)
+
+    return CallableModel(fn, meta)
+
+
+@pytest.fixture(scope="module")
+def explanation() -> limner.Explanation:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 120, size=(300, 200, 3)).astype(np.uint8)
+    image[:150, :100] = 250
+    return limner.explain(
+        image, _model(), segmentation="grid", segments=4, samples=16, classes=["bright"]
+    )
+
+
+def test_library_explanation_shows_the_three_panes(explanation):
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = explanation.show()
+    try:
+        titles = [ax.get_title() for ax in fig.axes]
+        assert titles == ["image", "bright: positive", "negative"]
+        shown = fig.axes[1].get_images()[0].get_array()
+        assert np.array_equal(np.asarray(shown), explanation.pane(1, "positive"))
+        assert "bright" in fig._suptitle.get_text() and "kernelshap" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
+
+
+def test_library_explanation_repr_is_short(explanation):
+    text = repr(explanation)
+    assert len(text) < 200 and "\n" not in text
+    assert "200×300" in text and "bright" in text and "kernelshap" in text
+    assert "array" not in text

@@ -1,0 +1,72 @@
+"""The docs stand alone: every RESULT field is documented in docs/result.md, and nothing in the
+repository's docs, README or code points at files that are not in it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+import limner
+from limner.models import CallableModel, InputSpec, ModelMetadata
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _result() -> dict:
+    meta = ModelMetadata(
+        labels=["dark", "bright"],
+        input=InputSpec(width=32, height=32, layout="NHWC", dtype="uint8", scale=1.0),
+        problem_type="binary",
+        name="brightness",
+    )
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        p = x[:, :16, :16, :].astype(np.float64).mean(axis=(1, 2, 3)) / 255.0
+        return np.stack([1 - p, p], axis=1)
+
+    image = np.random.default_rng(0).integers(0, 255, size=(64, 64, 3)).astype(np.uint8)
+    exp = limner.explain(image, CallableModel(fn, meta), segmentation="grid", segments=4)
+    return exp.to_dict()
+
+
+def _keys(value: object, prefix: str = "") -> set[tuple[str, str]]:
+    """Every field of a JSON value as (name, ``parent.name``); fields of list items keep the
+    list's prefix."""
+    out: set[tuple[str, str]] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out |= {(k, f"{prefix}{k}")} | _keys(v, f"{k}.")
+    elif isinstance(value, list):
+        for item in value:
+            out |= _keys(item, prefix)
+    return out
+
+
+def test_every_result_field_is_documented() -> None:
+    doc = (ROOT / "docs" / "result.md").read_text()
+    documented = set(re.findall(r"`([a-z0-9_.]+)`", doc))
+    fields = _keys(_result())
+    parents = {d.split(".")[0] for d in documented if "." in d}
+    missing = sorted(d for b, d in fields if not {b, d} & (documented | parents))
+    assert not missing, f"docs/result.md does not describe: {missing}"
+    # what is documented as a RESULT field is in the RESULT
+    rows = re.findall(r"^\| `([a-z0-9_.]+)`", doc.split("## Model specs")[0], re.M)
+    known = {bare for bare, _ in fields} | {dotted for _, dotted in fields}
+    assert rows and not [r for r in rows if r not in known]
+
+
+def test_nothing_points_outside_the_repository() -> None:
+    pattern = re.compile(r"SPEC\.md|DESIGN\.md|\.\./shared")
+    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    for folder in ("src", "examples", "benchmarks", "tests"):
+        files += [p for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".md", ".ipynb")]
+    hits = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in files
+        if p != Path(__file__)
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not hits, f"references to files outside the repository: {hits}"
