@@ -67,6 +67,9 @@ class RemoteModel(Model):
             model owns it: :meth:`close` closes it.
         binary: force the binary tensor extension on (True) or off (False); default: decided
             from the server.
+        quote_errors: put the server's error message in limner's errors (default: only with
+            the model's own client; the service's guarded client hides what an allowed host
+            answers, so a tenant cannot read another host's pages through error messages).
     """
 
     preferred_batch_size = 128
@@ -84,8 +87,10 @@ class RemoteModel(Model):
         binary: bool | None = None,
         request_batch: int = 64,
         concurrency: int = 2,
+        quote_errors: bool | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self._quote = client is None if quote_errors is None else quote_errors
         self._headers = dict(headers or {})
         self._client = client or httpx.Client(timeout=timeout)
         self._binary = binary
@@ -124,7 +129,7 @@ class RemoteModel(Model):
     def _describe(self) -> ServerDescription:
         resp = self._send("GET", self.url)
         if resp.status_code != 200:
-            raise ModelError(f"{self.url}: metadata request {_answer(resp)}")
+            raise ModelError(f"{self.url}: metadata request {self._answer(resp)}")
         try:
             body = resp.json()
         except ValueError as exc:
@@ -179,7 +184,7 @@ class RemoteModel(Model):
 
     def _checked(self, resp: httpx.Response) -> np.ndarray:
         if resp.status_code != 200:
-            raise ModelError(f"{self.url}: scoring {_answer(resp)}")
+            raise ModelError(f"{self.url}: scoring {self._answer(resp)}")
         return self._read_output(resp)
 
     def _probe_binary(self, x: np.ndarray) -> np.ndarray:
@@ -206,7 +211,7 @@ class RemoteModel(Model):
                     self._binary = True
             return out
         if resp is not None and resp.status_code not in _REFUSED_BINARY:
-            raise ModelError(f"{self.url}: scoring {_answer(resp)}")
+            raise ModelError(f"{self.url}: scoring {self._answer(resp)}")
         self._binary = False
         try:
             return self._infer(x)
@@ -262,6 +267,25 @@ class RemoteModel(Model):
             raise ModelError(f"{self.url}: not an Open Inference response ({exc})") from exc
         return np.asarray(array, dtype=np.float32)
 
+    def _answer(self, resp: httpx.Response) -> str:
+        """``answered 401: <the server's message>`` (the message only when errors are quoted),
+        whatever error shape the server uses."""
+        hint = (
+            " (give the model's headers, e.g. an Authorization key)"
+            if resp.status_code in (401, 403)
+            else ""
+        )
+        if not self._quote:
+            return f"answered {resp.status_code}{hint}"
+        message = resp.text[:200]
+        try:
+            body = resp.json()
+            error = body.get("error", body.get("detail"))
+            message = str(error.get("message", error) if isinstance(error, dict) else error)
+        except (ValueError, AttributeError):
+            pass
+        return f"answered {resp.status_code}: {message[:200]}{hint}"
+
     def close(self) -> None:
         """Close the HTTP client and the request threads."""
         self._pool.shutdown(wait=False)
@@ -282,24 +306,3 @@ def _json_body(body: dict[str, Any], data: np.ndarray) -> bytes:
     except orjson.JSONEncodeError:  # a dtype orjson does not write
         body["inputs"][0]["data"] = data.tolist()
         return bytes(orjson.dumps(body))
-
-
-def _answer(resp: httpx.Response) -> str:
-    """``answered 401: <the server's message>``, whatever error shape the server uses."""
-    message = resp.text[:200]
-    try:
-        body = resp.json()
-        error = body.get("error", body.get("detail"))
-        message = str(error.get("message", error) if isinstance(error, dict) else error)
-    except (ValueError, AttributeError):
-        pass
-    hint = (
-        " (give the model's headers, e.g. an Authorization key)"
-        if resp.status_code
-        in (
-            401,
-            403,
-        )
-        else ""
-    )
-    return f"answered {resp.status_code}: {message[:200]}{hint}"
