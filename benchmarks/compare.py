@@ -3,8 +3,10 @@
 Every method explains the same 224×224 photos with the same efficientnet-lite0 (ONNX Runtime on
 the CPU), the same SLIC regions and the same baseline (each region's mean colour). For each it
 measures wall seconds per explanation, model evaluations, the deletion and insertion AUC of
-its region ranking under one protocol (limner's curves, same baseline; averaged over both
-seeds), and seed stability (Spearman rank correlation of the region weights from seeds 0 and 1).
+its region ranking under one protocol (limner's curves at every step, same baseline; averaged
+over both seeds), and seed stability (Spearman rank correlation of the region weights from seeds
+0 and 1). For limner's adaptive default it also lists the samples used per photo and the share
+of explanations whose top regions settled.
 
     .venv/bin/python benchmarks/compare.py [--photos 7] [--out docs/benchmarks.md]
 """
@@ -54,6 +56,9 @@ class Counter:
         self.model = model
         self.evals = 0
         self.seconds = 0.0
+        #: what limner's RESULT said: samples used and whether the top regions settled
+        self.samples: int | None = None
+        self.settled: bool | None = None
 
     def tensor(self, x: np.ndarray) -> np.ndarray:
         t = time.perf_counter()
@@ -100,6 +105,7 @@ def limner_method(**settings) -> Method:
             seed=seed,
             **settings,
         )
+        f.samples, f.settled = exp.samples, exp.classes[0].settled
         return exp.classes[0].weights
 
     return run
@@ -189,6 +195,8 @@ class Row:
     deletion: list[float] = field(default_factory=list)
     insertion: list[float] = field(default_factory=list)
     stability: list[float] = field(default_factory=list)
+    samples: dict[str, list[int]] = field(default_factory=dict)
+    settled: list[bool] = field(default_factory=list)
 
 
 def protocol(case: Case, weights: np.ndarray, model: limner.Model) -> tuple[float, float]:
@@ -220,7 +228,8 @@ def main() -> None:
     args = parser.parse_args()
     model = limner.load_model("efficientnet-lite0", device="cpu")
     methods: dict[str, Method] = {
-        "limner kernelshap-256 (default)": limner_method(method="kernelshap"),
+        "limner kernelshap adaptive (default)": limner_method(method="kernelshap"),
+        "limner kernelshap-256 (fixed)": limner_method(method="kernelshap", samples=256),
         "limner kernelshap-160": limner_method(method="kernelshap", samples=160),
         "limner kernelshap-384": limner_method(method="kernelshap", samples=384),
         "limner lime-1000": limner_method(method="lime", samples=1000),
@@ -255,6 +264,10 @@ def main() -> None:
                 row.seconds.append(wall)
                 row.evals.append(f.evals)
                 row.model_share.append(wall / max(f.seconds, 1e-9))
+                if f.samples is not None:
+                    row.samples.setdefault(case.name, []).append(f.samples)
+                if f.settled is not None:
+                    row.settled.append(f.settled)
                 d, i = protocol(case, w, model)
                 row.deletion.append(d)
                 row.insertion.append(i)
@@ -281,8 +294,9 @@ def render(rows: list[Row], cases: list[Case]) -> str:
         f"SLIC {SEGMENTS} regions at 224×224, baseline = region mean colour.",
         "",
         "| method | s / explanation | model evals | wall ÷ model time | deletion AUC ↓ | "
-        "insertion AUC ↑ | seed stability (Spearman) | time vs lime_image-1000 bs64 |",
-        "|---|---|---|---|---|---|---|---|",
+        "insertion AUC ↑ | seed stability (Spearman) | time vs lime_image-1000 bs64 | "
+        "settled |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = statistics.mean(r.seconds)
@@ -290,8 +304,13 @@ def render(rows: list[Row], cases: list[Case]) -> str:
             f"| {r.name} | {s:.2f} | {statistics.mean(r.evals):.0f} | "
             f"{statistics.mean(r.model_share):.2f} | {statistics.mean(r.deletion):.4f} | "
             f"{statistics.mean(r.insertion):.4f} | {statistics.mean(r.stability):.3f} | "
-            f"{s / ref_s:.2f}× |"
+            f"{s / ref_s:.2f}× | "
+            + (f"{100 * statistics.mean(r.settled):.0f}% |" if r.settled else "– |")
         )
+    for r in rows:
+        if r.samples:
+            per = ", ".join(f"{k} {statistics.mean(v):.0f}" for k, v in r.samples.items())
+            lines.append(f"\nSamples used by {r.name} (mean over seeds): {per}.")
     return "\n".join(lines)
 
 

@@ -82,10 +82,14 @@ class AuthenticationError(LimnerError):
 
 
 class RateLimitError(LimnerError):
-    """Too many requests; try again later."""
+    """Too many requests; try again after ``retry_after`` seconds (the ``Retry-After`` header)."""
 
     code = "too_many_requests"
     status = 429
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
 
 
 class ServiceBusyError(LimnerError):

@@ -33,6 +33,25 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     #: Largest decoded image accepted, in pixels (413 beyond it).
     max_pixels: int = Field(default=40_000_000, ge=1)
+    #: Most pixels one request may decode, over all its images (413 beyond it), checked on the
+    #: image headers before any image is decoded.
+    max_request_pixels: int = Field(default=64_000_000, ge=1)
+    #: Most perturbation samples an explanation may ask for (422 beyond it).
+    max_samples: int = Field(default=5000, ge=8)
+    #: Most segments an explanation may ask for (422 beyond it).
+    max_segments: int = Field(default=400, ge=2)
+    #: Explanation jobs one space may have queued or running at once (429 beyond it).
+    max_jobs_per_space: int = Field(default=50, ge=1)
+    #: Failed API keys one client address may send in ``failed_key_window_seconds`` before it
+    #: gets 429 (counted per replica, in memory).
+    max_failed_keys: int = Field(default=10, ge=1)
+    #: The sliding window of :attr:`max_failed_keys`, in seconds.
+    failed_key_window_seconds: float = Field(default=60.0, gt=0)
+    #: Serve ``/metrics`` of every space, without a key, on this port as well (for the
+    #: operator's scraper); unset: only the keyed ``/metrics`` of the API port.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    #: The address of :attr:`metrics_port`.
+    metrics_host: str = "127.0.0.1"
     #: Explanation jobs that run at once.
     workers: int = Field(default=4, ge=1, le=64)
     #: Where explanation jobs run: ``thread`` (an in-process pool) or ``ray`` (actors on a Ray

@@ -187,3 +187,24 @@ def test_cuda_without_cuda_says_what_is_available(cat_jpg, tmp_path):
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert "cuda" in line and "available here: cpu" in line and "Traceback" not in proc.stderr
+
+
+def test_table_shows_fit_and_warnings(tmp_path):
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(sample_photo("chelsea")).resize((16, 16)).save(tiny)
+    proc = run(
+        "explain",
+        str(tiny),
+        "--method",
+        "occlusion",
+        "--segmentation",
+        "grid",
+        "--segments",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "R²" in proc.stdout
+    assert "warning" in proc.stdout and "only 2 regions" in proc.stdout
+    assert list((tmp_path / "out" / "tiny").rglob("*-regions.png"))

@@ -139,6 +139,7 @@ def start_replica(
         "LIMNER_REPLICA_ID": name,
         "LIMNER_LEASE_SECONDS": "6",
         "LIMNER_POLL_SECONDS": "0.5",
+        "LIMNER_MAX_JOBS_PER_SPACE": "1000",  # the workload queues many jobs of one space
     }
     cmd = [sys.executable, "-m", "limner.cli.main", "serve", "--port", str(port)]
     cmd += ["--data-dir", str(data_dir), "--database-url", database_url]

@@ -76,6 +76,7 @@ def _seeded(url: str) -> Iterator[Database]:
         s.add(
             Transaction(
                 id="tx",
+                scoring_id="t1",
                 space_id="s",
                 subscription_id="sub",
                 image_blob="0" * 64,

@@ -74,11 +74,13 @@ def wait_for(predicate: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def completions(url: str) -> int:
-    """Jobs whose outcome this replica recorded (its ``limner_explanation_seconds_count``)."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    m = re.search(r"^limner_explanation_seconds_count (\S+)$", text, re.M)
-    return int(float(m.group(1))) if m else 0
+def completions(url: str, key: str) -> int:
+    """Jobs of the key's space whose outcome this replica recorded (its
+    ``limner_explanation_seconds_count``)."""
+    auth = {"Authorization": f"Bearer {key}"}
+    text = httpx.get(f"{url}/metrics", headers=auth, timeout=10).text
+    counts = re.findall(r"^limner_explanation_seconds_count\{[^}]*\} (\S+)$", text, re.M)
+    return sum(int(float(c)) for c in counts)
 
 
 def explain(cluster: Cluster, scoring_ids: list[str], **overrides: Any) -> list[str]:
@@ -100,7 +102,7 @@ def test_fifty_jobs_over_two_replicas_each_finish_once(
     cluster: Cluster, workload: dict[str, Any]
 ) -> None:
     r1, r2 = cluster.replicas[:2]
-    before = completions(r1.url) + completions(r2.url)
+    before = completions(r1.url, cluster.key) + completions(r2.url, cluster.key)
     started = time.monotonic()
     ids = explain(cluster, workload["scoring_ids"][:50])
     got = wait_done(cluster, ids, timeout=120)
@@ -110,7 +112,7 @@ def test_fifty_jobs_over_two_replicas_each_finish_once(
     assert [e.id for e in got.values() if e.status != "finished"] == []
     assert {e.attempts for e in got.values()} == {1}, "a job was claimed twice"
     assert {e.owner for e in got.values()} == {"r1", "r2"}, "both replicas ran jobs"
-    recorded = completions(r1.url) + completions(r2.url) - before
+    recorded = completions(r1.url, cluster.key) + completions(r2.url, cluster.key) - before
     assert recorded == 50, f"{recorded} outcomes recorded for 50 jobs"
     print(f"50 jobs on 2 replicas in {seconds:.1f}s")
 

@@ -125,6 +125,11 @@ ELSEWHERE = {
         503,
         "busy",
     ): "tests/security/test_attacks.py::test_slow_model_loads_do_not_starve_health_and_scoring",
+    (
+        429,
+        "too_many_requests",
+    ): "tests/security/test_limits_jobs.py::"
+    "test_a_space_over_its_jobs_in_flight_gets_429_and_others_still_queue",
 }
 
 

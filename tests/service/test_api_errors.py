@@ -168,7 +168,9 @@ def test_no_or_wrong_key_is_401(shared: Running, setup) -> None:
     with pytest.raises(AuthenticationError), APIClient(shared.url, api_key="wrong") as c:
         c.deployments.list()
     assert httpx.get(shared.url + "/healthz").status_code == 200
-    assert httpx.get(shared.url + "/metrics").status_code == 200
+    error_of(httpx.get(shared.url + "/metrics"), 401)
+    auth = {"Authorization": f"Bearer {shared.key}"}
+    assert httpx.get(shared.url + "/metrics", headers=auth).status_code == 200
 
 
 def test_other_space_ids_are_404(shared: Running, setup) -> None:

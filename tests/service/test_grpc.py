@@ -266,6 +266,9 @@ def test_metrics_count_grpc_calls(g: dict) -> None:
     stub.ModelInfer(uint8_input(np.zeros((1, 4, 4, 3), np.uint8), raw=True), metadata=md)
     with pytest.raises(grpc.RpcError):
         stub.ModelInfer(_request("fp32"), metadata=md)
-    text = httpx.get(f"{g['r'].url}/metrics").text
-    assert 'method="GRPC",route="ModelInfer",status="OK"' in text
-    assert 'route="ModelInfer",status="INVALID_ARGUMENT"' in text
+    headers = {"Authorization": f"Bearer {g['key']}"}
+    text = httpx.get(f"{g['r'].url}/metrics", headers=headers).text
+    lines = [ln for ln in text.splitlines() if ln.startswith("limner_http_requests_total{")]
+    grpc_lines = [ln for ln in lines if 'method="GRPC"' in ln and 'route="ModelInfer"' in ln]
+    assert any('status="OK"' in ln for ln in grpc_lines)
+    assert any('status="INVALID_ARGUMENT"' in ln for ln in grpc_lines)

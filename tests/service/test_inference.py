@@ -189,7 +189,7 @@ def test_delete_removes_subscription_and_transactions(ctx, photo_png: bytes) -> 
     assert ctx["http"].get(f"/v1/transactions/{sid}").status_code == 404
 
 
-def test_openapi_ui_health_and_metrics_are_open(shared: Running) -> None:
+def test_openapi_ui_and_health_are_open_metrics_keyed(shared: Running) -> None:
     spec = httpx.get(f"{shared.url}/openapi.json").json()
     assert "/v1/explanations/{explanation_id}" in spec["paths"]
     assert (
@@ -197,4 +197,6 @@ def test_openapi_ui_health_and_metrics_are_open(shared: Running) -> None:
     )
     assert httpx.get(f"{shared.url}/ui").text.startswith("<!doctype html>")
     assert httpx.get(f"{shared.url}/healthz").json() == {"status": "ok"}
-    assert "limner_http_requests_total" in httpx.get(f"{shared.url}/metrics").text
+    assert httpx.get(f"{shared.url}/metrics").status_code == 401
+    auth = {"Authorization": f"Bearer {shared.key}"}
+    assert "limner_http_requests_total" in httpx.get(f"{shared.url}/metrics", headers=auth).text

@@ -112,15 +112,18 @@ def test_login_explain_and_enlarge(dashboard: Dashboard, page: sync_api.Page, sh
     # Finished: the page reloads with the image, both panes and the heatmap.
     expect(page.locator(".panes")).to_be_visible(timeout=60_000)
     _all_images_loaded(page, ".panes img")
-    for kind in ("image", "positive", "negative", "heatmap"):
+    for kind in ("image", "positive", "negative", "heatmap", "regions"):
         width = page.eval_on_selector(f"img[data-pane='{kind}']", "i => i.naturalWidth")
         assert width > 0, kind
     expect(page.locator(".bar")).to_have_count(8)
+    # every bar has its interval's whisker; the top positive regions are shown as crops
+    expect(page.locator(".bar svg line.err")).to_have_count(8 * 3)
+    assert page.locator(".crop svg image").count() >= 1
     page.screenshot(path=shots / "06-explanation.png", full_page=True)
 
     # Hovering a region's bar outlines it over the panes.
     page.locator(".bar").first.hover()
-    expect(page.locator("svg.overlay rect.hl.on")).to_have_count(4)
+    expect(page.locator("svg.overlay rect.hl.on")).to_have_count(5)
     box = page.eval_on_selector("svg.overlay rect.hl.on", "r => +r.getAttribute('width')")
     assert box > 0
     page.screenshot(path=shots / "07-region-outlined.png")

@@ -37,7 +37,16 @@ def explain_command(
     method: Annotated[
         str, typer.Option(help="lime | kernelshap | occlusion | rise")
     ] = "kernelshap",
-    samples: Annotated[int | None, typer.Option(help="Model evaluations for the estimate.")] = None,
+    samples: Annotated[
+        int | None, typer.Option(help="A fixed budget of model evaluations for the estimate.")
+    ] = None,
+    max_samples: Annotated[
+        int | None, typer.Option(help="Budget of the adaptive default (kernelshap).")
+    ] = None,
+    confidence: Annotated[float, typer.Option(help="Confidence of the intervals.")] = 0.9,
+    settle_top: Annotated[
+        int, typer.Option(help="Top regions whose order and signs must settle.")
+    ] = 3,
     segmentation: Annotated[
         str, typer.Option(help="slic | quickshift | felzenszwalb | grid")
     ] = "slic",
@@ -127,7 +136,8 @@ def explain_command(
     folders = output_folders(inputs, out, method)
     clf: Model | None = None  # loaded with the first readable image
     results = []
-    table = Table("image", "label", "probability", "top regions (id: share)", "seconds")
+    table = Table("image", "label", "probability", "top regions (id: share)", "R²", "seconds")
+    warnings: list[str] = []
     try:
         with progress_bar("explaining", None) as update:
             for path, folder in zip(inputs, folders, strict=True):
@@ -144,6 +154,9 @@ def explain_command(
                     clf,
                     method=method,
                     samples=samples,
+                    max_samples=max_samples,
+                    confidence=confidence,
+                    settle_top=settle_top,
                     segmentation=segmentation,
                     segments=segments,
                     baseline=baseline,
@@ -162,9 +175,11 @@ def explain_command(
                         str(path),
                         ce["label"],
                         f"{ce['probability']:.3f}",
-                        top,
+                        top + ("" if ce["settled"] else " (not settled)"),
+                        f"{ce['fit_r2']:.2f}",
                         f"{result['seconds']:.2f}",
                     )
+                    warnings += [f"{path.name} ({ce['label']}): {w}" for w in ce["warnings"]]
     finally:
         if clf is not None:
             clf.close()
@@ -172,6 +187,8 @@ def explain_command(
         print(json.dumps({"results": results, "errors": errors}, indent=2))
     elif results:
         console.print(table)
+        for w in warnings:
+            console.print(f"[yellow]warning[/yellow] {w}", highlight=False)
         failed = f"; {len(errors)} could not be read" if errors else ""
         console.print(f"{len(results)} explained{failed}; panes written under {out}/")
     if errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ def register(app: typer.Typer) -> None:
 
         from limner.service import create_app
 
+        os.umask(0o077)  # everything the server writes is its user's alone
         settings = settings_with(
             data_dir=data_dir,
             database_url=database_url,

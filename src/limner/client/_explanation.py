@@ -13,7 +13,7 @@ from limner.errors import LimnerError, NotFoundError
 if TYPE_CHECKING:
     from limner.client._core import Core
 
-PANES = ("positive", "negative", "heatmap")
+PANES = ("positive", "negative", "heatmap", "regions")
 
 
 class ExplanationFailedError(LimnerError):
@@ -85,7 +85,7 @@ class Explanation:
         return [int(e["class_index"]) for e in self._finished()["explanations"]]
 
     def image(self, kind: str = "positive", class_index: int | None = None) -> bytes:
-        """A pane as PNG bytes (``positive``, ``negative`` or ``heatmap``)."""
+        """A pane as PNG bytes (``positive``, ``negative``, ``heatmap`` or ``regions``)."""
         if kind not in PANES:
             raise ValueError(f"kind must be one of {PANES}")
         ci = self.explained_classes[0] if class_index is None else class_index
@@ -99,13 +99,13 @@ class Explanation:
     def show(
         self, class_index: int | None = None, *, figsize: tuple[float, float] = (12, 4.4)
     ) -> Any:
-        """Plot the original, positive and negative panes side by side (matplotlib); return the
-        figure.
+        """Plot the original, positive and negative panes side by side (matplotlib), with the
+        fit R² and the RESULT's warnings under them; return the figure.
 
         In a notebook the figure shows exactly once: as the cell's value, or through
         ``display(exp.show(...))`` (in a loop). Elsewhere ``plt.show()`` opens it.
         """
-        from limner.imaging.figure import show_panes
+        from limner.imaging.figure import caption_lines, show_panes
 
         result = self._finished()
         ci = self.explained_classes[0] if class_index is None else class_index
@@ -118,6 +118,7 @@ class Explanation:
             probability=entry["probability"],
             method=result["method"],
             figsize=figsize,
+            notes=caption_lines(entry),
         )
 
     def save(self, directory: str | Path) -> Path:

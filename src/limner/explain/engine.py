@@ -11,12 +11,20 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from limner.errors import InvalidInputError
+from limner.explain.checks import class_warnings
 from limner.explain.methods import METHODS, make_explainer
 from limner.explain.methods.base import Design
-from limner.explain.metrics import curve_masks, faithfulness, ranking
+from limner.explain.metrics import curve_masks, curve_steps, faithfulness, flip_gaps, ranking
 from limner.explain.perturb import BASELINES, Perturber
 from limner.explain.result import ClassExplanation, Explanation
-from limner.explain.segmentation import DEFAULT_SEGMENTS, SEGMENTATIONS, region_map
+from limner.explain.segmentation import DEFAULT_SEGMENTS, SEGMENTATIONS, count_note, region_map
+from limner.explain.uncertainty import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_SETTLE_TOP,
+    intervals,
+    quantile,
+    unsettled_contrasts,
+)
 from limner.imaging.decode import DEFAULT_MAX_PIXELS, ImageInput, decode_image
 from limner.imaging.transform import resize
 from limner.models.base import Model
@@ -29,6 +37,8 @@ MIN_PREDICTIONS = 5
 
 Predict = Callable[[np.ndarray], np.ndarray]
 Progress = Callable[[int, int], None]
+#: ``progress`` is called as (round(fraction × PROGRESS_SCALE), PROGRESS_SCALE).
+PROGRESS_SCALE = 10_000
 
 
 def explain(
@@ -37,6 +47,9 @@ def explain(
     *,
     method: str = DEFAULT_METHOD,
     samples: int | None = None,
+    max_samples: int | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+    settle_top: int = DEFAULT_SETTLE_TOP,
     segmentation: str = DEFAULT_SEGMENTATION,
     segments: int | None = None,
     baseline: str = DEFAULT_BASELINE,
@@ -54,7 +67,12 @@ def explain(
         image: a path, encoded bytes, a PIL image or an RGB uint8 array, of any size.
         model: a loaded classifier (``limner.load_model``).
         method: ``kernelshap`` (default), ``lime``, ``occlusion`` or ``rise``.
-        samples: model evaluations for the method's estimate (default: the method's own).
+        samples: a fixed budget of model evaluations for the method's estimate (default: the
+            method's own; for ``kernelshap``, adaptive rounds up to ``max_samples``).
+        max_samples: budget of the adaptive default (default 256).
+        confidence: confidence of each region's interval and of ``settled`` (default 0.9).
+        settle_top: how many top regions (by absolute weight) must have a settled order and
+            sign for the adaptive default to stop (default 3).
         segmentation: ``slic`` (default), ``quickshift``, ``felzenszwalb`` or ``grid``.
         segments: number of regions (default 24; for ``grid``, rows × cols).
         baseline: what a switched-off region becomes: ``blur`` (default), ``mean``, ``gray``,
@@ -66,14 +84,16 @@ def explain(
         batch_size: images per model call (default: the model's preferred size).
         predict: replaces ``model.predict_tensor`` (a shared batcher, say): model-ready tensors
             (``model.preprocess`` of the perturbed images) in, probabilities out.
-        progress: called as ``progress(done, total)`` after each batch.
+        progress: called as ``progress(done, total)`` after each batch; ``done / total`` only
+            goes up.
         max_pixels: refuse larger images before decoding them.
 
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the RESULT.
     """
     _validate(method, segmentation, baseline, samples, segments, top_k, batch_size)
-    explainer = make_explainer(method, samples=samples, seed=seed)
+    _validate_uncertainty(max_samples, confidence, settle_top)
+    explainer = make_explainer(method, samples=samples, seed=seed, max_samples=max_samples)
     start = time.perf_counter()
     rgb = decode_image(image, max_pixels=max_pixels)
     regions = region_map(rgb, segmentation, segments or DEFAULT_SEGMENTS)
@@ -86,23 +106,57 @@ def explain(
         m,
         prepare=model.preprocess,
     )
-    design = explainer.design(perturber, np.random.default_rng(seed))
-    n = len(design.z)
-
+    rng = np.random.default_rng(seed)
+    design = explainer.design(perturber, rng)
+    budget = max(len(design.z), explainer.samples) if explainer.adaptive() else len(design.z)
     evaluate = _Evaluator(
         predict or model.predict_tensor, batch_size or model.preferred_batch_size, progress
     )
+    n_curve = 2 * len(curve_steps(m))
+    evaluate.total = 1 + budget + n_curve * (top_k if not classes else len(classes))
     full = evaluate.masks(np.ones((1, m), np.float32), perturber)[0]
     chosen = _choose_classes(model, full, classes, top_k)
-    evaluate.total = 1 + n + len(chosen) * 2 * (m + 1)
+    evaluate.total = 1 + budget + n_curve * len(chosen)
     y = evaluate.design(design, perturber)
-
-    estimates = [explainer.estimate(design, y[:, c]) for c in chosen]
+    while True:
+        estimates = [explainer.estimate(design, y[:, c]) for c in chosen]
+        open_ = [
+            unsettled_contrasts(e.weights, e.cov, settle_top, quantile(confidence, e.dof))
+            for e in estimates
+        ]
+        used = evaluate.design_rows
+        if not explainer.adaptive():
+            stop_reason = "exact" if getattr(design, "exact", False) else "budget"
+            break
+        if getattr(design, "exact", False):
+            stop_reason = "exact"
+            break
+        if not any(open_):
+            stop_reason = "settled"
+            break
+        if used >= explainer.samples - 1:
+            stop_reason = "max_samples"
+            break
+        rows = min(explainer.round_rows(m), explainer.samples - used)  # type: ignore[attr-defined]
+        before = len(design.z)
+        focus = [(y[:, c], o) for c, o in zip(chosen, open_, strict=True) if o]
+        design = explainer.extend(design, focus, rng, rows)
+        y = np.vstack([y, evaluate.design(design, perturber, before)])
+    # the budget not spent no longer counts towards the progress
+    evaluate.total = evaluate.done + n_curve * len(chosen)
+    boxes_areas = regions.boxes_and_areas[1]
+    note = count_note(segmentation, segments or DEFAULT_SEGMENTS, m)
     explained = []
-    for c, est in zip(chosen, estimates, strict=True):
+    for c, est, o in zip(chosen, estimates, open_, strict=True):
         order = ranking(est.weights)
-        del_masks, ins_masks = curve_masks(order)
-        curves = evaluate.masks(np.vstack([del_masks, ins_masks]), perturber)
+        steps = curve_steps(m)
+        curves = _curves(evaluate, perturber, order, steps)
+        gaps = flip_gaps(steps, c, curves[0], curves[1])
+        if len(gaps):
+            steps = np.union1d(steps, gaps)
+            curves = _curves(evaluate, perturber, order, steps)
+        q = quantile(confidence, est.dof)
+        settled = not o
         explained.append(
             ClassExplanation(
                 label=model.labels[c],
@@ -112,7 +166,13 @@ def explain(
                 fit_r2=float(est.fit_r2),
                 weights=np.asarray(est.weights, dtype=np.float64),
                 used_features=est.used_features,
-                faithfulness=faithfulness(order, c, curves[: m + 1], curves[m + 1 :]),
+                faithfulness=faithfulness(order, c, curves[0], curves[1], steps),
+                stderr=est.stderr,
+                interval=intervals(est.weights, est.stderr, q),
+                settled=settled,
+                warnings=class_warnings(
+                    est.fit_r2, boxes_areas, settled, stop_reason, confidence, note
+                ),
             )
         )
     top = np.argsort(-full, kind="stable")[: max(top_k, min(MIN_PREDICTIONS, len(full)))]
@@ -123,7 +183,7 @@ def explain(
         method=explainer.name,
         seed=seed,
         baseline=baseline,
-        samples=explainer.params()["samples"],
+        samples=evaluate.design_rows,
         model_evaluations=evaluate.done,
         seconds=time.perf_counter() - start,
         predictions=[
@@ -131,7 +191,19 @@ def explain(
             for i in top
         ],
         classes=explained,
+        confidence=confidence,
+        stop_reason=stop_reason,
+        max_samples=explainer.samples if explainer.adaptive() else None,
     )
+
+
+def _curves(
+    evaluate: _Evaluator, perturber: Perturber, order: np.ndarray, steps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (len(steps), C) along the deletion and the insertion curve."""
+    del_masks, ins_masks = curve_masks(order, steps)
+    out = evaluate.masks(np.vstack([del_masks, ins_masks]), perturber)
+    return out[: len(steps)], out[len(steps) :]
 
 
 class _Evaluator:
@@ -147,25 +219,34 @@ class _Evaluator:
         self.progress = progress
         self.done = 0
         self.total = 0
+        #: distinct design rows evaluated (the RESULT's ``samples``)
+        self.design_rows = 0
+        self._fraction = 0.0
         self._seen: dict[bytes, np.ndarray] = {}
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         out = np.asarray(self.predict(inputs), dtype=np.float32)
         self.done += len(inputs)
         if self.progress is not None:
-            self.progress(self.done, max(self.total, self.done))
+            # reported as done/total = a fraction that never goes down, whatever the plan was
+            self._fraction = max(self._fraction, self.done / max(self.total, self.done, 1))
+            self.progress(round(self._fraction * PROGRESS_SCALE), PROGRESS_SCALE)
         return out
 
-    def design(self, design: Design, perturber: Perturber) -> np.ndarray:
-        """Answers (n, C) for every row of a method's design."""
+    def design(self, design: Design, perturber: Perturber, start: int = 0) -> np.ndarray:
+        """Answers (n - start, C) for rows ``start..`` of a method's design."""
+        before = self.done
         if design.binary:
-            return self.masks(design.z, perturber)
-        n = len(design.z)
-        parts = [
-            self(design.images(perturber, s, min(n, s + self.batch_size)))
-            for s in range(0, n, self.batch_size)
-        ]
-        return np.concatenate(parts)
+            out = self.masks(design.z[start:], perturber)
+        else:
+            n = len(design.z)
+            parts = [
+                self(design.images(perturber, s, min(n, s + self.batch_size)))
+                for s in range(start, n, self.batch_size)
+            ]
+            out = np.concatenate(parts)
+        self.design_rows += self.done - before
+        return out
 
     def masks(self, z: np.ndarray, perturber: Perturber) -> np.ndarray:
         """Answers (n, C) for binary region masks, evaluating only the ones not seen yet."""
@@ -205,6 +286,15 @@ def _choose_classes(
     if top_k > model.num_classes:
         raise InvalidInputError(f"top_k={top_k} but the model has {model.num_classes} classes")
     return [int(i) for i in np.argsort(-full, kind="stable")[:top_k]]
+
+
+def _validate_uncertainty(max_samples: int | None, confidence: float, settle_top: int) -> None:
+    if max_samples is not None and not 4 <= max_samples <= 100_000:
+        raise InvalidInputError(f"max_samples must be between 4 and 100000, not {max_samples}")
+    if not 0.5 <= confidence < 1.0:
+        raise InvalidInputError(f"confidence must be at least 0.5 and below 1, not {confidence}")
+    if settle_top < 1:
+        raise InvalidInputError(f"settle_top must be at least 1, not {settle_top}")
 
 
 def _validate(

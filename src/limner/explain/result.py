@@ -17,9 +17,10 @@ from PIL import Image
 
 from limner.explain.metrics import Faithfulness, ranking
 from limner.explain.segmentation import RegionMap
+from limner.imaging.annotate import regions_pane, with_legend
 from limner.imaging.render import dimmed, encode_png, heatmap, negative_pane, positive_pane
 
-PANES = ("positive", "negative", "heatmap")
+PANES = ("positive", "negative", "heatmap", "regions")
 #: Regions whose |weight| is below this fraction of the largest count as neither side.
 NEUTRAL_FRACTION = 0.005
 
@@ -38,6 +39,12 @@ class ClassExplanation:
     weights: np.ndarray
     used_features: int
     faithfulness: Faithfulness
+    #: standard error and (lower, upper) interval of each weight, at the RESULT's confidence
+    stderr: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    interval: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    #: whether the top regions' order and signs are settled at that confidence
+    settled: bool = True
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def order(self) -> np.ndarray:
@@ -60,6 +67,11 @@ class ClassExplanation:
         return [int(i) for i in self.order[::-1] if self.weights[i] < -t]
 
 
+def _notes(c: ClassExplanation) -> list[str]:
+    head = f"fit R² {c.fit_r2:.2f} · top regions {'settled' if c.settled else 'NOT settled'}"
+    return [head, *(f"warning: {w}" for w in c.warnings)]
+
+
 @dataclass
 class Explanation:
     """An explanation of one image for one or more classes (``to_dict()`` is the RESULT)."""
@@ -75,6 +87,11 @@ class Explanation:
     seconds: float
     predictions: list[dict[str, Any]]
     classes: list[ClassExplanation]
+    confidence: float = 0.9
+    #: why sampling stopped: ``settled``, ``max_samples``, ``budget`` (a fixed budget) or ``exact``
+    stop_reason: str = "budget"
+    #: the adaptive budget (None when ``samples`` was a fixed budget)
+    max_samples: int | None = None
     _panes: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -105,7 +122,9 @@ class Explanation:
         """How this explanation was made (enough to reproduce it)."""
         return {
             "method": self.method,
-            "samples": self.samples,
+            "samples": self.samples if self.max_samples is None else None,
+            "max_samples": self.max_samples,
+            "confidence": self.confidence,
             "seed": self.seed,
             "segmentation": self.regions.algorithm,
             "segments": self.regions.count,
@@ -122,7 +141,8 @@ class Explanation:
         )
 
     def pane(self, class_index: int, kind: str) -> np.ndarray:
-        """The ``positive``, ``negative`` or ``heatmap`` pane, RGB uint8 at the original size."""
+        """The ``positive``, ``negative``, ``heatmap`` or ``regions`` pane, RGB uint8 at the
+        original size (``regions``: every region's outline and id, the same for every class)."""
         if kind not in PANES:
             raise ValueError(f"pane must be one of {', '.join(PANES)}")
         key = (class_index, kind)
@@ -133,8 +153,11 @@ class Explanation:
                 self._panes[key] = positive_pane(self.image, labels, c.positive_regions, self._dim)
             elif kind == "negative":
                 self._panes[key] = negative_pane(self.image, labels, c.negative_regions, self._dim)
+            elif kind == "heatmap":
+                scale = float(np.abs(c.weights).max(initial=0.0))
+                self._panes[key] = with_legend(heatmap(self.image, labels, c.weights), scale)
             else:
-                self._panes[key] = heatmap(self.image, labels, c.weights)
+                self._panes[key] = regions_pane(self.image, labels, self.regions.boxes_and_areas[0])
         return self._panes[key]
 
     def pane_image(self, class_index: int, kind: str) -> Image.Image:
@@ -166,6 +189,7 @@ class Explanation:
             probability=c.probability,
             method=self.method,
             figsize=figsize,
+            notes=_notes(c),
         )
 
     def __repr__(self) -> str:
@@ -187,6 +211,8 @@ class Explanation:
                 {
                     "id": int(i),
                     "weight": float(c.weights[i]),
+                    "interval": [float(v) for v in c.interval[i]] if len(c.interval) else None,
+                    "stderr": float(c.stderr[i]) if len(c.stderr) else None,
                     "share": round(100.0 * abs(float(c.weights[i])) / total, 3),
                     "bbox": [int(v) for v in boxes[i]],
                     "area": int(areas[i]),
@@ -201,6 +227,8 @@ class Explanation:
                     "probability": c.probability,
                     "intercept": c.intercept,
                     "fit_r2": c.fit_r2,
+                    "settled": c.settled,
+                    "warnings": list(c.warnings),
                     "total_features": len(c.weights),
                     "used_features": c.used_features,
                     "regions": regions,
@@ -225,6 +253,9 @@ class Explanation:
                 "baseline": self.baseline,
             },
             "samples": self.samples,
+            "max_samples": self.max_samples,
+            "stop_reason": self.stop_reason,
+            "confidence": self.confidence,
             "model_evaluations": self.model_evaluations,
             "seconds": round(self.seconds, 4),
             "predictions": self.predictions,

@@ -8,13 +8,14 @@ lazily, to the original size for panes, boxes and areas.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from limner.errors import InvalidInputError
-from limner.imaging.transform import fit_within, resize
+from limner.imaging.transform import fit_within, resize, resize_labels
 
 SEGMENTATIONS = ("slic", "quickshift", "felzenszwalb", "grid")
 #: Default number of regions for each algorithm (a target; graph-based ones only approximate it).
@@ -37,38 +38,106 @@ def grid_labels(height: int, width: int, n: int) -> np.ndarray:
     return r[:, None] * cols + c[None, :]
 
 
+#: How far from the requested count a segmentation may land (a fraction of it).
+COUNT_TOLERANCE = 0.2
+#: Longest side at which quickshift runs (its cost grows with pixels × kernel area).
+QUICKSHIFT_MAX_SIDE = 128
+#: Most segmentations tried while searching an algorithm's scale parameter.
+MAX_TRIES = 8
+
+
 def segment(
     image: np.ndarray, algorithm: str = "slic", segments: int = DEFAULT_SEGMENTS
 ) -> np.ndarray:
-    """Label map of ``image`` (at the size given) with consecutive ids 0..M-1."""
+    """Label map of ``image`` (at the size given) with consecutive ids 0..M-1.
+
+    For ``slic``, ``quickshift`` and ``felzenszwalb`` the algorithm's scale parameter is
+    searched (secant steps on its logarithm inside a shrinking bracket, at most 8 runs) until
+    the count is within 10% of ``segments``, keeping the closest result; ``grid`` is exact.
+    Quickshift runs at most 128 pixels wide (its cost grows with pixels × kernel area).
+    """
     h, w = image.shape[:2]
     if algorithm == "grid":
         return grid_labels(h, w, segments)
+    if algorithm not in SEGMENTATIONS:  # pragma: no cover - validated by the caller
+        raise InvalidInputError(f"unknown segmentation {algorithm!r}")
+    if algorithm == "quickshift":
+        qw, qh = fit_within(w, h, QUICKSHIFT_MAX_SIDE)
+        small = resize(image, qw, qh) if (qw, qh) != (w, h) else image
+        labels = _search(lambda t: _run(small, algorithm, segments, t), segments)
+        labels = resize_labels(labels, w, h) if (qw, qh) != (w, h) else labels
+    else:
+        labels = _search(lambda t: _run(image, algorithm, segments, t), segments)
+    _, inverse = np.unique(labels, return_inverse=True)
+    return inverse.reshape(h, w).astype(np.int32)
+
+
+def _run(image: np.ndarray, algorithm: str, segments: int, t: float) -> np.ndarray:
+    """One segmentation at scale factor ``t`` (larger t: more regions)."""
     from skimage import segmentation as sk
 
+    h, w = image.shape[:2]
     if algorithm == "slic":
+        n = max(2, round(segments * t))
         labels = sk.slic(
-            image, n_segments=segments, compactness=10.0, start_label=0, enforce_connectivity=True
+            image, n_segments=n, compactness=10.0, start_label=0, enforce_connectivity=True
         )
         if labels.max() + 1 < max(2, segments // 4):
             # fine, noisy textures can collapse SLIC into a few regions: let SLIC-zero adapt
             # the compactness per region instead
-            labels = sk.slic(image, n_segments=segments, slic_zero=True, start_label=0)
-    elif algorithm == "quickshift":
-        # LIME's defaults, with the kernel scaled to reach roughly the requested count
-        kernel = max(2.0, math.sqrt(h * w / max(segments, 1)) / 6.0)
-        labels = sk.quickshift(image, kernel_size=kernel, max_dist=kernel * 50, ratio=0.2)
-    elif algorithm == "felzenszwalb":
-        labels = sk.felzenszwalb(
-            image,
-            scale=float(h * w) / segments / 4.0,
-            sigma=0.8,
-            min_size=max(8, h * w // (segments * 3)),
-        )
-    else:  # pragma: no cover - validated by the caller
-        raise InvalidInputError(f"unknown segmentation {algorithm!r}")
-    _, inverse = np.unique(labels, return_inverse=True)
-    return inverse.reshape(h, w).astype(np.int32)
+            labels = sk.slic(image, n_segments=n, slic_zero=True, start_label=0)
+        return np.asarray(labels)
+    if algorithm == "quickshift":
+        # LIME's settings, with the kernel scaled to reach the requested count
+        kernel = max(1.0, math.sqrt(h * w / max(segments, 1)) / 6.0 / t)
+        return np.asarray(sk.quickshift(image, kernel_size=kernel, max_dist=kernel * 50, ratio=0.2))
+    area = float(h * w) / segments / t
+    return np.asarray(
+        sk.felzenszwalb(image, scale=area / 4.0, sigma=0.8, min_size=max(4, int(area / 3)))
+    )
+
+
+def _search(run: Callable[[float], np.ndarray], target: int) -> np.ndarray:
+    """Search the log of the scale factor until the count is within 10% of ``target``."""
+    lo, hi = math.log(1 / 16), math.log(16)
+    t = 0.0
+    best: tuple[float, np.ndarray] | None = None
+    last: tuple[float, float] | None = None
+    for _ in range(MAX_TRIES):
+        labels = run(math.exp(t))
+        count = len(np.unique(labels))
+        miss = abs(count - target) / target
+        if best is None or miss < best[0]:
+            best = (miss, labels)
+        if miss <= COUNT_TOLERANCE / 2:
+            break
+        if count < target:
+            lo = t
+        else:
+            hi = t
+        if hi - lo < 0.02:
+            break
+        # secant steps on (log factor, log count), bisection when they leave the bracket
+        slope = 1.0
+        if last is not None and last[0] != t and last[1] != count:
+            slope = max((math.log(count) - math.log(last[1])) / (t - last[0]), 0.25)
+        last = (t, float(count))
+        step = t + math.log(target / max(count, 1)) / slope
+        t = step if lo < step < hi else (lo + hi) / 2
+    assert best is not None
+    return best[1]
+
+
+def count_note(algorithm: str, requested: int, got: int) -> str | None:
+    """A warning when a segmentation missed the requested count by more than 20%."""
+    if algorithm == "grid" or abs(got - requested) <= COUNT_TOLERANCE * requested:
+        return None
+    return (
+        f"asked for {requested} regions, {algorithm} found {got}: the image has too few "
+        "distinct areas at any scale for that many"
+        if got < requested
+        else f"asked for {requested} regions, {algorithm} found {got}: no scale gave fewer"
+    )
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,24 @@ def _from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
     return _to_rgb(img)
 
 
+def header_pixels(data: bytes) -> int:
+    """How many pixels encoded image ``data`` decodes to, read from its header alone."""
+    if not data:
+        raise ImageDecodeError("the file is empty, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(
+            "not a readable image (supported: PNG, JPEG, WebP, BMP, TIFF, GIF)"
+        ) from exc
+    except Exception as exc:  # Pillow raises many types for broken headers
+        raise ImageDecodeError(f"not a readable image ({exc})") from exc
+    return int(width) * int(height)
+
+
 def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"the image has no pixels ({width}×{height})")

@@ -7,6 +7,7 @@ explanation handle, so both look and behave the same in a notebook and in a scri
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,10 @@ def show_panes(
     probability: float,
     method: str,
     figsize: tuple[float, float] = (12, 4.4),
+    notes: Sequence[str] = (),
 ) -> Any:
-    """Plot the three panes in a row (matplotlib) and return the figure.
+    """Plot the three panes in a row (matplotlib) and return the figure; ``notes`` (the fit
+    R², whether the ranking settled, warnings: see ``caption_lines``) go under them.
 
     In a notebook the figure shows exactly once: as the cell's value, or through
     ``display(fig)`` (in a loop). Elsewhere ``plt.show()`` opens it.
@@ -40,12 +43,23 @@ def show_panes(
         ax.set_title(title)
         ax.axis("off")
     fig.suptitle(f"{label} ({probability:.1%}), {method}")
-    fig.tight_layout()
+    if notes:
+        fig.text(0.01, 0.01, "\n".join(notes), fontsize=9, va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, min(0.5, 0.035 * len(notes)), 1, 1))
     if in_notebook():
         plt.close(fig)  # the notebook shows the returned figure; pyplot would show it again
     else:
         plt.show()
     return fig
+
+
+def caption_lines(entry: dict[str, Any]) -> list[str]:
+    """Fit R², whether the top regions settled, and each warning of one RESULT class entry."""
+    head = f"fit R² {float(entry.get('fit_r2', 0.0)):.2f}"
+    settled = entry.get("settled")
+    if settled is not None:
+        head += " · top regions settled" if settled else " · top regions NOT settled"
+    return [head, *(f"warning: {w}" for w in entry.get("warnings") or [])]
 
 
 def _rgb(pane: PaneInput) -> Image.Image:

@@ -28,7 +28,7 @@ from limner.store.tables import Deployment, Explanation, Subscription, Transacti
 log = logging.getLogger("limner.jobs")
 
 QUEUED, RUNNING, FINISHED, FAILED = "queued", "running", "finished", "failed"
-PANE_KINDS = ("positive", "negative", "heatmap")
+PANE_KINDS = ("positive", "negative", "heatmap", "regions")
 #: A job that was running when its replica stopped this many times is given up.
 MAX_ATTEMPTS = 3
 #: Seconds between progress writes of one job.
@@ -66,6 +66,7 @@ class JobRunner:
         replica_id: str = "local",
         lease_seconds: float = 30.0,
         poll_seconds: float = 2.0,
+        fair_share: int | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -82,6 +83,9 @@ class JobRunner:
         self._pending: set[str] = set()  # handed to the executor, not yet returned
         self._active: set[str] = set()  # claimed by this process and running
         self._keeper: threading.Thread | None = None
+        #: Most jobs of one space run here at once while other spaces' jobs wait (None: any).
+        self.fair_share = fair_share
+        self._space_of: dict[str, str] = {}  # space of each job running here
 
     def enqueue(self, explanation_id: str) -> None:
         """Run the (already stored, queued) job soon, unless this process already has it."""
@@ -173,9 +177,10 @@ class JobRunner:
             with self._lock:
                 self._active.discard(job_id)
                 self._pending.discard(job_id)
+                self._space_of.pop(job_id, None)
 
     def _run_claimed(self, job_id: str) -> None:
-        if self._closed.is_set():
+        if self._closed.is_set() or self._over_fair_share(job_id):
             return
         attempt = self._claim(job_id)
         if attempt is None:
@@ -198,6 +203,31 @@ class JobRunner:
             recorded = self._finish(job_id, attempt, FINISHED, result=result, panes=panes)
         if recorded and self._on_done is not None:
             self._on_done(job_id, time.perf_counter() - started)
+
+    def _over_fair_share(self, job_id: str) -> bool:
+        """Whether ``job_id`` should wait: its space already runs its fair share here while
+        another space has jobs queued. A job left waiting stays queued; the next poll brings it
+        back, behind the other spaces' jobs."""
+        with self.db.session() as s:
+            space_id = s.scalar(select(Explanation.space_id).where(Explanation.id == job_id))
+            if space_id is None:
+                return False
+            with self._lock:
+                running = sum(1 for sp in self._space_of.values() if sp == space_id)
+                if self.fair_share is None or running < self.fair_share:
+                    self._space_of[job_id] = space_id
+                    return False
+            others = s.scalar(
+                select(Explanation.id)
+                .where(Explanation.status == QUEUED, Explanation.space_id != space_id)
+                .limit(1)
+            )
+        if others is None:
+            with self._lock:
+                self._space_of[job_id] = space_id
+            return False
+        log.debug("explanation %s waits: its space runs its fair share", job_id)
+        return True
 
     def _lease_end(self) -> datetime:
         return utcnow() + timedelta(seconds=self.lease_seconds)
@@ -232,7 +262,7 @@ class JobRunner:
                     owner=self.replica_id,
                     lease_until=self._lease_end(),
                     started_at=utcnow(),
-                    progress=0.0,
+                    # progress is kept: a retried job carries on from what it showed
                 )
                 .returning(Explanation.attempts)
                 .execution_options(synchronize_session=False)
@@ -298,13 +328,21 @@ class JobRunner:
         return result, panes
 
     def _progress_writer(self, job_id: str, attempt: int) -> Callable[[int, int], None]:
+        """Writes ``done / total`` at most every ``PROGRESS_INTERVAL`` seconds, never lower than
+        what the job already shows (the engine's fraction only goes up; a retried attempt starts
+        again from 0 and stays at the earlier attempt's figure until it passes it)."""
         last = [0.0]
+        high = [0.0]
 
         def write(done: int, total: int) -> None:
             now = time.monotonic()
-            if now - last[0] < PROGRESS_INTERVAL or total <= 0:
+            if total <= 0:
+                return
+            fraction = min(0.99, max(high[0], done / total))
+            if now - last[0] < PROGRESS_INTERVAL or fraction <= high[0]:
                 return
             last[0] = now
+            high[0] = fraction
             with self.db.session() as s:
                 s.execute(
                     update(Explanation)
@@ -312,8 +350,9 @@ class JobRunner:
                         Explanation.id == job_id,
                         Explanation.status == RUNNING,
                         Explanation.attempts == attempt,
+                        Explanation.progress < fraction,
                     )
-                    .values(progress=min(0.99, done / total))
+                    .values(progress=fraction)
                     .execution_options(synchronize_session=False)
                 )
 

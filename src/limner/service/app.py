@@ -14,7 +14,9 @@ from limner import __version__
 from limner.errors import LimnerError
 from limner.service.deps import current_space
 from limner.service.errors import install_error_handlers
+from limner.service.guard import SCOPE_SPACE, KeyGuardMiddleware
 from limner.service.limits import BodyLimitMiddleware
+from limner.service.metrics import NO_SPACE
 from limner.service.routers import (
     deployments,
     explanations,
@@ -27,6 +29,7 @@ from limner.service.routers import (
 from limner.service.state import ServiceState
 from limner.service.ui import install as install_dashboard
 from limner.settings import Settings, get_settings
+from limner.store import SpaceRef
 
 if TYPE_CHECKING:
     from limner.service.grpc.server import GrpcServer
@@ -64,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         upload_paths={"/v1/deployments": settings.max_upload_bytes},
     )
+    app.add_middleware(KeyGuardMiddleware)  # runs before the body limit
     app.middleware("http")(_count_requests)
     for module in PROTECTED:
         app.include_router(module.router, dependencies=[Depends(current_space)])
@@ -99,6 +103,9 @@ async def _count_requests(
     state = getattr(request.app.state, "limner", None)
     if state is not None:
         route = getattr(request.scope.get("route"), "path", "unmatched")
-        state.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        state.metrics.latency.labels(route).observe(time.perf_counter() - started)
+        space = request.scope.get(SCOPE_SPACE)
+        space_id = space.id if isinstance(space, SpaceRef) else NO_SPACE
+        status = str(response.status_code)
+        state.metrics.requests.labels(space_id, request.method, route, status).inc()
+        state.metrics.latency.labels(space_id, route).observe(time.perf_counter() - started)
     return response

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from limner.errors import AuthenticationError, NotFoundError
+from limner.service.guard import SCOPE_SPACE, bearer_token
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, space_for_key
 from limner.store.lookup import Owned, find_in_space
@@ -29,18 +30,24 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 def space_for_authorization(state: ServiceState, header: str) -> SpaceRef:
     """The space of an ``Authorization`` value ``Bearer KEY`` (HTTP header or gRPC metadata);
     :class:`AuthenticationError` without a known key."""
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(header)
+    if token is None:
         raise AuthenticationError("an API key is needed: send 'Authorization: Bearer KEY'")
-    space = space_for_key(state.db, token.strip())
+    space = space_for_key(state.db, token)
     if space is None:
         raise AuthenticationError("the API key is not known")
     return space
 
 
 def current_space(request: Request, state: StateDep) -> SpaceRef:
-    """The space of the request's ``Authorization: Bearer KEY`` (401 without a known key)."""
-    space = space_for_authorization(state, request.headers.get("authorization", ""))
+    """The space of the request's ``Authorization: Bearer KEY`` (401 without a known key).
+
+    :class:`~limner.service.guard.KeyGuardMiddleware` checks the key before the body is read
+    and leaves the space in the scope; a request that did not pass it is checked here.
+    """
+    space = request.scope.get(SCOPE_SPACE)
+    if not isinstance(space, SpaceRef):
+        space = space_for_authorization(state, request.headers.get("authorization", ""))
     request.state.space = space
     return space
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from limner.service.errors import error_body
@@ -12,11 +13,20 @@ from limner.service.errors import error_body
 _DRAIN_FACTOR = 4
 
 
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once a streamed body passes its limit (answered as 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over the limit of {_mb(limit)} MB")
+
+
 class BodyLimitMiddleware:
     """Answer 413 (JSON) to any request whose body exceeds ``max_bytes``.
 
-    The body is read here, up to the limit, and replayed to the app, so a client that lies about
-    ``Content-Length`` or streams without one is stopped as well.
+    A declared ``Content-Length`` over the limit is refused before anything is read; otherwise
+    the bytes are counted as the app reads them, and the read that passes the limit raises
+    :class:`BodyTooLarge`, so a client that lies about ``Content-Length`` or streams a chunked
+    body is stopped at the limit without the body being held here.
     """
 
     def __init__(
@@ -36,23 +46,20 @@ class BodyLimitMiddleware:
             await self._drain(receive, int(declared), limit)
             await self._reject(send, limit, scope["path"])
             return
-        chunks: list[bytes] = []
         total = 0
-        while True:
+
+        async def counted() -> Message:
+            nonlocal total
             message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            total += len(body)
-            if total > limit:
-                if message.get("more_body"):
-                    await self._drain(receive, total, limit)
-                await self._reject(send, limit, scope["path"])
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+            if message["type"] == "http.request":
+                total += len(message.get("body", b""))
+                if total > limit:
+                    if message.get("more_body"):
+                        await self._drain(receive, total, limit)
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted, send)
 
     async def _drain(self, receive: Receive, size_hint: int, limit: int) -> None:
         # Read what the client sends (up to a bound) so it sees the answer, not a reset.
@@ -68,7 +75,7 @@ class BodyLimitMiddleware:
                 return
 
     async def _reject(self, send: Send, limit: int, path: str) -> None:
-        message = f"the request body is over the limit of {limit / (1024 * 1024):g} MB"
+        message = f"the request body is over the limit of {_mb(limit)} MB"
         body = json.dumps(error_body(path, "payload_too_large", message)).encode()
         await send(
             {
@@ -84,14 +91,5 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
+def _mb(limit: int) -> str:
+    return f"{limit / (1024 * 1024):g}"

@@ -118,6 +118,9 @@ class ExplainabilitySettings(Strict):
     enabled: bool = True
     method: Method = "kernelshap"
     samples: int | None = Field(default=None, ge=8, le=20000)
+    max_samples: int | None = Field(default=None, ge=8, le=20000)
+    confidence: float | None = Field(default=None, ge=0.5, lt=1.0)
+    settle_top: int | None = Field(default=None, ge=1, le=50)
     segmentation: Segmentation = "slic"
     segments: int | None = Field(default=None, ge=2, le=1000)
     baseline: Baseline = "blur"
@@ -234,6 +237,9 @@ class ExplanationCreate(Strict):
     seed: int | None = Field(default=None, ge=0)
     method: Method | None = None
     samples: int | None = Field(default=None, ge=8, le=20000)
+    max_samples: int | None = Field(default=None, ge=8, le=20000)
+    confidence: float | None = Field(default=None, ge=0.5, lt=1.0)
+    settle_top: int | None = Field(default=None, ge=1, le=50)
     segmentation: Segmentation | None = None
     segments: int | None = Field(default=None, ge=2, le=1000)
     baseline: Baseline | None = None

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
 
 from limner.jobs import JobRunner, ModelProvider, make_executor
+from limner.service.guard import FailedKeyLimiter
 from limner.service.loads import ModelLoads
-from limner.service.metrics import Metrics
+from limner.service.metrics import Metrics, serve_operator_metrics
 from limner.settings import Settings
 from limner.store import Database, open_blob_store
 from limner.store.blobs import BlobStore
+from limner.store.private import private_dir
+from limner.store.tables import Explanation
 
 
 @dataclass
@@ -23,11 +29,13 @@ class ServiceState:
     runner: JobRunner
     metrics: Metrics
     loads: ModelLoads
+    key_limiter: FailedKeyLimiter
+    metrics_server: Any = None
 
     @classmethod
     def open(cls, settings: Settings) -> ServiceState:
         """Open the database (migrating it), the blob store, and start the job runner."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         db = Database(settings.resolved_database_url())
         db.migrate()
         blobs = open_blob_store(settings.resolved_blob_url())
@@ -39,18 +47,33 @@ class ServiceState:
             models,
             make_executor(settings.executor, settings.workers, settings),
             max_pixels=settings.max_pixels,
-            on_done=metrics.explanation_done,
+            on_done=lambda job_id, seconds: metrics.explanation_done(
+                _space_of(db, job_id), seconds
+            ),
             replica_id=settings.resolved_replica_id(),
             lease_seconds=settings.lease_seconds,
             poll_seconds=settings.poll_seconds,
+            fair_share=max(1, settings.workers // 2),
         )
         runner.resume()
         loads = ModelLoads(max_concurrent=settings.model_loads, timeout=settings.model_load_timeout)
-        return cls(settings, db, blobs, models, runner, metrics, loads)
+        server = None
+        if settings.metrics_port is not None:
+            server = serve_operator_metrics(metrics, settings.metrics_host, settings.metrics_port)
+        limiter = FailedKeyLimiter(settings.max_failed_keys, settings.failed_key_window_seconds)
+        return cls(settings, db, blobs, models, runner, metrics, loads, limiter, server)
 
     def close(self) -> None:
         """Stop the jobs, unload the models, close the database."""
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         self.loads.close()
         self.runner.close()
         self.models.registry.close()
         self.db.close()
+
+
+def _space_of(db: Database, job_id: str) -> str:
+    with db.session() as s:
+        return s.scalar(select(Explanation.space_id).where(Explanation.id == job_id)) or ""

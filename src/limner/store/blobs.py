@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from limner.errors import NotFoundError
+from limner.store.private import private_dir
 
 
 class BlobStore(Protocol):
@@ -37,8 +38,7 @@ class LocalBlobStore:
     """Blobs as files ``<root>/<2 hex>/<64 hex>``, written atomically."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(root)
 
     def _path(self, key: str) -> Path:
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
@@ -51,7 +51,8 @@ class LocalBlobStore:
         path = self._path(key)
         if path.exists():
             return key
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.exists():
+            private_dir(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:

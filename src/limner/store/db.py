@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -14,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from limner.errors import InvalidInputError
+from limner.store.private import FILE_MODE, private_dir, private_file
 
 
 def make_engine(url: str) -> Engine:
@@ -24,13 +26,24 @@ def make_engine(url: str) -> Engine:
         raise InvalidInputError(f"database URL {url!r} cannot be read") from exc
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(parsed.database))
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 60}, pool_size=20
         )
         _sqlite_pragmas(engine)
         return engine
     return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (its WAL and SHM files take the
+    database's mode), and tighten the modes of an existing one."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    for suffix in ("", "-wal", "-shm"):
+        private_file(f"{path}{suffix}")
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

@@ -15,10 +15,26 @@ Owned = TypeVar("Owned", Deployment, Subscription, Transaction, Explanation)
 def find_in_space(db: Database, table: type[Owned], row_id: str, space_id: str) -> Owned | None:
     """The row ``row_id`` of ``table`` if it belongs to ``space_id``; None otherwise.
 
-    Callers answer both cases (no such id, another space's id) the same way: not found.
+    Transactions are named by their ``scoring_id`` (unique within a space only; their ``id`` is
+    internal); every other table by its ``id``. Callers answer both cases (no such id, another
+    space's id) the same way: not found.
     """
+    key = Transaction.scoring_id if table is Transaction else table.id
     with db.session() as s:
-        return s.scalar(select(table).where(table.id == row_id, table.space_id == space_id))
+        return s.scalar(select(table).where(key == row_id, table.space_id == space_id))
+
+
+def scoring_ids(db: Database, transaction_ids: list[str]) -> dict[str, str]:
+    """The ``scoring_id`` of each internal transaction id."""
+    if not transaction_ids:
+        return {}
+    with db.session() as s:
+        rows = s.execute(
+            select(Transaction.id, Transaction.scoring_id).where(
+                Transaction.id.in_(set(transaction_ids))
+            )
+        )
+        return {tid: sid for tid, sid in rows}
 
 
 def list_in_space(db: Database, table: type[Owned], space_id: str) -> list[Owned]:

@@ -15,14 +15,22 @@ EXPLAINERS: dict[str, type[Explainer]] = {
 METHODS = tuple(EXPLAINERS)
 
 
-def make_explainer(method: str, *, samples: int | None, seed: int) -> Explainer:
-    """The explainer for ``method``, with a clear error for unknown names."""
+def make_explainer(
+    method: str, *, samples: int | None, seed: int, max_samples: int | None = None
+) -> Explainer:
+    """The explainer for ``method``, with a clear error for unknown names.
+
+    ``max_samples`` bounds the adaptive default (KernelSHAP without ``samples``); the other
+    methods use their fixed default budget when ``samples`` is not given.
+    """
     try:
         cls = EXPLAINERS[method]
     except KeyError:
         raise InvalidInputError(
             f"unknown method {method!r}; choose one of {', '.join(METHODS)}"
         ) from None
+    if cls is KernelShapExplainer:
+        return KernelShapExplainer(samples=samples, seed=seed, max_samples=max_samples)
     return cls(samples=samples, seed=seed)
 
 

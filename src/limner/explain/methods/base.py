@@ -44,6 +44,17 @@ class Estimate:
     intercept: float
     fit_r2: float
     used_features: int
+    #: (M, M) covariance of the weights under the method's model of its estimator (zeros when
+    #: the weights are exact), and the degrees of freedom of the intervals (inf: normal).
+    cov: np.ndarray | None = None
+    dof: float = float("inf")
+
+    @property
+    def stderr(self) -> np.ndarray:
+        """Standard error of each weight."""
+        if self.cov is None:
+            return np.zeros(len(self.weights))
+        return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
 
 
 class Explainer(ABC):
@@ -59,6 +70,25 @@ class Explainer(ABC):
     def params(self) -> dict[str, int]:
         """The settings this explainer was made with."""
         return {"samples": self.samples, "seed": self.seed}
+
+    def adaptive(self) -> bool:
+        """Whether this explainer can add samples in rounds (``extend``)."""
+        return False
+
+    def extend(
+        self,
+        design: Design,
+        focus: list[tuple[np.ndarray, list[np.ndarray]]],
+        rng: np.random.Generator,
+        rows: int,
+    ) -> Design:
+        """``design`` with about ``rows`` more rows, spent where ``focus`` is uncertain.
+
+        ``focus`` holds, per class whose ranking is not settled, its answers so far and the
+        contrasts (vectors over regions) that are not yet significant. The new rows come after
+        the old ones, so the answers already computed stay valid.
+        """
+        raise NotImplementedError(f"{self.name} does not sample in rounds")
 
     @abstractmethod
     def design(self, perturber: Perturber, rng: np.random.Generator) -> Design:

@@ -2,16 +2,26 @@
 constraint (weights + intercept = the model's probability on the whole image).
 
 When the budget covers every coalition (2^M ≤ samples) the Shapley values are computed exactly.
-Otherwise coalition sizes are enumerated from the outside in while the budget allows (sizes 1 and
-M-1 first, where the kernel puts most of its mass), and the rest is sampled in complementary
-pairs; this is what makes a few hundred evaluations enough for a few dozen regions.
+Otherwise coalitions are grouped by size into strata (size s together with its complement size
+M − s). Strata are enumerated from the outside in while the budget allows (sizes 1 and M − 1
+first, where the kernel puts most of its mass); the rest is importance-sampled in complementary
+pairs: a stratum with probability q(k), then a coalition of that size uniformly, the pair
+weighted by the stratum's kernel mass over q(k).
+
+The weights' covariance is the weighted regression's sandwich over the sampled pairs: each pair
+is one independent draw, its influence on the solution is A⁻¹ xᵢeᵢ summed over its two rows, and
+the spread of those influences within each round gives the variance; enumerated coalitions add
+none. Without ``samples`` the explainer is adaptive: the engine asks for rounds (``extend``)
+until the top regions are settled, and each round shifts q(k) towards the strata whose pairs
+move the unsettled comparisons most (half of q stays proportional to the kernel, so every
+stratum keeps being sampled and the importance weights stay bounded).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,23 +30,108 @@ from limner.explain.perturb import Perturber
 
 #: Largest region count for which exact enumeration is considered.
 MAX_EXACT_REGIONS = 14
+#: Budget of the adaptive default when the user names none (``max_samples``).
+DEFAULT_MAX_SAMPLES = 256
+
+
+@dataclass
+class _ShapDesign(Design):
+    """Ends, enumerated coalitions, then sampled pairs (rows ``S``, ``M∖S`` of each draw)."""
+
+    exact: bool = False
+    enum_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: sampled strata: k (size of the smaller side), units N_k and kernel mass per unit row
+    strata: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mass: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    draw_stratum: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    draw_q: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    draw_round: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    seen: set[bytes] = field(default_factory=set)
+
+    @property
+    def n_enum(self) -> int:
+        """Enumerated rows (after the two ends)."""
+        return len(self.enum_weights)
+
+    def row_weights(self) -> np.ndarray:
+        """Kernel weights of rows 2.. (enumerated ones fixed, sampled ones importance-weighted)."""
+        d = len(self.draw_stratum)
+        if d == 0:
+            return self.enum_weights.copy()
+        per_draw = self.mass[self.draw_stratum] / (self.draw_q * d)
+        return np.concatenate([self.enum_weights, np.repeat(per_draw, 2)])
 
 
 class KernelShapExplainer(Explainer):
-    """KernelSHAP with ``samples`` model evaluations (the empty and whole image included)."""
+    """KernelSHAP: ``samples`` evaluations (ends included), or adaptive up to ``max_samples``."""
 
     name = "kernelshap"
     default_samples = 256
 
+    def __init__(
+        self, *, samples: int | None = None, seed: int = 0, max_samples: int | None = None
+    ) -> None:
+        super().__init__(samples=samples, seed=seed)
+        self._adaptive = samples is None
+        if self._adaptive:
+            self.samples = int(max_samples) if max_samples is not None else DEFAULT_MAX_SAMPLES
+
+    def adaptive(self) -> bool:
+        """Without a fixed ``samples`` budget the explainer samples in rounds."""
+        return self._adaptive
+
+    def first_round(self, m: int) -> int:
+        """Rows of the first round: the ends, sizes 1 and M−1, and as many sampled pairs."""
+        if not self._adaptive:
+            return self.samples
+        return min(self.samples, 2 + 2 * m + 2 * max(8, m // 2))
+
+    def round_rows(self, m: int) -> int:
+        """Rows added by each later round."""
+        return max(16, m)
+
     def design(self, perturber: Perturber, rng: np.random.Generator) -> Design:
-        """Exact enumeration when affordable, else enumerated sizes plus paired samples."""
+        """Exact enumeration when affordable, else enumerated strata plus sampled pairs."""
         m = perturber.count
-        if m <= MAX_EXACT_REGIONS and 2**m <= self.samples:
+        if m <= MAX_EXACT_REGIONS and 2**m <= self.first_round(m):
             bits = np.arange(2**m)[:, None] >> np.arange(m)[None, :] & 1
-            return _ShapDesign(z=bits.astype(np.float32), weights=None, exact=True)
-        z, w = _sample_coalitions(m, max(self.samples - 2, 2 * m), rng)
-        ends = np.stack([np.zeros(m, np.float32), np.ones(m, np.float32)])
-        return _ShapDesign(z=np.vstack([ends, z]), weights=w, exact=False)
+            return _ShapDesign(z=bits.astype(np.float32), exact=True)
+        budget = max(self.first_round(m) - 2, 2 * m)
+        reserve = 2 * max(8, m // 2) if self._adaptive else 0
+        design = _enumerate(m, budget, reserve)
+        if len(design.strata):
+            _draw(design, rng, budget - design.n_enum, _kernel_q(design), 0)
+        return design
+
+    def extend(
+        self,
+        design: Design,
+        focus: list[tuple[np.ndarray, list[np.ndarray]]],
+        rng: np.random.Generator,
+        rows: int,
+    ) -> Design:
+        """More sampled pairs, half of them drawn towards the unsettled comparisons."""
+        if not isinstance(design, _ShapDesign) or design.exact or not len(design.strata):
+            return design
+        q = _kernel_q(design)
+        spread = np.zeros(len(design.strata))
+        for y, contrasts in focus:
+            fit = _fit(design, y.astype(np.float64))
+            if fit.influence is None or not contrasts:
+                continue
+            c = np.stack(contrasts) @ fit.to_phi  # (q, M-1)
+            moved = (fit.influence @ fit.a_inv @ c.T) ** 2  # (D, q)
+            per_draw = moved.sum(axis=1)
+            for j in range(len(design.strata)):
+                sel = design.draw_stratum == j
+                if sel.any():
+                    # what a pair of stratum j adds to the variance, at q(j) = 1
+                    spread[j] += float(np.mean(per_draw[sel] * design.draw_q[sel] ** 2))
+        if spread.sum() > 0:
+            focused = np.sqrt(spread)
+            q = 0.5 * q + 0.5 * focused / focused.sum()
+        _draw(design, rng, rows, q, int(design.draw_round.max(initial=0)) + 1)
+        return design
 
     def estimate(self, design: Design, y: np.ndarray) -> Estimate:
         """Exact Shapley values, or the constrained weighted least-squares solution."""
@@ -45,27 +140,82 @@ class KernelShapExplainer(Explainer):
         y = y.astype(np.float64)
         if design.exact:
             return _exact_shapley(design.z, y)
-        f0, f1 = float(y[0]), float(y[1])
+        fit = _fit(design, y)
+        m = design.z.shape[1]
+        cov = np.zeros((m, m))
+        if fit.influence is not None and len(fit.influence) >= 2:
+            v = _draw_variance(design, fit)
+            cov = fit.to_phi @ fit.a_inv @ v @ fit.a_inv @ fit.to_phi.T
+            cov = (cov + cov.T) / 2.0
+        dof = max(len(design.draw_stratum) - 1, 1)
         z = design.z[2:].astype(np.float64)
-        yy = y[2:] - f0
-        w = design.weights if design.weights is not None else np.ones(len(yy))
-        total = f1 - f0
-        # eliminate the last weight with the efficiency constraint sum(phi) = f1 - f0
-        x = z[:, :-1] - z[:, -1:]
-        t = yy - z[:, -1] * total
-        sw = np.sqrt(w)
-        phi_head, *_ = np.linalg.lstsq(x * sw[:, None], t * sw, rcond=None)
-        phi = np.append(phi_head, total - phi_head.sum())
-        r2 = weighted_r2(yy, z @ phi, w)
-        return Estimate(weights=phi, intercept=f0, fit_r2=r2, used_features=len(phi))
+        r2 = weighted_r2(y[2:] - y[0], z @ fit.phi, design.row_weights())
+        return Estimate(
+            weights=fit.phi,
+            intercept=float(y[0]),
+            fit_r2=r2,
+            used_features=m,
+            cov=cov,
+            dof=float(dof),
+        )
 
 
 @dataclass
-class _ShapDesign(Design):
-    """Coalitions with their Shapley-kernel weights (``exact``: every coalition, in bit order)."""
+class _Fit:
+    phi: np.ndarray  # (M,)
+    a_inv: np.ndarray  # (M-1, M-1)
+    to_phi: np.ndarray  # (M, M-1): phi = to_phi @ head + const
+    influence: np.ndarray | None  # (D, M-1): each draw's mass/q · Σ x e over its pair
+    pair_x: np.ndarray | None = None  # (D, 2, M-1): each draw's two rows
+    resid: np.ndarray | None = None  # (2D,): the sampled rows' residuals
 
-    weights: np.ndarray | None = None
-    exact: bool = False
+
+def _fit(design: _ShapDesign, y: np.ndarray) -> _Fit:
+    """Constrained WLS: the last weight is eliminated by sum(phi) = f(all) − f(none)."""
+    f0, f1 = float(y[0]), float(y[1])
+    z = design.z[2:].astype(np.float64)
+    yy = y[2:] - f0
+    w = design.row_weights()
+    total = f1 - f0
+    x = z[:, :-1] - z[:, -1:]
+    t = yy - z[:, -1] * total
+    a = (x * w[:, None]).T @ x
+    a_inv = np.linalg.pinv(a, hermitian=True)
+    head = a_inv @ (x.T @ (w * t))
+    phi = np.append(head, total - head.sum())
+    m = z.shape[1]
+    to_phi = np.vstack([np.eye(m - 1), -np.ones((1, m - 1))])
+    d = len(design.draw_stratum)
+    influence = pair_x = e = None
+    if d:
+        ne = design.n_enum
+        e = t[ne:] - x[ne:] @ head
+        xe = x[ne:] * e[:, None]
+        pair = xe[0::2] + xe[1::2]
+        influence = pair * (design.mass[design.draw_stratum] / design.draw_q)[:, None]
+        pair_x = x[ne:].reshape(d, 2, -1)
+    return _Fit(phi=phi, a_inv=a_inv, to_phi=to_phi, influence=influence, pair_x=pair_x, resid=e)
+
+
+def _draw_variance(design: _ShapDesign, fit: _Fit) -> np.ndarray:
+    """Variance of the sampled part of XᵀWe: the draws' own spread, shrunk towards a
+    homoscedastic model of it while the draws are few.
+
+    The draws are independent; rounds differ in q, so pooling them around one mean is
+    conservative. With fewer draws than parameters that spread is rank-deficient (some
+    contrasts would look certain), so it is averaged with the variance the same draws would
+    have if every sampled row's residual had the pooled variance s², weighted D : 2(M−1).
+    """
+    g = fit.influence
+    assert g is not None and fit.pair_x is not None and fit.resid is not None
+    d, p = g.shape
+    c = g - g.mean(axis=0)
+    spread = c.T @ c / (d * (d - 1))
+    scale = design.mass[design.draw_stratum] / design.draw_q  # (D,)
+    s2 = float(np.mean(fit.resid**2))
+    xx = np.einsum("d,drp,drq->pq", scale**2, fit.pair_x, fit.pair_x)
+    model = s2 * xx / d**2
+    return (d * spread + 2 * p * model) / (d + 2 * p)
 
 
 def _exact_shapley(z: np.ndarray, y: np.ndarray) -> Estimate:
@@ -79,66 +229,88 @@ def _exact_shapley(z: np.ndarray, y: np.ndarray) -> Estimate:
         without = idx[(idx >> i & 1) == 0]
         phi[i] = float(np.sum(kernel[size[without]] * (y[without | (1 << i)] - y[without])))
     return Estimate(
-        weights=phi, intercept=float(y[0]), fit_r2=weighted_r2(y, y[0] + z @ phi), used_features=m
+        weights=phi,
+        intercept=float(y[0]),
+        fit_r2=weighted_r2(y, y[0] + z @ phi),
+        used_features=m,
+        cov=np.zeros((m, m)),
     )
 
 
-def _sample_coalitions(
-    m: int, budget: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Coalitions (rows of 0/1) and their kernel weights, enumerated then paired-sampled."""
-    n_sizes = math.ceil((m - 1) / 2)
-    n_paired = (m - 1) // 2
-    size_w = np.array([(m - 1) / (s * (m - s)) for s in range(1, n_sizes + 1)])
-    size_w[:n_paired] *= 2
-    size_w /= size_w.sum()
-    rows: list[np.ndarray] = []
+def _enumerate(m: int, budget: int, reserve: int) -> _ShapDesign:
+    """The ends and every coalition of the outer strata the budget affords; the rest to sample.
+
+    A stratum is enumerated when the budget, shared in proportion to the kernel mass, would
+    give it at least one draw per coalition (sizes 1 and M−1 also whenever ``reserve`` rows
+    still remain for sampling after them).
+    """
+    n_strata = m // 2
+    units = np.array(
+        [math.comb(m, k) // (2 if 2 * k == m else 1) for k in range(1, n_strata + 1)], np.int64
+    )
+    row_w = np.array([(m - 1) / (math.comb(m, k) * k * (m - k)) for k in range(1, n_strata + 1)])
+    mass = units * row_w
+    share = mass / mass.sum()
+    rows: list[np.ndarray] = [np.zeros(m, np.float32), np.ones(m, np.float32)]
     weights: list[float] = []
     left = budget
-    remaining = size_w.copy()
-    n_full = 0
-    for s in range(1, n_sizes + 1):
-        paired = s <= n_paired
-        count = math.comb(m, s) * (2 if paired else 1)
-        if left * remaining[s - 1] / count < 1.0 - 1e-8:
+    k = 0
+    while k < n_strata:
+        count = 2 * int(units[k])
+        if left * share[k] < count - 1e-8 and not (k == 0 and left - count >= reserve > 0):
             break
-        n_full += 1
         left -= count
-        if remaining[s - 1] < 1.0:
-            remaining /= 1.0 - remaining[s - 1]
-        w = size_w[s - 1] / math.comb(m, s) / (2.0 if paired else 1.0)
-        for inds in itertools.combinations(range(m), s):
+        for inds in itertools.combinations(range(m), k + 1):
             row = np.zeros(m, np.float32)
             row[list(inds)] = 1.0
-            rows.append(row)
-            weights.append(w)
-            if paired:
-                rows.append(1.0 - row)
-                weights.append(w)
-    if n_full < n_sizes and left >= 2:
-        sizes = np.arange(n_full + 1, n_sizes + 1)
-        kernel_mass = size_w[n_full:]  # mass of each remaining size (pair)
-        rows_per_draw = np.where(sizes <= n_paired, 2.0, 1.0)
-        # proportional to the kernel, so that every drawn row carries the same weight
-        p_draw = kernel_mass / rows_per_draw
-        p_draw = p_draw / p_draw.sum()
-        counts: dict[bytes, list] = {}
-        draws = 0
-        # draw until the budget holds that many distinct coalitions (repeats add weight)
-        while len(counts) < left - 1 and draws < 20 * left:
-            k = int(rng.choice(len(sizes), p=p_draw))
-            size = int(sizes[k])
-            row = np.zeros(m, np.float32)
-            row[rng.permutation(m)[:size]] = 1.0
-            for r in (row, 1.0 - row) if size <= n_paired else (row,):
-                key = r.tobytes()
-                if key in counts:
-                    counts[key][1] += 1.0
-                else:
-                    counts[key] = [r, 1.0, k]
-            draws += 1
-        # importance weights: kernel mass over the chance of drawing the row
-        for r, c, k in counts.values():
-            rows.append(r)
-            weights.append(c * kernel_mass[k] / (p_draw[k] * rows_per_draw[k] * draws))
-    return np.asarray(rows, np.float32).reshape(-1, m), np.asarray(weights, np.float64)
+            if 2 * (k + 1) == m and row[0] == 0:
+                continue  # the middle stratum: each pair once, from the side holding region 0
+            rows.extend([row, 1.0 - row])
+            weights.extend([row_w[k], row_w[k]])
+        if k + 1 < n_strata:
+            share = share.copy()
+            share[k + 1 :] /= share[k + 1 :].sum()
+        k += 1
+    z = np.asarray(rows, np.float32)
+    return _ShapDesign(
+        z=z,
+        exact=False,
+        enum_weights=np.asarray(weights, np.float64),
+        strata=np.arange(k + 1, n_strata + 1, dtype=np.int64),
+        mass=mass[k:],
+        seen={r.tobytes() for r in z},
+    )
+
+
+def _kernel_q(design: _ShapDesign) -> np.ndarray:
+    return design.mass / design.mass.sum()
+
+
+def _draw(
+    design: _ShapDesign, rng: np.random.Generator, rows: int, q: np.ndarray, round_no: int
+) -> None:
+    """Append pairs drawn from ``q`` until about ``rows`` new distinct rows are in the design."""
+    m = design.z.shape[1]
+    new_rows: list[np.ndarray] = []
+    strata: list[int] = []
+    fresh = 0
+    draws = 0
+    first = len(design.draw_stratum) == 0
+    # each pair adds at most two new rows: stop before the budget would be passed
+    while (fresh < rows - 1 or (first and draws < 2)) and draws < 20 * max(rows, 2):
+        j = int(rng.choice(len(q), p=q))
+        row = np.zeros(m, np.float32)
+        row[rng.permutation(m)[: int(design.strata[j])]] = 1.0
+        for r in (row, 1.0 - row):
+            key = r.tobytes()
+            if key not in design.seen:
+                design.seen.add(key)
+                fresh += 1
+        new_rows.extend([row, 1.0 - row])
+        strata.append(j)
+        draws += 1
+    design.z = np.vstack([design.z, np.asarray(new_rows, np.float32)])
+    idx = np.asarray(strata, np.int64)
+    design.draw_stratum = np.concatenate([design.draw_stratum, idx])
+    design.draw_q = np.concatenate([design.draw_q, q[idx]])
+    design.draw_round = np.concatenate([design.draw_round, np.full(len(idx), round_no, np.int64)])

@@ -7,10 +7,14 @@ import numpy as np
 
 from limner.explain.methods.base import Design, Estimate, Explainer, weighted_r2, weighted_ridge
 from limner.explain.perturb import Perturber
+from limner.explain.uncertainty import ridge_posterior
 
 
 class LimeExplainer(Explainer):
-    """LIME: ``samples`` uniform random on/off masks, kernel width 0.25, ridge alpha 1."""
+    """LIME: ``samples`` uniform random on/off masks, kernel width 0.25, ridge alpha 1.
+
+    The weights' uncertainty is the posterior of the same ridge fit read as a Bayesian linear
+    model (BayesLIME): ``uncertainty.ridge_posterior``."""
 
     name = "lime"
     default_samples = 1000
@@ -32,6 +36,15 @@ class LimeExplainer(Explainer):
         cos = z.sum(axis=1) / (np.maximum(norms, 1e-12) * np.sqrt(z.shape[1]))
         d = np.where(norms > 0, 1.0 - cos, 1.0)
         w = np.sqrt(np.exp(-(d**2) / self.kernel_width**2))
-        coef, intercept = weighted_ridge(z, y.astype(np.float64), w, self.alpha)
-        r2 = weighted_r2(y, z @ coef + intercept, w)
-        return Estimate(weights=coef, intercept=intercept, fit_r2=r2, used_features=z.shape[1])
+        yy = y.astype(np.float64)
+        coef, intercept = weighted_ridge(z, yy, w, self.alpha)
+        r2 = weighted_r2(yy, z @ coef + intercept, w)
+        cov, dof = ridge_posterior(z, yy, w, self.alpha, coef, intercept)
+        return Estimate(
+            weights=coef,
+            intercept=intercept,
+            fit_r2=r2,
+            used_features=z.shape[1],
+            cov=cov,
+            dof=dof,
+        )

@@ -13,6 +13,7 @@ import numpy as np
 
 from limner.explain.methods.base import Design, Estimate, Explainer, weighted_r2, weighted_ridge
 from limner.explain.perturb import Perturber
+from limner.explain.uncertainty import ridge_posterior
 
 
 @dataclass
@@ -61,9 +62,20 @@ class RiseExplainer(Explainer):
         """Ridge regression of the answers on the region coverages."""
         z = design.z.astype(np.float64)
         ones = np.ones(len(y))
-        coef, intercept = weighted_ridge(z, y.astype(np.float64), ones, self.alpha * len(y))
-        r2 = weighted_r2(y, z @ coef + intercept)
-        return Estimate(weights=coef, intercept=intercept, fit_r2=r2, used_features=z.shape[1])
+        yy = y.astype(np.float64)
+        alpha = self.alpha * len(y)
+        coef, intercept = weighted_ridge(z, yy, ones, alpha)
+        r2 = weighted_r2(yy, z @ coef + intercept)
+        # the ridge fit as a Bayesian linear model, as for LIME
+        cov, dof = ridge_posterior(z, yy, ones, alpha, coef, intercept)
+        return Estimate(
+            weights=coef,
+            intercept=intercept,
+            fit_r2=r2,
+            used_features=z.shape[1],
+            cov=cov,
+            dof=dof,
+        )
 
 
 def _interp(n_out: int, n_in: int, scale: int) -> np.ndarray:

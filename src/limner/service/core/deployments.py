@@ -35,6 +35,7 @@ from limner.net import UrlPolicy
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
 from limner.store.lookup import list_in_space
+from limner.store.private import private_dir, private_tree
 from limner.store.tables import Deployment
 
 #: Most members a model archive may hold.
@@ -130,8 +131,9 @@ async def create_from_upload(
     limits = _Limits(state.settings.max_unpacked_bytes, room)
 
     def unpack_check_load() -> tuple[Path, int, Model]:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)
         spec = _unpack(folder, filename, data, metadata, limits)
+        private_tree(folder)
         size = _disk_size(folder)
         limits.check(size)
         if not space.is_admin:

@@ -8,19 +8,31 @@ from sqlalchemy import select
 
 from limner.errors import ConflictError, InvalidInputError
 from limner.jobs import QUEUED
+from limner.service.core.quotas import check_explanation_settings, check_jobs_in_flight
 from limner.service.schemas import ExplanationCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
+from limner.store.lookup import find_in_space
 from limner.store.tables import Explanation, Subscription, Transaction
 
 #: Settings of the subscription that a request may override.
-_OVERRIDABLE = ("method", "samples", "segmentation", "segments", "baseline")
+_OVERRIDABLE = (
+    "method",
+    "samples",
+    "max_samples",
+    "confidence",
+    "settle_top",
+    "segmentation",
+    "segments",
+    "baseline",
+)
 
 
 def request_explanation(
     state: ServiceState, space: SpaceRef, tx: Transaction, body: ExplanationCreate
 ) -> Explanation:
-    """Queue an explanation of ``tx`` (409 while the subscription's explainability is off)."""
+    """Queue an explanation of ``tx`` (409 while the subscription's explainability is off, 422
+    beyond the sample and segment limits, 429 while the space has too many jobs in flight)."""
     with state.db.session() as s:
         sub = s.get(Subscription, tx.subscription_id)
     if sub is None or not sub.explainability.get("enabled"):
@@ -38,6 +50,8 @@ def request_explanation(
         settings["top_k"] = body.top_k
     if body.seed is not None:
         settings["seed"] = body.seed
+    settings = check_explanation_settings(settings, state.settings)
+    check_jobs_in_flight(state.db, space.id, state.settings)
     job = Explanation(
         id=new_id(),
         space_id=space.id,
@@ -74,7 +88,10 @@ def list_explanations(
     """The space's explanations (of one transaction when ``scoring_id`` is given), newest first."""
     where = [Explanation.space_id == space.id]
     if scoring_id is not None:
-        where.append(Explanation.transaction_id == scoring_id)
+        tx = find_in_space(state.db, Transaction, scoring_id, space.id)
+        if tx is None:
+            return []
+        where.append(Explanation.transaction_id == tx.id)
     with state.db.session() as s:
         return list(
             s.scalars(select(Explanation).where(*where).order_by(Explanation.created_at.desc()))

@@ -14,7 +14,13 @@ import numpy as np
 from limner.errors import InvalidInputError
 from limner.protocol import TensorSpec, TensorValue
 from limner.service.core.deployments import find_deployment
-from limner.service.core.scoring import check_count, decode_files, from_pixels, score
+from limner.service.core.scoring import (
+    check_count,
+    check_request_pixels,
+    decode_files,
+    from_pixels,
+    score,
+)
 from limner.service.state import ServiceState
 from limner.store import SpaceRef
 from limner.store.tables import Deployment
@@ -90,9 +96,9 @@ def infer(
                 f"unknown outputs {sorted(unknown)}; this model has {', '.join(OUTPUT_NAMES)}"
             )
     tensor = _image_input(inputs)
-    max_pixels = state.settings.max_pixels
+    settings = state.settings
     if tensor.datatype == "BYTES":
-        items = decode_files(list(tensor.decode()), max_pixels)
+        items = decode_files(list(tensor.decode()), settings)
     elif tensor.datatype != "UINT8":
         raise InvalidInputError(
             f"input {tensor.name!r} is {tensor.datatype}; send UINT8 [N, H, W, 3] pixels or "
@@ -104,9 +110,11 @@ def infer(
         )
     else:
         check_count(tensor.shape[0])  # before decoding: N empty images cost nothing to send
+        n, h, w = (int(x) for x in tensor.shape[:3])
+        check_request_pixels([n * h * w], settings)
         pixels = tensor.decode()
         assert isinstance(pixels, np.ndarray)
-        items = from_pixels(list(pixels), max_pixels)
+        items = from_pixels(list(pixels), settings)
     scores = score(state, dep, items, log=log)
     labels = list(dep.model_metadata["labels"])
     probs = scores.probabilities.astype(np.float32)

@@ -9,9 +9,10 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from limner.errors import ConflictError, InvalidInputError
-from limner.imaging import decode_image, encode_png, resize
+from limner.errors import ConflictError, InvalidInputError, PayloadTooLargeError
+from limner.imaging import decode_image, encode_png, header_pixels, resize
 from limner.service.state import ServiceState
+from limner.settings import Settings
 from limner.store import SpaceRef, new_id
 from limner.store.tables import Deployment, Subscription, Transaction, utcnow
 
@@ -35,13 +36,15 @@ class Scores:
     scoring_ids: list[str | None]
 
 
-def decode_files(files: list[bytes], max_pixels: int) -> list[ImageItem]:
-    """Decode uploaded or base64 image files (400 for unreadable ones, 413 for bombs)."""
+def decode_files(files: list[bytes], settings: Settings) -> list[ImageItem]:
+    """Decode uploaded or base64 image files (400 for unreadable ones, 413 for bombs and for
+    requests over the pixel budget, checked on the headers before anything is decoded)."""
     check_count(len(files))
-    return [ImageItem(decode_image(data, max_pixels=max_pixels), data) for data in files]
+    check_request_pixels([header_pixels(data) for data in files], settings)
+    return [ImageItem(decode_image(data, max_pixels=settings.max_pixels), data) for data in files]
 
 
-def from_pixels(images: list[np.ndarray] | np.ndarray, max_pixels: int) -> list[ImageItem]:
+def from_pixels(images: list[np.ndarray] | np.ndarray, settings: Settings) -> list[ImageItem]:
     """Images from uint8 ``[H,W,3]`` arrays (or one ``[N,H,W,3]`` array)."""
     for im in images:
         if im.ndim != 3 or im.shape[2] != 3:
@@ -49,9 +52,21 @@ def from_pixels(images: list[np.ndarray] | np.ndarray, max_pixels: int) -> list[
                 f"an image must have shape [H, W, 3] (RGB), got {list(im.shape)}"
             )
     check_count(len(images))
+    check_request_pixels([int(im.shape[0]) * int(im.shape[1]) for im in images], settings)
     return [
-        ImageItem(decode_image(np.ascontiguousarray(im), max_pixels=max_pixels)) for im in images
+        ImageItem(decode_image(np.ascontiguousarray(im), max_pixels=settings.max_pixels))
+        for im in images
     ]
+
+
+def check_request_pixels(pixels: list[int], settings: Settings) -> None:
+    """Refuse (413) a request whose images decode to more than ``max_request_pixels`` in all."""
+    total, limit = sum(pixels), settings.max_request_pixels
+    if total > limit:
+        raise PayloadTooLargeError(
+            f"the request's images decode to {total / 1e6:.1f} megapixels in all, over the "
+            f"limit of {limit / 1e6:g} megapixels per request (LIMNER_MAX_REQUEST_PIXELS)"
+        )
 
 
 def check_count(n: int) -> None:
@@ -71,7 +86,7 @@ def score(
     w, h = loaded.model.input_size
     batch = np.stack([resize(item.pixels, w, h) for item in items])
     probs = loaded.batcher.predict(loaded.model.preprocess(batch))
-    state.metrics.scored.labels(dep.name).inc(len(items))
+    state.metrics.scored.labels(dep.space_id, dep.name).inc(len(items))
     ids: list[str | None] = [None] * len(items)
     if log:
         with state.db.session() as s:
@@ -98,8 +113,8 @@ def _log(
         rows.append(_row(space_id, sub_id, new_id(), blob, item.pixels, labels, p, None))
     with state.db.session() as s:
         s.add_all(rows)
-    state.metrics.transactions.inc(len(rows))
-    return [r.id for r in rows]
+    state.metrics.transactions.labels(space_id).inc(len(rows))
+    return [r.scoring_id for r in rows]
 
 
 def _row(
@@ -114,7 +129,7 @@ def _row(
 ) -> Transaction:
     ci = int(np.argmax(p))
     return Transaction(
-        id=scoring_id,
+        id=new_id(),  # internal: what explanations point at, never shown to clients
         scoring_id=scoring_id,
         space_id=space_id,
         subscription_id=sub_id,
@@ -141,7 +156,9 @@ def log_record(
 ) -> tuple[str, bool]:
     """Log one scoring of an external model; return ``(scoring_id, created)``.
 
-    Idempotent: a record whose ``scoring_id`` is logged already is acknowledged, not doubled.
+    Idempotent: a record whose ``scoring_id`` is logged already in this subscription is
+    acknowledged, not doubled. Scoring ids are scoped to the space: another space's use of the
+    same id is invisible here; one used by another subscription of this space is a conflict.
     """
     labels = list(sub.model_metadata["labels"])
     if len(probabilities) != len(labels):
@@ -161,13 +178,17 @@ def log_record(
         if _existing(state, sub, sid):
             return sid, False
         raise
-    state.metrics.transactions.inc()
+    state.metrics.transactions.labels(space.id).inc()
     return sid, True
 
 
 def _existing(state: ServiceState, sub: Subscription, scoring_id: str) -> bool:
     with state.db.session() as s:
-        owner = s.scalar(select(Transaction.subscription_id).where(Transaction.id == scoring_id))
+        owner = s.scalar(
+            select(Transaction.subscription_id).where(
+                Transaction.space_id == sub.space_id, Transaction.scoring_id == scoring_id
+            )
+        )
     if owner is None:
         return False
     if owner != sub.id:

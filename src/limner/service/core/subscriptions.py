@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from limner.errors import ConflictError, InvalidInputError, NotFoundError
 from limner.jobs import external_metadata
 from limner.net import UrlPolicy
+from limner.service.core.quotas import check_explanation_settings
 from limner.service.schemas import ExplainabilitySettings, SubscriptionCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
@@ -87,7 +88,8 @@ def delete_subscription(state: ServiceState, sub: Subscription) -> None:
 def set_explainability(
     state: ServiceState, sub: Subscription, settings: ExplainabilitySettings
 ) -> Subscription:
-    """Store how the subscription's transactions are explained."""
+    """Store how the subscription's transactions are explained (422 beyond the limits)."""
+    check_explanation_settings(settings.model_dump(exclude_none=True), state.settings)
     with state.db.session() as s:
         row = s.get(Subscription, sub.id)
         if row is None:

@@ -78,8 +78,8 @@ def top_classes(probabilities: list[float], labels: list[str], k: int) -> list[C
 def transaction_view(tx: Transaction, labels: list[str], base_url: str) -> TransactionRead:
     """A transaction as JSON (with its top classes and the URL of its image)."""
     return TransactionRead(
-        id=tx.id,
-        scoring_id=tx.id,
+        id=tx.scoring_id,
+        scoring_id=tx.scoring_id,
         subscription_id=tx.subscription_id,
         label=tx.label,
         class_index=tx.class_index,
@@ -87,7 +87,7 @@ def transaction_view(tx: Transaction, labels: list[str], base_url: str) -> Trans
         predictions=top_classes(tx.probabilities, labels, TOP_CLASSES),
         width=tx.width,
         height=tx.height,
-        image_url=f"{base_url}/v1/transactions/{tx.id}/image",
+        image_url=f"{base_url}/v1/transactions/{tx.scoring_id}/image",
         created_at=tx.created_at,
     )
 
@@ -104,8 +104,9 @@ def prediction_view(p: np.ndarray, labels: list[str], scoring_id: str | None) ->
     )
 
 
-def explanation_view(exp: Explanation, base_url: str) -> ExplanationRead:
-    """An explanation as JSON; pane references become absolute URLs."""
+def explanation_view(exp: Explanation, scoring_id: str, base_url: str) -> ExplanationRead:
+    """An explanation (of the transaction ``scoring_id``) as JSON; pane references become
+    absolute URLs."""
     result = copy.deepcopy(exp.result) if exp.result else None
     if result:
         for item in result.get("explanations", []):
@@ -116,7 +117,7 @@ def explanation_view(exp: Explanation, base_url: str) -> ExplanationRead:
     return ExplanationRead(
         id=exp.id,
         explanation_id=exp.id,
-        scoring_id=exp.transaction_id,
+        scoring_id=scoring_id,
         status=exp.status,  # type: ignore[arg-type]
         progress=round(float(exp.progress), 4),
         error=exp.error,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from concurrent import futures
 from functools import wraps
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 import grpc
 
 from limner import __version__
-from limner.errors import InvalidInputError, LimnerError
+from limner.errors import AuthenticationError, InvalidInputError, LimnerError
 from limner.protocol import (
     CONTENTS_FIELDS,
     TensorValue,
@@ -31,6 +32,8 @@ from limner.service.core.deployments import find_deployment
 from limner.service.deps import space_for_authorization
 from limner.service.grpc import grpc_predict_v2_pb2 as pb
 from limner.service.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+from limner.service.guard import bearer_token
+from limner.service.metrics import NO_SPACE
 from limner.service.state import ServiceState
 from limner.store import SpaceRef
 
@@ -51,6 +54,21 @@ STATUS_CODES: dict[int, grpc.StatusCode] = {
 }
 
 _R = TypeVar("_R")
+
+#: The space of the call this thread serves (for the metrics' ``space`` label).
+_call = threading.local()
+
+
+def _peer_address(peer: str) -> str:
+    """The address of a gRPC peer such as ``ipv4:127.0.0.1:5000`` or ``ipv6:[::1]:5000``."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6" and rest.startswith("["):
+        return rest[1 : rest.find("]")]
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return peer
+
+
 _Method = Callable[["InferenceServicer", Any, grpc.ServicerContext], _R]
 
 
@@ -60,6 +78,7 @@ def _handled(method: _Method[_R]) -> _Method[_R]:
     @wraps(method)
     def call(self: InferenceServicer, request: Any, context: grpc.ServicerContext) -> _R:
         code = grpc.StatusCode.OK
+        _call.space_id = NO_SPACE
         try:
             return method(self, request, context)
         except LimnerError as exc:
@@ -70,7 +89,8 @@ def _handled(method: _Method[_R]) -> _Method[_R]:
             code = grpc.StatusCode.INTERNAL
             context.abort(code, "internal error; the server log has details")
         finally:
-            self.state.metrics.requests.labels("GRPC", method.__name__, code.name).inc()
+            labels = (_call.space_id, "GRPC", method.__name__, code.name)
+            self.state.metrics.requests.labels(*labels).inc()
         raise AssertionError("context.abort returned")  # pragma: no cover
 
     return call
@@ -83,11 +103,22 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.state = state
 
     def _space(self, context: grpc.ServicerContext) -> SpaceRef:
+        """The caller's space; failed keys count against the peer's address, as over HTTP."""
         header = next(
             (str(v) for k, v in context.invocation_metadata() if k.lower() == "authorization"),
             "",
         )
-        return space_for_authorization(self.state, header)
+        client = _peer_address(context.peer())
+        limiter = self.state.key_limiter
+        limiter.check(client)
+        try:
+            space = space_for_authorization(self.state, header)
+        except AuthenticationError:
+            if bearer_token(header) is not None:
+                limiter.fail(client)
+            raise
+        _call.space_id = space.id
+        return space
 
     @_handled
     def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:

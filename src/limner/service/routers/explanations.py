@@ -16,6 +16,7 @@ from limner.service.schemas import (
     ExplanationQueued,
     ExplanationRead,
 )
+from limner.store.lookup import scoring_ids
 
 router = APIRouter(prefix="/v1/explanations", tags=["explanations"])
 
@@ -27,7 +28,9 @@ def create_explanation(
     """Queue an explanation of a transaction (409 while explainability is off)."""
     tx = load_transaction(body.scoring_id, space, state)
     job = core.request_explanation(state, space, tx, body)
-    return ExplanationQueued(id=job.id, explanation_id=job.id, scoring_id=tx.id, status="queued")
+    return ExplanationQueued(
+        id=job.id, explanation_id=job.id, scoring_id=tx.scoring_id, status="queued"
+    )
 
 
 @router.get("", response_model=ExplanationList)
@@ -40,13 +43,17 @@ def list_explanations(
     """The space's explanations, of one transaction with ``scoring_id``."""
     base = str(request.base_url).rstrip("/")
     rows = core.list_explanations(state, space, scoring_id)
-    return ExplanationList(explanations=[explanation_view(e, base) for e in rows])
+    sids = scoring_ids(state.db, [e.transaction_id for e in rows])
+    return ExplanationList(
+        explanations=[explanation_view(e, sids.get(e.transaction_id, ""), base) for e in rows]
+    )
 
 
 @router.get("/{explanation_id}", response_model=ExplanationRead)
-def read_explanation(request: Request, exp: ExplanationDep) -> ExplanationRead:
+def read_explanation(request: Request, exp: ExplanationDep, state: StateDep) -> ExplanationRead:
     """Status, progress, error and (once finished) the RESULT."""
-    return explanation_view(exp, str(request.base_url).rstrip("/"))
+    sid = scoring_ids(state.db, [exp.transaction_id]).get(exp.transaction_id, "")
+    return explanation_view(exp, sid, str(request.base_url).rstrip("/"))
 
 
 @router.get(
@@ -58,7 +65,7 @@ def explanation_pane(
     exp: ExplanationDep,
     state: StateDep,
     class_index: int,
-    kind: Literal["positive", "negative", "heatmap"],
+    kind: Literal["positive", "negative", "heatmap", "regions"],
 ) -> Response:
     """A rendered pane of an explained class."""
     key = (exp.panes or {}).get(f"{class_index}/{kind}")

@@ -42,13 +42,13 @@ _BODY = {
 async def predict(request: Request, dep: DeploymentDep, state: StateDep) -> Predictions:
     """Score images; each scoring of a subscribed deployment becomes a transaction."""
     payload = await image_payload(request)
-    max_pixels = state.settings.max_pixels
+    settings = state.settings
 
     def work() -> Predictions:
         if payload and isinstance(payload[0], bytes):
-            items = decode_files(payload, max_pixels)  # type: ignore[arg-type]
+            items = decode_files(payload, settings)  # type: ignore[arg-type]
         else:
-            items = from_pixels(payload, max_pixels)  # type: ignore[arg-type]
+            items = from_pixels(payload, settings)  # type: ignore[arg-type]
         scores = score(state, dep, items)
         labels = list(dep.model_metadata["labels"])
         return Predictions(

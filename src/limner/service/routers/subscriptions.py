@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 
+from limner.imaging import header_pixels
 from limner.service.bodies import b64decode
 from limner.service.core import subscriptions as core
-from limner.service.core.scoring import log_record
+from limner.service.core.scoring import check_request_pixels, log_record
 from limner.service.core.views import subscription_view, transaction_view
 from limner.service.deps import SpaceDep, StateDep, SubscriptionDep
 from limner.service.schemas import (
@@ -64,14 +65,16 @@ def log_payload_records(
     body: PayloadRecords, sub: SubscriptionDep, space: SpaceDep, state: StateDep
 ) -> RecordAcks:
     """Log scorings of an external model (idempotent on ``scoring_id``)."""
+    images = [b64decode(r.image, f"records[{i}].image") for i, r in enumerate(body.records)]
+    check_request_pixels([header_pixels(image) for image in images], state.settings)
     acks = []
-    for i, record in enumerate(body.records):
+    for record, image in zip(body.records, images, strict=True):
         sid, created = log_record(
             state,
             space,
             sub,
             scoring_id=record.scoring_id,
-            image=b64decode(record.image, f"records[{i}].image"),
+            image=image,
             probabilities=record.probabilities,
             timestamp=record.timestamp,
         )

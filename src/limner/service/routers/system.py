@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from limner.service.deps import StateDep
+from limner.service.deps import SpaceDep, StateDep
 
 router = APIRouter(tags=["system"])
 
@@ -18,6 +18,7 @@ def healthz(state: StateDep) -> dict[str, str]:
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(state: StateDep) -> Response:
-    """Prometheus metrics."""
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+def metrics(space: SpaceDep, state: StateDep) -> Response:
+    """Prometheus metrics of the key's space (every space's with an admin key)."""
+    text = state.metrics.render(None if space.is_admin else space.id)
+    return Response(text, media_type="text/plain; version=0.0.4")

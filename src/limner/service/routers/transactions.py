@@ -29,7 +29,7 @@ def read_transaction(request: Request, tx: TransactionDep, state: StateDep) -> T
     with state.db.session() as s:
         sub = s.get(Subscription, tx.subscription_id)
     if sub is None:
-        raise NotFoundError(f"no transaction {tx.id!r}")
+        raise NotFoundError(f"no transaction {tx.scoring_id!r}")
     labels = list(sub.model_metadata["labels"])
     return transaction_view(tx, labels, str(request.base_url).rstrip("/"))
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from limner.errors import AuthenticationError
 from limner.service.deps import SpaceDep
+from limner.service.guard import FailedKeyLimiter, client_address
 from limner.service.ui.deps import (
     AuthDep,
     CsrfSessionDep,
@@ -100,8 +101,19 @@ def login(
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not csrf or not secrets.compare_digest(cookie, csrf):
         return _login_page(request, target, error="The form expired; please try again.", status=403)
+    limiter: FailedKeyLimiter = request.app.state.limner.key_limiter
+    client = client_address(request.scope)
+    wait = limiter.retry_after(client)
+    if wait is not None:
+        page = _login_page(
+            request, target, error=f"Too many unknown keys; try again in {wait} s.", status=429
+        )
+        page.headers["Retry-After"] = str(wait)
+        return page
     identity = auth.key_identity(key) if key.strip() else None
     if identity is None:
+        if key.strip():
+            limiter.fail(client)
         message = "That API key is not known." if key.strip() else "Enter an API key."
         return _login_page(request, target, error=message, status=401)
     space, key_id = identity

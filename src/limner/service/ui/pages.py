@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
-from limner.errors import ConflictError
+from limner.errors import ConflictError, InvalidInputError, RateLimitError
 from limner.service.core import explanations as explanations_core
 from limner.service.core import subscriptions as subscriptions_core
 from limner.service.core.views import top_classes
@@ -18,6 +18,7 @@ from limner.service.schemas import ExplainabilitySettings, ExplanationCreate
 from limner.service.ui.deps import (
     AuthDep,
     CsrfSessionDep,
+    PageNotFound,
     SessionDep,
     find_explanation,
     find_subscription,
@@ -112,11 +113,12 @@ def explain(scoring_id: str, session: CsrfSessionDep, state: StateDep) -> Redire
     tx = find_transaction(state, session, scoring_id)
     try:
         job = explanations_core.request_explanation(
-            state, session.space, tx, ExplanationCreate(scoring_id=tx.id)
+            state, session.space, tx, ExplanationCreate(scoring_id=tx.scoring_id)
         )
-    except ConflictError:
+    except (ConflictError, RateLimitError, InvalidInputError) as exc:
+        notice = {RateLimitError: "busy", InvalidInputError: "limits"}.get(type(exc), "off")
         return RedirectResponse(
-            f"/ui/subscriptions/{tx.subscription_id}?notice=off#explainability",
+            f"/ui/subscriptions/{tx.subscription_id}?notice={notice}#explainability",
             status_code=303,
         )
     return RedirectResponse(f"/ui/explanations/{job.id}", status_code=303)
@@ -152,8 +154,14 @@ def explanation(
 
 
 def _owner(state: StateDep, session: UiSession, exp: Explanation) -> tuple[Transaction, Any]:
-    tx = find_transaction(state, session, exp.transaction_id)
     with state.db.session() as s:
+        tx = s.scalar(
+            select(Transaction).where(
+                Transaction.id == exp.transaction_id, Transaction.space_id == session.space.id
+            )
+        )
+        if tx is None:
+            raise PageNotFound("There is no such transaction in this space.")
         sub = s.get(Subscription, tx.subscription_id)
     return tx, sub
 
@@ -172,13 +180,17 @@ def _others(state: StateDep, exp: Explanation) -> list[Explanation]:
 
 
 def _item_view(item: dict[str, Any]) -> dict[str, Any]:
-    """One explained class, with what its bar chart needs."""
+    """One explained class, with what its bar chart (bars, interval whiskers, regions whose rank
+    is not settled) and its top-region crops need."""
     regions = list(item.get("regions", []))
-    peak = max((abs(float(r["weight"])) for r in regions), default=0.0) or 1.0
+    ends = [abs(float(v)) for r in regions for v in (r.get("interval") or [r["weight"]])]
+    peak = max([abs(float(r["weight"])) for r in regions] + ends, default=0.0) or 1.0
+    unsettled = _unsettled(regions)
     bars = []
     for r in regions:
         w = float(r["weight"])
         half = 50.0 * abs(w) / peak
+        lo, hi = r.get("interval") or (w, w)
         bars.append(
             {
                 **r,
@@ -186,6 +198,30 @@ def _item_view(item: dict[str, Any]) -> dict[str, Any]:
                 "width": max(half, 0.4),
                 "sign": "pos" if w > 0 else ("neg" if w < 0 else "zero"),
                 "bbox_attr": ",".join(str(int(v)) for v in r["bbox"]),
+                "lo_x": 50.0 + 50.0 * float(lo) / peak,
+                "hi_x": 50.0 + 50.0 * float(hi) / peak,
+                "unsettled": r["id"] in unsettled,
             }
         )
-    return {**item, "bars": bars}
+    crops = []
+    for r in regions[:3]:
+        if float(r["weight"]) <= 0:
+            break
+        x0, y0, x1, y1 = (int(v) for v in r["bbox"])
+        crops.append({**r, "view": f"{x0} {y0} {max(x1 - x0, 1)} {max(y1 - y0, 1)}"})
+    return {**item, "bars": bars, "crops": crops}
+
+
+def _unsettled(regions: list[dict[str, Any]]) -> set[int]:
+    """Regions whose place in the chart is not settled: the interval crosses zero, or overlaps
+    the interval of a neighbour in the order."""
+    out: set[int] = set()
+    spans = [(r["id"], *(r.get("interval") or (r["weight"], r["weight"]))) for r in regions]
+    for k, (rid, lo, hi) in enumerate(spans):
+        if lo < 0 < hi:
+            out.add(rid)
+        if k + 1 < len(spans):
+            nid, nlo, nhi = spans[k + 1]
+            if lo <= nhi and nlo <= hi and (lo, hi) != (nlo, nhi):
+                out.update((rid, nid))
+    return out

@@ -1,0 +1,60 @@
+"""Caps on what one explanation and one space may ask of the shared job runner.
+
+Samples and segments are what an explanation's cost grows with; jobs in flight per space keep
+one space from filling the queue ahead of every other. The limits come from the settings
+(``LIMNER_MAX_SAMPLES``, ``LIMNER_MAX_SEGMENTS``, ``LIMNER_MAX_JOBS_PER_SPACE``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from limner.errors import InvalidInputError, RateLimitError
+from limner.explain.methods import EXPLAINERS
+from limner.jobs import QUEUED, RUNNING
+from limner.settings import Settings
+from limner.store import Database
+from limner.store.tables import Explanation
+
+#: Seconds a client told "too many jobs" is asked to wait before it tries again.
+JOBS_RETRY_AFTER = 10
+
+
+def check_explanation_settings(settings: dict[str, Any], limits: Settings) -> dict[str, Any]:
+    """``settings`` with samples and segments within the limits (422 naming the limit).
+
+    A method whose own default would sample more than the limit is held to the limit.
+    """
+    samples = settings.get("samples")
+    if samples is not None and samples > limits.max_samples:
+        raise InvalidInputError(
+            f"samples {samples} is over the limit of {limits.max_samples} (LIMNER_MAX_SAMPLES)"
+        )
+    segments = settings.get("segments")
+    if segments is not None and segments > limits.max_segments:
+        raise InvalidInputError(
+            f"segments {segments} is over the limit of {limits.max_segments} (LIMNER_MAX_SEGMENTS)"
+        )
+    method = EXPLAINERS.get(str(settings.get("method", "")))
+    if samples is None and method is not None and method.default_samples > limits.max_samples:
+        return {**settings, "samples": limits.max_samples}
+    return settings
+
+
+def check_jobs_in_flight(db: Database, space_id: str, limits: Settings) -> None:
+    """Refuse (429 with ``Retry-After``) a job of a space with too many queued or running."""
+    with db.session() as s:
+        n = s.scalar(
+            select(func.count())
+            .select_from(Explanation)
+            .where(Explanation.space_id == space_id, Explanation.status.in_((QUEUED, RUNNING)))
+        )
+    if int(n or 0) >= limits.max_jobs_per_space:
+        raise RateLimitError(
+            f"this space has {n} explanations queued or running, the limit is "
+            f"{limits.max_jobs_per_space} (LIMNER_MAX_JOBS_PER_SPACE); try again when some "
+            "have finished",
+            retry_after=JOBS_RETRY_AFTER,
+        )

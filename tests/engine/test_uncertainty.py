@@ -1,0 +1,76 @@
+"""Intervals, settled rankings, adaptive stopping and warnings in the RESULT (real model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import limner
+from limner.imaging import resize
+from limner.samples import sample_photo
+
+
+@pytest.fixture(scope="module")
+def coffee():
+    return resize(sample_photo("coffee"), 224, 224)
+
+
+def _check_regions(cls: dict) -> None:
+    for r in cls["regions"]:
+        lo, hi = r["interval"]
+        assert lo <= r["weight"] <= hi and r["stderr"] >= 0
+        assert hi - lo == pytest.approx(2 * (r["weight"] - lo))
+
+
+def test_adaptive_default_reports_what_it_used_and_why(lite0, coffee):
+    d = limner.explain(coffee, lite0, seed=0).to_dict()
+    assert d["method"] == "kernelshap" and d["confidence"] == 0.9
+    assert d["stop_reason"] in ("settled", "max_samples")
+    assert 0 < d["samples"] <= d["max_samples"] == 256
+    cls = d["explanations"][0]
+    _check_regions(cls)
+    assert isinstance(cls["settled"], bool)
+    assert cls["settled"] == (d["stop_reason"] == "settled")
+    assert any(r["stderr"] > 0 for r in cls["regions"])
+    assert cls["images"]["regions"].endswith("-regions.png")
+
+
+def test_a_small_budget_stops_unsettled_and_says_so(lite0, coffee):
+    d = limner.explain(coffee, lite0, max_samples=60, confidence=0.99, settle_top=8).to_dict()
+    assert d["stop_reason"] == "max_samples" and d["samples"] <= 60
+    cls = d["explanations"][0]
+    assert not cls["settled"]
+    assert any("not settled" in w for w in cls["warnings"])
+
+
+def test_fixed_samples_and_other_methods_carry_intervals(lite0, coffee):
+    fixed = limner.explain(coffee, lite0, samples=120, segments=12).to_dict()
+    assert fixed["stop_reason"] == "budget" and fixed["max_samples"] is None
+    _check_regions(fixed["explanations"][0])
+    lime = limner.explain(coffee, lite0, method="lime", samples=150, segments=12).to_dict()
+    _check_regions(lime["explanations"][0])
+    assert all(r["stderr"] > 0 for r in lime["explanations"][0]["regions"])
+    occ = limner.explain(coffee, lite0, method="occlusion", segments=8).to_dict()
+    assert all(r["stderr"] == 0 for r in occ["explanations"][0]["regions"])
+    exact = limner.explain(
+        coffee, lite0, samples=64, segmentation="grid", segments=6, baseline="gray"
+    ).to_dict()
+    assert exact["stop_reason"] == "exact"
+    assert all(r["interval"][0] == r["interval"][1] for r in exact["explanations"][0]["regions"])
+
+
+def test_a_16x16_image_gets_a_warning(lite0):
+    tiny = np.ascontiguousarray(resize(sample_photo("chelsea"), 16, 16))
+    d = limner.explain(tiny, lite0).to_dict()
+    assert d["explanations"][0]["warnings"], d["explanations"][0]
+
+
+def test_regions_pane_and_legend_are_drawn(lite0, coffee):
+    exp = limner.explain(coffee, lite0, method="occlusion", segmentation="grid", segments=4)
+    c = exp.explained_classes[0]
+    regions = exp.pane(c, "regions")
+    assert regions.shape == coffee.shape
+    # outlines: the yellow boundary between the 2×2 cells
+    assert (regions[112, 20] == [255, 255, 0]).all() or (regions[111, 20] == [255, 255, 0]).all()
+    heat = exp.pane(c, "heatmap")
+    assert (heat[-3, -3] == 255).all()  # the legend's white box in the corner
