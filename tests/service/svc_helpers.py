@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
 
 from limner.client import APIClient
 from limner.service import EmbeddedServer, create_app
@@ -53,3 +60,46 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_server(
+    data_dir: Path, port: int, workers: int = 1
+) -> tuple[subprocess.Popen[str], str | None]:
+    """Start a real ``limner serve`` subprocess on SQLite in ``data_dir``; wait until it answers.
+
+    Returns the process and the API key it printed (only the first start prints one).
+    """
+    env = {**os.environ, "LIMNER_WORKERS": str(workers), "LIMNER_DATABASE_URL": ""}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "limner.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"limner serve exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise AssertionError("limner serve did not come up")
+    key = None
+    if proc.stdout is not None:
+        os.set_blocking(proc.stdout.fileno(), False)
+        key = (proc.stdout.readline() or "").strip() or None
+    return proc, key

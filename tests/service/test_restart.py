@@ -2,57 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-from svc_helpers import free_port
+from svc_helpers import free_port, start_server
 
 from limner.client import APIClient
 from limner.errors import LimnerError
-
-
-def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str | None]:
-    env = {**os.environ, "LIMNER_WORKERS": "1", "LIMNER_DATABASE_URL": ""}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "limner.cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"limner serve exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise AssertionError("limner serve did not come up")
-    key = None
-    if proc.stdout is not None:
-        os.set_blocking(proc.stdout.fileno(), False)
-        key = (proc.stdout.readline() or "").strip() or None
-    return proc, key
 
 
 @pytest.mark.slow

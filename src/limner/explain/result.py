@@ -8,22 +8,18 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
 
+from limner.explain import panes
 from limner.explain.metrics import Faithfulness, ranking
+from limner.explain.panes import Painter, PaneSource
 from limner.explain.segmentation import RegionMap
-from limner.imaging.annotate import regions_pane, with_legend
-from limner.imaging.render import dimmed, encode_png, heatmap, negative_pane, positive_pane
-from limner.imaging.saliency import saliency_pane
+from limner.imaging.saliency import saliency_pane, saturation, upsample
 
-PANES = ("positive", "negative", "heatmap", "regions")
-#: The pixel-level pane a gradient method adds.
-SALIENCY = "saliency"
 #: Regions whose |weight| is below this fraction of the largest count as neither side.
 NEUTRAL_FRACTION = 0.005
 
@@ -70,6 +66,33 @@ class ClassExplanation:
         return [int(i) for i in self.order[::-1] if self.weights[i] < -t]
 
 
+#: Every pane kind and how its painter is made from a class's explanation and the explanation
+#: (``regions``: every region's outline and id, the same for every class).
+PAINTERS: dict[str, Callable[[ClassExplanation, RegionMap], Painter]] = {
+    "positive": lambda c, _: panes.highlight_painter(c.positive_regions),
+    "negative": lambda c, _: panes.highlight_painter(c.negative_regions),
+    "heatmap": lambda c, _: panes.heatmap_painter(c.weights),
+    "regions": lambda _, regions: panes.outlines_painter(regions.boxes_and_areas[0]),
+}
+PANES = tuple(PAINTERS)
+#: The pixel-level pane a gradient method adds.
+SALIENCY = "saliency"
+
+
+def saliency_painter(values: np.ndarray) -> Painter:
+    """Draws a gradient method's pixel attribution (at the model's size) strip by strip, upsampled
+    once to the original size on the first strip."""
+    cache: dict[str, Any] = {}
+
+    def paint(source: PaneSource, top: int, bottom: int) -> np.ndarray:
+        if not cache:
+            cache["v"] = upsample(values, source.width, source.height)
+            cache["scale"] = saturation(cache["v"])
+        return saliency_pane(source.image[top:bottom], cache["v"][top:bottom], cache["scale"])
+
+    return paint
+
+
 def _notes(c: ClassExplanation) -> list[str]:
     head = f"fit R² {c.fit_r2:.2f} · top regions {'settled' if c.settled else 'NOT settled'}"
     return [head, *(f"warning: {w}" for w in c.warnings)]
@@ -101,7 +124,6 @@ class Explanation:
     completeness: dict[int, float] = field(default_factory=dict)
     steps: int | None = None
     layer: str | None = None
-    _panes: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def width(self) -> int:
@@ -118,13 +140,9 @@ class Explanation:
         """Class indices explained, in the order of ``explanations``."""
         return [c.class_index for c in self.classes]
 
-    @cached_property
-    def _dim(self) -> np.ndarray:
-        return dimmed(self.image)
-
     @property
     def labels_map(self) -> np.ndarray:
-        """Region id of every pixel, at the original size."""
+        """Region id of every pixel, at the original size (built on each call, not kept)."""
         return self.regions.original
 
     @property
@@ -156,36 +174,36 @@ class Explanation:
             f"class {class_index} was not explained (explained: {self.explained_classes})"
         )
 
-    def pane(self, class_index: int, kind: str) -> np.ndarray:
-        """The ``positive``, ``negative``, ``heatmap`` or ``regions`` pane (and, for gradient
-        methods, ``saliency``), RGB uint8 at the original size (``regions``: every region's
-        outline and id, the same for every class)."""
-        if kind not in self.pane_kinds:
+    def painter(self, class_index: int, kind: str) -> Painter:
+        """What draws the ``positive``, ``negative``, ``heatmap`` or ``regions`` pane of a class
+        (or a gradient method's ``saliency`` pane),
+        strip by strip (see :mod:`limner.explain.panes`)."""
+        if kind == SALIENCY and self.saliency:
+            return saliency_painter(self.saliency[class_index])
+        if kind not in PAINTERS:
             raise ValueError(f"pane must be one of {', '.join(self.pane_kinds)}")
-        key = (class_index, kind)
-        if key not in self._panes:
-            c = self.for_class(class_index)
-            labels = self.labels_map
-            if kind == "positive":
-                self._panes[key] = positive_pane(self.image, labels, c.positive_regions, self._dim)
-            elif kind == "negative":
-                self._panes[key] = negative_pane(self.image, labels, c.negative_regions, self._dim)
-            elif kind == SALIENCY:
-                self._panes[key] = saliency_pane(self.image, self.saliency[class_index])
-            elif kind == "heatmap":
-                scale = float(np.abs(c.weights).max(initial=0.0))
-                self._panes[key] = with_legend(heatmap(self.image, labels, c.weights), scale)
-            else:
-                self._panes[key] = regions_pane(self.image, labels, self.regions.boxes_and_areas[0])
-        return self._panes[key]
+        return PAINTERS[kind](self.for_class(class_index), self.regions)
+
+    @property
+    def pane_source(self) -> PaneSource:
+        """The photo and region map every pane is drawn from."""
+        return PaneSource(self.image, self.regions)
+
+    def pane(self, class_index: int, kind: str) -> np.ndarray:
+        """A pane, RGB uint8 at the original size (drawn on each call, not kept)."""
+        return panes.render(self.pane_source, self.painter(class_index, kind))
 
     def pane_image(self, class_index: int, kind: str) -> Image.Image:
         """A pane as a PIL image (the REF of the Python API)."""
         return Image.fromarray(self.pane(class_index, kind))
 
     def png(self, class_index: int, kind: str) -> bytes:
-        """A pane encoded as PNG."""
-        return encode_png(self.pane(class_index, kind))
+        """A pane encoded as PNG, drawn and encoded strip by strip."""
+        return panes.encode(self.pane_source, self.painter(class_index, kind))
+
+    def write_png(self, class_index: int, kind: str, file: BinaryIO) -> None:
+        """Write a pane as PNG to an open binary file, strip by strip."""
+        panes.write(self.pane_source, self.painter(class_index, kind), file)
 
     def file_name(self, class_index: int, kind: str) -> str:
         """File name ``save()`` gives a pane: ``{class_index}-{label}-{kind}.png``."""
@@ -290,13 +308,13 @@ class Explanation:
         """Write every pane as PNG and the RESULT as ``result.json`` into ``directory``."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        # build what every pane shares once, before the threads use it
-        _ = self.labels_map, self._dim
 
         def write(key: tuple[int, str]) -> None:
-            (d / self.file_name(*key)).write_bytes(self.png(*key))
+            with (d / self.file_name(*key)).open("wb") as f:
+                self.write_png(*key, f)
 
-        # rendering and PNG encoding release the GIL: large photos gain from a few threads
+        # drawing and PNG encoding release the GIL: large photos gain from a few threads, and
+        # each thread holds only the strip it is on
         keys = [(ci, kind) for ci in self.explained_classes for kind in self.pane_kinds]
         with ThreadPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1, 4)) as pool:
             list(pool.map(write, keys))

@@ -2,7 +2,7 @@
 
 Segmentation runs once per image at a bounded working resolution, so its cost does not grow with
 the original image size; the map is then sampled (nearest neighbour) to the model's input size and,
-lazily, to the original size for panes, boxes and areas.
+strip by strip, to the original size for panes; boxes and areas come from the index mapping.
 """
 
 from __future__ import annotations
@@ -168,14 +168,30 @@ class RegionMap:
         return np.take(np.take(self.labels, rows, axis=0), cols, axis=1)
 
     @cached_property
+    def _ids(self) -> np.ndarray:
+        """The working map in the narrowest dtype its ids fit (uint8 up to 256 regions): the
+        full-size rows sampled from it are then one byte a pixel, and panes are drawn from them
+        by 8-bit lookups."""
+        return self.labels.astype(np.uint8) if self.count <= 256 else self.labels
+
+    @cached_property
+    def _original_index(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._index(*self.original_size)
+
+    def rows(self, top: int, bottom: int) -> np.ndarray:
+        """Region ids of the original image's rows ``top`` to ``bottom`` (exclusive), at the
+        original width (uint8 when there are at most 256 regions)."""
+        rows, cols = self._original_index
+        # two 1-D gathers: much faster than one 2-D fancy index
+        return np.take(np.take(self._ids, rows[top:bottom], axis=0), cols, axis=1)
+
+    @property
     def original(self) -> np.ndarray:
-        """The label map at the original image size (uint8 when there are at most 256 regions:
-        a 12-megapixel map is then 12 MB, and the panes are drawn from it by 8-bit lookups)."""
-        if self.count <= 256:
-            return RegionMap(
-                self.labels.astype(np.uint8), self.original_size, self.algorithm
-            ).at_size(*self.original_size)
-        return self.at_size(*self.original_size)
+        """The label map at the original image size (uint8 when there are at most 256 regions).
+
+        Built on each call and not kept: a 40-megapixel map is 40 MB. Panes never need it
+        whole; they take :meth:`rows` strip by strip."""
+        return self.rows(0, self.original_size[1])
 
     @cached_property
     def boxes_and_areas(self) -> tuple[np.ndarray, np.ndarray]:

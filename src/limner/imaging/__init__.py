@@ -3,16 +3,19 @@
 from limner.imaging.decode import (
     DEFAULT_MAX_PIXELS,
     ImageInput,
+    check_image,
     decode_image,
     header_pixels,
     read_image,
 )
-from limner.imaging.render import encode_png, heatmap, negative_pane, positive_pane
+from limner.imaging.png import encode_png
+from limner.imaging.render import heatmap, negative_pane, positive_pane
 from limner.imaging.transform import resize, resize_labels
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ImageInput",
+    "check_image",
     "decode_image",
     "encode_png",
     "header_pixels",

@@ -72,8 +72,17 @@ def _inside(labels: np.ndarray, region: int, x0: int, y0: int, x1: int, y1: int)
 
 def with_legend(pane: np.ndarray, max_abs: float) -> np.ndarray:
     """The heatmap with a colour bar in its bottom-right corner: blue −max … 0 … red +max."""
+    h, w = pane.shape[:2]
+    return _draw_legend(pane, max_abs, (w, h), (0, 0))
+
+
+def _draw_legend(
+    pane: np.ndarray, max_abs: float, full_size: tuple[int, int], origin: tuple[int, int]
+) -> np.ndarray:
+    """Draw the legend of a ``full_size`` pane onto ``pane``, the part of it from ``origin``."""
     img = Image.fromarray(pane).convert("RGB")
-    w, h = img.size
+    w, h = full_size
+    ox, oy = origin
     bar_w = max(60, w // 4)
     bar_h = max(6, h // 40)
     size = max(9, bar_h + 2)
@@ -83,6 +92,7 @@ def with_legend(pane: np.ndarray, max_abs: float) -> np.ndarray:
     x0, y0 = w - bar_w - 2 * margin, h - box_h
     if x0 < 0 or y0 < 0:
         return pane
+    x0, y0, w, h = x0 - ox, y0 - oy, w - ox, h - oy  # in this canvas's coordinates
     draw = ImageDraw.Draw(img)
     draw.rectangle((x0, y0, w - 1, h - 1), fill=(255, 255, 255))
     t = np.linspace(-1.0, 1.0, bar_w)
@@ -96,3 +106,79 @@ def with_legend(pane: np.ndarray, max_abs: float) -> np.ndarray:
     draw.text((x0 + margin + bar_w // 2, ty), "0", fill=(0, 0, 0), font=font, anchor="mt")
     draw.text((x0 + margin + bar_w, ty), f"+{max_abs:.3g}", fill=(0, 0, 0), font=font, anchor="rt")
     return np.asarray(img)
+
+
+def outline_width(width: int, height: int) -> int:
+    """Width in pixels of the ``regions`` pane's outlines."""
+    return max(1, round(max(height, width) / 400))
+
+
+def number_size(width: int, height: int) -> int:
+    """Font size of the ``regions`` pane's numbers."""
+    return max(10, round(max(height, width) / 28))
+
+
+def number_positions(labels: np.ndarray, boxes: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(region, x, y)`` where the ``regions`` pane writes each region's number."""
+    out = []
+    for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes)):
+        if x1 > x0 and y1 > y0:
+            out.append((i, *_inside(labels, i, int(x0), int(y0), int(x1), int(y1))))
+    return out
+
+
+def regions_strip(
+    image: np.ndarray,
+    labels: np.ndarray,
+    above: int,
+    top: int,
+    full_size: tuple[int, int],
+    numbers: list[tuple[int, int, int]],
+) -> np.ndarray:
+    """Rows ``top`` … of the ``regions`` pane (the same pixels as :func:`regions_pane` there).
+
+    ``image`` holds the strip's rows; ``labels`` the region ids of those rows preceded by the
+    ``above`` rows over them (``outline_width`` of them, fewer at the top of the image), which
+    the outlines of the first rows depend on; ``numbers`` comes from :func:`number_positions`.
+    """
+    w, h = full_size
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    thick = outline_width(w, h)
+    if thick > 1:
+        grown = edge.copy()
+        for d in range(1, thick):
+            grown[:, d:] |= edge[:, :-d]
+            grown[d:, :] |= edge[:-d, :]
+        edge = grown
+    base = Image.fromarray(image).convert("RGB")
+    outline = Image.new("RGB", base.size, _OUTLINE)
+    base.paste(outline, mask=Image.fromarray(edge[above:].astype(np.uint8) * 255, "L"))
+    draw = ImageDraw.Draw(base)
+    size = number_size(w, h)
+    font = _font(size)
+    pad = max(1, size // 6)
+    rows = image.shape[0]
+    for i, cx, cy in numbers:
+        if abs(cy - (top + rows / 2)) > rows / 2 + 2 * size + pad:
+            continue  # the label is far from this strip
+        text = str(i)
+        left, t, right, b = draw.textbbox((cx, cy - top), text, font=font, anchor="mm")
+        draw.rectangle((left - pad, t - pad, right + pad, b + pad), fill=(0, 0, 0))
+        draw.text((cx, cy - top), text, fill=(255, 255, 255), font=font, anchor="mm")
+    return np.asarray(base)
+
+
+def legend_patch(width: int, height: int, max_abs: float) -> tuple[int, int, np.ndarray] | None:
+    """The heatmap's colour legend alone: ``(x0, y0, patch)``, the patch covering the pane from
+    ``(x0, y0)`` to its bottom-right corner (None when the pane is too small for it)."""
+    bar_w = max(60, width // 4)
+    bar_h = max(6, height // 40)
+    margin = max(4, width // 100)
+    box_h = bar_h + max(9, bar_h + 2) + 3 * margin
+    x0, y0 = width - bar_w - 2 * margin, height - box_h
+    if x0 < 0 or y0 < 0:
+        return None
+    blank = np.zeros((height - y0, width - x0, 3), np.uint8)
+    return x0, y0, _draw_legend(blank, max_abs, (width, height), (x0, y0))

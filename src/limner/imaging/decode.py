@@ -10,12 +10,14 @@ import contextlib
 import io
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from limner.errors import ImageDecodeError, InvalidInputError, PayloadTooLargeError
+from limner.imaging.strips import row_ranges
 
 #: Default limit on decoded pixels (40 megapixels).
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -31,20 +33,24 @@ Image.MAX_IMAGE_PIXELS = None
 def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file into an RGB uint8 array of shape ``(H, W, 3)``."""
     p = Path(path)
-    if not p.exists():
-        raise InvalidInputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InvalidInputError(f"{p}: is a directory, not an image")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InvalidInputError(f"{p}: cannot be read ({exc.strerror})") from exc
+    data = _read_file(p)
     try:
         return decode_image(data, max_pixels=max_pixels)
     except ImageDecodeError as exc:
         raise ImageDecodeError(f"{p}: {exc.message}") from exc
     except PayloadTooLargeError as exc:
         raise PayloadTooLargeError(f"{p}: {exc.message}") from exc
+
+
+def _read_file(p: Path) -> bytes:
+    if not p.exists():
+        raise InvalidInputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InvalidInputError(f"{p}: is a directory, not an image")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"{p}: cannot be read ({exc.strerror})") from exc
 
 
 def decode_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -73,7 +79,54 @@ def decode_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     )
 
 
+def check_image(
+    image: str | os.PathLike[str] | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[int, int]:
+    """Check that a file or encoded bytes hold a readable image within ``max_pixels``, without
+    keeping its pixels; return its ``(width, height)`` upright (EXIF orientation applied).
+
+    A JPEG is decoded at an eighth of its size (the decoder's DCT scaling, Pillow's ``draft``):
+    every byte of the data is still read, at 1/64 of the memory and a fraction of the time.
+    Raises what :func:`decode_image` raises.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        p = Path(image)
+        try:
+            return check_image(_read_file(p), max_pixels=max_pixels)
+        except (ImageDecodeError, PayloadTooLargeError) as exc:
+            raise type(exc)(f"{p}: {exc.message}") from exc
+    img = _open(image, max_pixels)
+    width, height = img.size
+    try:
+        img.seek(0)
+        if img.format == "JPEG":
+            img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+        img.load()
+        orientation = 1
+        with contextlib.suppress(Exception):
+            orientation = int(img.getexif().get(_ORIENTATION, 1))
+    except Exception as exc:
+        raise ImageDecodeError(f"the image data are corrupt or truncated ({exc})") from exc
+    finally:
+        img.close()
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def _from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
+    img = _open(data, max_pixels)
+    try:
+        img.seek(0)
+        img.load()
+    except Exception as exc:
+        raise ImageDecodeError(f"the image data are corrupt or truncated ({exc})") from exc
+    try:
+        return _to_rgb(img)
+    finally:
+        img.close()  # the decoded canvas goes now, not when the caller's frame ends
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Open encoded bytes lazily (header only) and check the pixel limit."""
     if not data:
         raise ImageDecodeError("the file is empty, not an image")
     try:
@@ -87,12 +140,7 @@ def _from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
     except Exception as exc:  # Pillow raises many types for broken headers
         raise ImageDecodeError(f"not a readable image ({exc})") from exc
     _check_size(img.width, img.height, max_pixels)
-    try:
-        img.seek(0)
-        img.load()
-    except Exception as exc:
-        raise ImageDecodeError(f"the image data are corrupt or truncated ({exc})") from exc
-    return _to_rgb(img)
+    return img
 
 
 def header_pixels(data: bytes) -> int:
@@ -125,44 +173,106 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
+    """The RGB array of a loaded image, converted strip by strip into the (oriented) output.
+
+    Pillow holds RGB in four bytes a pixel, so a whole-image ``convert``, ``exif_transpose`` or
+    ``np.asarray`` (``tobytes`` joins a list of chunks: two more copies) would each add one or
+    two full-size copies; strips add a few MB.
+    """
+    orientation = 1
     with contextlib.suppress(Exception):  # a broken EXIF block must not make it unreadable
-        if img.getexif().get(_ORIENTATION, 1) != 1:  # transpose (a copy) only when needed
-            img = ImageOps.exif_transpose(img) or img
+        orientation = int(img.getexif().get(_ORIENTATION, 1))
+    width, height = img.size
+    swap = orientation in (5, 6, 7, 8)
+    out = np.empty((width, height, 3) if swap else (height, width, 3), np.uint8)
+    target = _unorient(out, orientation)  # a view of ``out`` in the stored image's layout
+    convert = _strip_converter(img)
+    for top, bottom in row_ranges(height, width):
+        target[top:bottom] = convert(img.crop((0, top, width, bottom)))
+    return out
+
+
+def _unorient(out: np.ndarray, orientation: int) -> np.ndarray:
+    """The view of an upright array in the layout the image is stored in (EXIF orientation
+    2..8 are the flips and quarter turns of ``ImageOps.exif_transpose``, undone)."""
+    if orientation == 2:
+        return out[:, ::-1]
+    if orientation == 3:
+        return out[::-1, ::-1]
+    if orientation == 4:
+        return out[::-1]
+    if orientation == 5:
+        return out.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(out, 1)
+    if orientation == 7:
+        return out[::-1, ::-1].transpose(1, 0, 2)
+    if orientation == 8:
+        return np.rot90(out, -1)
+    return out
+
+
+def _strip_converter(img: Image.Image) -> Callable[[Image.Image], np.ndarray]:
+    """How one strip of ``img`` becomes RGB uint8 (any scaling uses the whole image's range)."""
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max(initial=0) > 255 or mode.startswith("I;16") else 255.0
-        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
-    if mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min(initial=0)), float(arr.max(initial=1))
-        gray = np.clip((arr - lo) / max(hi - lo, 1e-12) * 255 + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
-    if mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if mode in ("RGBA", "LA", "PA") or img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        lo, hi = 0.0, 1.0 if mode == "F" else 0.0
+        for top, bottom in row_ranges(img.height, img.width):
+            arr = np.asarray(img.crop((0, top, img.width, bottom)), dtype=np.float64)
+            lo, hi = min(lo, float(arr.min(initial=0))), max(hi, float(arr.max(initial=0)))
+        if mode == "F":
+            return lambda strip: _gray_to_rgb(
+                np.asarray(strip, dtype=np.float64), lo, max(hi - lo, 1e-12)
+            )
+        top_value = 65535.0 if hi > 255 or mode.startswith("I;16") else 255.0
+        return lambda strip: _gray_to_rgb(np.asarray(strip, dtype=np.float64), 0.0, top_value)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        return _on_white
+    if mode == "RGB":
+        return np.asarray
+    return lambda strip: np.asarray(strip.convert("RGB"))
+
+
+def _gray_to_rgb(arr: np.ndarray, lo: float, span: float) -> np.ndarray:
+    gray = np.clip((arr - lo) / span * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def _on_white(strip: Image.Image) -> np.ndarray:
+    rgba = strip.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
 
 
 def _from_array(arr: np.ndarray, max_pixels: int) -> np.ndarray:
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+    if arr.ndim != 2 and (arr.ndim != 3 or arr.shape[2] not in (1, 3, 4)):
         raise InvalidInputError(f"an image array must have shape (H, W, 3), got {tuple(arr.shape)}")
     _check_size(arr.shape[1], arr.shape[0], max_pixels)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.dtype == np.uint8 and arr.shape[2] == 3:
+        return np.ascontiguousarray(arr)
+    # converted strip by strip: a float copy of a whole photo is 12 bytes a pixel or more
+    h, w = arr.shape[:2]
+    strips = list(row_ranges(h, w))
+    unit = False  # floats in [0, 1] are scaled to [0, 255]
+    if np.issubdtype(_array_values(arr[:1]).dtype, np.floating):
+        peak = max(float(np.nanmax(_array_values(arr[t:b]), initial=0)) for t, b in strips)
+        unit = peak <= 1.0
+    out = np.empty((h, w, 3), np.uint8)
+    for t, b in strips:
+        values = _array_values(arr[t:b])
+        if values.dtype != np.uint8:
+            values = np.clip(np.nan_to_num(values * 255.0 if unit else values), 0, 255).round()
+        out[t:b] = values
+    return out
+
+
+def _array_values(arr: np.ndarray) -> np.ndarray:
+    """Three channels of an ``(H, W, 1|3|4)`` array: gray repeated, alpha composited on white."""
     if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
+        return np.repeat(arr, 3, axis=2)
     if arr.shape[2] == 4:
         alpha = arr[..., 3:4].astype(np.float32) / 255.0
-        arr = arr[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and float(np.nanmax(arr, initial=0)) <= 1.0:
-            arr = arr * 255.0
-        arr = np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
-    return np.ascontiguousarray(arr)
+        return arr[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)
+    return arr

@@ -1,14 +1,14 @@
-"""Rendering of explanation panes and heatmaps at the original image size.
+"""Drawing of explanation panes and heatmaps at the original image size.
 
 Large photos are common, so every step is a lookup table or a Pillow composite (C loops that
-release the GIL) rather than float arithmetic over every pixel.
+release the GIL) rather than float arithmetic over every pixel. Every function here works on
+any horizontal strip of rows as well as on the whole image, pixel for pixel the same: the
+explanation draws its panes strip by strip (``limner.explain.panes``), so a pane is never held
+whole at the original size.
 """
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -82,42 +82,3 @@ def heatmap(image: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.nd
     colour_img = Image.fromarray(np.take(colours, index, axis=0))
     mask_img = Image.fromarray(np.take(alpha, index), "L")
     return np.asarray(Image.composite(colour_img, gray, mask_img))
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """Encode an RGB uint8 array as PNG.
-
-    Small images go through Pillow. Large ones (panes of big photos) are written with the PNG
-    "up" filter on every row and run-length deflate: about half the time of Pillow's adaptive
-    filtering on a 12-megapixel pane, with a smaller file, and zlib releases the GIL so panes
-    encode in parallel.
-    """
-    h, w = image.shape[:2]
-    if h * w <= 1_000_000:
-        buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format="PNG", compress_level=6)
-        return buf.getvalue()
-    rows = np.ascontiguousarray(image, dtype=np.uint8).reshape(h, w * 3)
-    raw = np.empty((h, w * 3 + 1), np.uint8)
-    raw[:, 0] = 2  # filter type "up": each byte minus the byte above it
-    raw[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    return b"".join(
-        [
-            b"\x89PNG\r\n\x1a\n",
-            _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", _deflate(raw.data)),
-            _png_chunk(b"IEND", b""),
-        ]
-    )
-
-
-def _deflate(data: memoryview) -> bytes:
-    # run-length matching: faster than level-1 deflate on filtered image rows, and smaller
-    z = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    return z.compress(data) + z.flush()
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

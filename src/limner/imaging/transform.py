@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from limner.imaging.strips import row_ranges
+
 
 def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize an RGB uint8 image to ``width``×``height`` (area-averaging when shrinking)."""
@@ -15,15 +17,25 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if shrinking and (image.shape[1] > 4 * width or image.shape[0] > 4 * height):
         # reduce() in integer steps first: fast and alias-free for very large photos
         factor = max(1, min(image.shape[1] // (2 * width), image.shape[0] // (2 * height)))
-        pil = Image.fromarray(image).reduce(factor)
-        return np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
+        return np.asarray(reduce(image, factor).resize((width, height), Image.Resampling.BILINEAR))
     return np.asarray(Image.fromarray(image).resize((width, height), method))
+
+
+def reduce(image: np.ndarray, factor: int) -> Image.Image:
+    """``Image.reduce(factor)`` of an RGB uint8 array (each output pixel the mean of a
+    ``factor``×``factor`` box), made strip by strip: the same pixels as reducing the whole
+    image, without the four-bytes-a-pixel Pillow copy of it."""
+    h, w = image.shape[:2]
+    out = Image.new("RGB", (-(-w // factor), -(-h // factor)))
+    for top, bottom in row_ranges(h, w, multiple=factor):
+        out.paste(Image.fromarray(image[top:bottom]).reduce(factor), (0, top // factor))
+    return out
 
 
 def resize_labels(labels: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize an integer label map with nearest-neighbour sampling (ids stay exact)."""
     h, w = labels.shape
-    if (w, h) == (width, height):
+    if (width, height) == (w, h):
         return labels
     rows = np.minimum((np.arange(height) + 0.5) * h / height, h - 1).astype(np.intp)
     cols = np.minimum((np.arange(width) + 0.5) * w / width, w - 1).astype(np.intp)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from limner.errors import ConflictError, InvalidInputError, PayloadTooLargeError
-from limner.imaging import decode_image, encode_png, header_pixels, resize
+from limner.imaging import check_image, decode_image, encode_png, header_pixels, resize
 from limner.service.state import ServiceState
 from limner.settings import Settings
 from limner.store import SpaceRef, new_id
@@ -110,7 +110,8 @@ def _log(
         blob = state.blobs.put(
             item.encoded if item.encoded is not None else encode_png(item.pixels)
         )
-        rows.append(_row(space_id, sub_id, new_id(), blob, item.pixels, labels, p, None))
+        size = (item.pixels.shape[1], item.pixels.shape[0])
+        rows.append(_row(space_id, sub_id, new_id(), blob, size, labels, p, None))
     with state.db.session() as s:
         s.add_all(rows)
     state.metrics.transactions.labels(space_id).inc(len(rows))
@@ -122,7 +123,7 @@ def _row(
     sub_id: str,
     scoring_id: str,
     blob: str,
-    pixels: np.ndarray,
+    size: tuple[int, int],
     labels: list[str],
     p: np.ndarray,
     timestamp: datetime | None,
@@ -134,8 +135,8 @@ def _row(
         space_id=space_id,
         subscription_id=sub_id,
         image_blob=blob,
-        width=int(pixels.shape[1]),
-        height=int(pixels.shape[0]),
+        width=int(size[0]),
+        height=int(size[1]),
         label=labels[ci],
         class_index=ci,
         probability=float(p[ci]),
@@ -167,10 +168,11 @@ def log_record(
         )
     if scoring_id is not None and _existing(state, sub, scoring_id):
         return scoring_id, False
-    pixels = decode_image(image, max_pixels=state.settings.max_pixels)
+    # the pixels are not needed, only the check that they decode and the size
+    size = check_image(image, max_pixels=state.settings.max_pixels)
     blob = state.blobs.put(image)
     sid = scoring_id or new_id()
-    row = _row(space.id, sub.id, sid, blob, pixels, labels, np.asarray(probabilities), timestamp)
+    row = _row(space.id, sub.id, sid, blob, size, labels, np.asarray(probabilities), timestamp)
     try:
         with state.db.session() as s:
             s.add(row)

@@ -23,7 +23,7 @@ def create_subscription(
 ) -> Subscription:
     """Subscribe a deployment of the space, or an external model."""
     if body.deployment_id is not None:
-        if body.scoring_url or body.labels or body.input:
+        if body.scoring_url or body.labels or body.input or body.headers or body.output:
             raise InvalidInputError(
                 "give either deployment_id, or scoring_url with labels (an external model)"
             )
@@ -50,7 +50,11 @@ def create_subscription(
             )
         (state.models.url_policy or UrlPolicy()).check(body.scoring_url)
         meta = external_metadata(
-            name=body.name, labels=body.labels, input=body.input, problem_type=body.problem_type
+            name=body.name,
+            labels=body.labels,
+            input=body.input,
+            problem_type=body.problem_type,
+            output=body.output,
         )
         sub = Subscription(
             id=new_id(),
@@ -58,6 +62,7 @@ def create_subscription(
             name=body.name,
             scoring_url=body.scoring_url,
             model_metadata=meta.to_dict(),
+            headers=body.headers or None,
             explainability={"enabled": False},
         )
     try:
