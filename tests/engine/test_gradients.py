@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,38 +144,34 @@ def test_torchscript_gives_integrated_gradients_not_gradcam(image):
         limner.explain(image, model, method="gradcam")
 
 
-class TinyVit(nn.Module):
-    """A ViTForImageClassification from a small random config, giving its logits."""
+def tiny_vit_dir(folder: Path) -> Path:
+    """A Hugging Face image-classification directory: a small random ViT and its processor."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
-    def __init__(self) -> None:
-        super().__init__()
-        from transformers import ViTConfig, ViTForImageClassification
-
-        torch.manual_seed(0)
-        config = ViTConfig(
-            image_size=32,
-            patch_size=8,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            num_labels=4,
-            initializer_range=0.5,  # spread the logits, so f(image) − f(baseline) is large
-        )
-        self.vit = ViTForImageClassification(config).eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vit(pixel_values=x).logits
-
-
-def test_integrated_gradients_is_complete_on_a_tiny_transformers_vit():
-    meta = ModelMetadata(
-        labels=["w", "x", "y", "z"],
-        input=InputSpec(width=32, height=32, mean=(0.5,) * 3, std=(0.5,) * 3),
-        output="logits",
-        name="tiny-vit",
+    torch.manual_seed(0)
+    labels = ["w", "x", "y", "z"]
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=4,
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        initializer_range=0.5,  # spread the logits, so f(image) − f(baseline) is large
     )
-    model = TorchModel(TinyVit(), meta)
+    ViTForImageClassification(config).eval().save_pretrained(folder)
+    ViTImageProcessor(
+        size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    ).save_pretrained(folder)
+    return folder
+
+
+def test_integrated_gradients_is_complete_on_a_tiny_transformers_vit(tmp_path: Path):
+    model = limner.load_model(tiny_vit_dir(tmp_path / "tiny-vit"), device="cpu")
+    assert model.torch_forward() is not None  # the Hugging Face adapter exposes its gradients
     photo = sample_photo("chelsea")
     exp = limner.explain(photo, model, method="integrated-gradients", baseline="black", top_k=2)
     d = exp.to_dict()
