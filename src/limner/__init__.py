@@ -8,9 +8,17 @@ from limner.errors import LimnerError
 
 # Importing the engine package binds the name ``limner.explain`` to it; rebind it to the
 # function, which is the public entry point (the package stays reachable as a module).
-from limner.explain import Explanation, explain
+from limner.explain import Explanation, check_method, explain
 from limner.models import Model, ModelMetadata, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["Explanation", "LimnerError", "Model", "ModelMetadata", "explain", "load_model"]
+__all__ = [
+    "Explanation",
+    "LimnerError",
+    "Model",
+    "ModelMetadata",
+    "check_method",
+    "explain",
+    "load_model",
+]

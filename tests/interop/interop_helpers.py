@@ -1,10 +1,15 @@
-"""Helpers of the interop tests: the running server's description, free ports."""
+"""Helpers of the interop tests: the running servers' descriptions, free ports, a tiny ONNX
+classifier, a photo."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from limner.client import APIClient
 
@@ -29,3 +34,51 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+#: The header the KServe test server insists on.
+SECRET_HEADER = ("X-Api-Key", "s3cret-remote-key")
+LABELS = ["dark", "bright"]
+
+
+def bright_onnx(path: Path) -> Path:
+    """A real (if simple) binary classifier as ONNX: logits of dark/bright from the mean of
+    NCHW pixels in 0..1, computed separately on the left and right halves (right counts 3×)."""
+    import torch
+
+    class Bright(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            w = x.shape[3] // 2
+            s = x[:, :, :, :w].mean((1, 2, 3)) + 3 * x[:, :, :, w:].mean((1, 2, 3))
+            z = (s / 4 - 0.5) * 12
+            return torch.stack([-z, z], dim=1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Bright(),
+            (torch.zeros(1, 3, 32, 32),),
+            str(path),
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return path
+
+
+@dataclass
+class KServe:
+    """A running KServe ModelServer and the URL of its model."""
+
+    url: str
+    onnx: Path
+    process: subprocess.Popen[bytes]
+
+
+def half_bright(height: int = 48, width: int = 64) -> np.ndarray:
+    """Dark left half, bright right half."""
+    image = np.full((height, width, 3), 40, np.uint8)
+    image[:, width // 2 :] = 230
+    return image

@@ -156,3 +156,19 @@ def test_pages_forbid_framing_and_foreign_scripts(dashboard: Dashboard) -> None:
     policy = page.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
     assert page.headers["cache-control"] == "no-store"
+
+
+def test_a_gradient_explanation_shows_its_saliency_pane(dashboard: Dashboard) -> None:
+    with dashboard.client() as client:
+        exp = client.explanations.create(dashboard.scoring_ids[0], method="gradcam")
+        exp.wait(timeout=600)
+    http = logged_in(dashboard.url, dashboard.key)
+    page = http.get(f"/ui/explanations/{exp.id}")
+    assert page.status_code == 200
+    ci = exp.explained_classes[0]
+    src = f"/ui/media/explanations/{exp.id}/{ci}/saliency.png"
+    assert src in page.text and "Saliency" in page.text
+    pane = http.get(src)
+    assert pane.status_code == 200 and pane.content.startswith(b"\x89PNG")
+    other = logged_in(dashboard.url, dashboard.new_key("elsewhere"))
+    assert other.get(src).status_code == 404  # another space cannot read the pane

@@ -35,7 +35,11 @@ def explain_command(
     ],
     model: Annotated[str, typer.Option("--model", help="Model spec.")] = "efficientnet-lite0",
     method: Annotated[
-        str, typer.Option(help="lime | kernelshap | occlusion | rise")
+        str,
+        typer.Option(
+            help="kernelshap | lime | occlusion | rise; for PyTorch models also "
+            "integrated-gradients | gradcam"
+        ),
     ] = "kernelshap",
     samples: Annotated[
         int | None, typer.Option(help="A fixed budget of model evaluations for the estimate.")
@@ -53,6 +57,14 @@ def explain_command(
             help="Adjacent top regions within this share of the largest weight count as tied."
         ),
     ] = 0.0,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="integrated-gradients: integration steps (default: until complete)."),
+    ] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(help="gradcam: the layer to read (default: the last spatial feature map)."),
+    ] = None,
     segmentation: Annotated[
         str, typer.Option(help="slic | quickshift | felzenszwalb | grid")
     ] = "slic",
@@ -74,12 +86,43 @@ def explain_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as one JSON document.")
     ] = False,
+    metadata: Annotated[
+        Path | None,
+        typer.Option(help="limner-model.json for the model (all of it, or the fields missing)."),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Class labels: a file with one per line, or a JSON list.")
+    ] = None,
+    input_size: Annotated[
+        str | None, typer.Option("--input-size", help="The model's input size: N or WxH.")
+    ] = None,
+    layout: Annotated[str | None, typer.Option(help="Input layout: NHWC | NCHW.")] = None,
+    scale: Annotated[
+        float | None, typer.Option(help="Pixel scale (pixel * scale - mean) / std.")
+    ] = None,
+    mean: Annotated[
+        str | None, typer.Option(help="Per-channel mean, e.g. 0.485,0.456,0.406.")
+    ] = None,
+    std: Annotated[
+        str | None, typer.Option(help="Per-channel std, e.g. 0.229,0.224,0.225.")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option(help="What the model answers: probabilities | logits.")
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(help="HTTP header for a URL model, 'Name: value' (repeatable)."),
+    ] = None,
 ) -> None:
     """Explain which regions of each image pushed the model's prediction up or down.
 
     An image that cannot be read is reported on one line and the others are still explained;
-    the exit status is then 2.
+    the exit status is then 2. A URL model (http(s)://host/v2/models/NAME) gets --header values
+    with every request, and $LIMNER_API_KEY when it is a limner server asking for a key. What a
+    model or its server does not tell (labels, input size and settings) comes from --metadata
+    or the small flags.
     """
+    from limner.cli.model_options import model_hints, parse_headers, with_limner_key
     from limner.errors import InvalidInputError, LimnerError
     from limner.explain import BASELINES, METHODS, SEGMENTATIONS, explain
     from limner.imaging import read_image
@@ -92,55 +135,76 @@ def explain_command(
     ):
         if value not in allowed:
             raise InvalidInputError(f"--{name} must be one of {', '.join(allowed)}, not {value!r}")
+    hints = model_hints(
+        metadata=metadata,
+        labels=labels,
+        input_size=input_size,
+        layout=layout,
+        scale=scale,
+        mean=mean,
+        std=std,
+        output=output,
+    )
+    headers = parse_headers(header)
+    if model.startswith(("http://", "https://")):
+        headers = with_limner_key(model, headers)
+    elif headers:
+        raise InvalidInputError("--header applies to URL models only")
     inputs, errors = expand_inputs(images)
     folders = output_folders(inputs, out, method)
     clf: Model | None = None  # loaded with the first readable image
     results = []
     table = Table("image", "label", "probability", "top regions (id: share)", "R²", "seconds")
     warnings: list[str] = []
-    with progress_bar("explaining", None) as update:
-        for path, folder in zip(inputs, folders, strict=True):
-            try:
-                rgb = read_image(path, max_pixels=max_pixels)
-            except LimnerError as exc:
-                errors.append({"input": str(path), "error": exc.message})
-                report_error(exc.message)
-                continue
-            if clf is None:
-                clf = load_model(model, device=device)
-            exp = explain(
-                rgb,
-                clf,
-                method=method,
-                samples=samples,
-                max_samples=max_samples,
-                confidence=confidence,
-                settle_top=settle_top,
-                tie_tolerance=tie_tolerance,
-                segmentation=segmentation,
-                segments=segments,
-                baseline=baseline,
-                classes=classes or None,
-                top_k=top_k,
-                seed=seed,
-                progress=update,
-                max_pixels=max_pixels,
-            )
-            exp.save(folder)
-            result = {"input": str(path), **exp.to_dict(_file_refs(exp, folder))}
-            del exp, rgb  # the full-size photo goes before the next one is decoded
-            results.append(result)
-            for ce in result["explanations"]:
-                top = ", ".join(f"{r['id']}: {r['share']:.0f}%" for r in ce["regions"][:3])
-                table.add_row(
-                    str(path),
-                    ce["label"],
-                    f"{ce['probability']:.3f}",
-                    top + ("" if ce["settled"] else " (not settled)"),
-                    f"{ce['fit_r2']:.2f}",
-                    f"{result['seconds']:.2f}",
+    try:
+        with progress_bar("explaining", None) as update:
+            for path, folder in zip(inputs, folders, strict=True):
+                try:
+                    rgb = read_image(path, max_pixels=max_pixels)
+                except LimnerError as exc:
+                    errors.append({"input": str(path), "error": exc.message})
+                    report_error(exc.message)
+                    continue
+                if clf is None:
+                    clf = load_model(model, device=device, metadata=hints, headers=headers or None)
+                exp = explain(
+                    rgb,
+                    clf,
+                    method=method,
+                    samples=samples,
+                    max_samples=max_samples,
+                    confidence=confidence,
+                    settle_top=settle_top,
+                    tie_tolerance=tie_tolerance,
+                    segmentation=segmentation,
+                    segments=segments,
+                    baseline=baseline,
+                    classes=classes or None,
+                    top_k=top_k,
+                    seed=seed,
+                    progress=update,
+                    steps=steps,
+                    layer=layer,
+                    max_pixels=max_pixels,
                 )
-                warnings += [f"{path.name} ({ce['label']}): {w}" for w in ce["warnings"]]
+                exp.save(folder)
+                result = {"input": str(path), **exp.to_dict(_file_refs(exp, folder))}
+                del exp, rgb  # the full-size photo goes before the next one is decoded
+                results.append(result)
+                for ce in result["explanations"]:
+                    top = ", ".join(f"{r['id']}: {r['share']:.0f}%" for r in ce["regions"][:3])
+                    table.add_row(
+                        str(path),
+                        ce["label"],
+                        f"{ce['probability']:.3f}",
+                        top + ("" if ce["settled"] else " (not settled)"),
+                        f"{ce['fit_r2']:.2f}",
+                        f"{result['seconds']:.2f}",
+                    )
+                    warnings += [f"{path.name} ({ce['label']}): {w}" for w in ce["warnings"]]
+    finally:
+        if clf is not None:
+            clf.close()
     if as_json:
         print(json.dumps({"results": results, "errors": errors}, indent=2))
     elif results:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from limner.client._core import Core
 
 PANES = ("positive", "negative", "heatmap", "regions")
+#: The pixel-level pane gradient methods (integrated-gradients, gradcam) add.
+SALIENCY = "saliency"
 
 
 class ExplanationFailedError(LimnerError):
@@ -85,9 +87,10 @@ class Explanation:
         return [int(e["class_index"]) for e in self._finished()["explanations"]]
 
     def image(self, kind: str = "positive", class_index: int | None = None) -> bytes:
-        """A pane as PNG bytes (``positive``, ``negative``, ``heatmap`` or ``regions``)."""
-        if kind not in PANES:
-            raise ValueError(f"kind must be one of {PANES}")
+        """A pane as PNG bytes (``positive``, ``negative``, ``heatmap`` or ``regions``;
+        ``saliency`` for the gradient methods)."""
+        if kind not in (*PANES, SALIENCY):
+            raise ValueError(f"kind must be one of {(*PANES, SALIENCY)}")
         ci = self.explained_classes[0] if class_index is None else class_index
         path = f"/v1/explanations/{self.id}/images/{ci}/{kind}.png"
         return self._core.request("GET", path).content
@@ -99,8 +102,9 @@ class Explanation:
     def show(
         self, class_index: int | None = None, *, figsize: tuple[float, float] = (12, 4.4)
     ) -> Any:
-        """Plot the original, positive and negative panes side by side (matplotlib), with the
-        fit R² and the RESULT's warnings under them; return the figure.
+        """Plot the original, positive and negative panes side by side (matplotlib), and the
+        saliency pane of a gradient method, with the fit R² and the RESULT's warnings under
+        them; return the figure.
 
         In a notebook the figure shows exactly once: as the cell's value, or through
         ``display(exp.show(...))`` (in a loop). Elsewhere ``plt.show()`` opens it.
@@ -119,6 +123,7 @@ class Explanation:
             method=result["method"],
             figsize=figsize,
             notes=caption_lines(entry),
+            saliency=self.image(SALIENCY, ci) if SALIENCY in entry.get("images", {}) else None,
         )
 
     def save(self, directory: str | Path) -> Path:
@@ -128,7 +133,7 @@ class Explanation:
         result = json.loads(json.dumps(self._finished()))
         for entry in result["explanations"]:
             ci = int(entry["class_index"])
-            for kind in PANES:
+            for kind in [k for k in (*PANES, SALIENCY) if k in entry.get("images", {})]:
                 name = file_name(ci, entry["label"], kind)
                 (d / name).write_bytes(self.image(kind, ci))
                 entry.setdefault("images", {})[kind] = name

@@ -98,16 +98,35 @@ class Deployments:
         model: str | Path | None = None,
         file: str | Path | None = None,
         metadata: dict[str, Any] | str | Path | None = None,
+        labels: list[str] | None = None,
+        input: dict[str, Any] | None = None,
+        output: str | None = None,
+        problem_type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Deployment:
         """Deploy ``model`` (a spec the server can load) or upload ``file`` (.onnx with
-        ``metadata``, a model directory as .zip, or .keras)."""
+        ``metadata``, a model directory or a Hugging Face directory as .zip, or .keras).
+
+        For a URL model, ``labels``, ``input`` (``width``, ``height``, ``layout``, ``scale``,
+        ``mean``, ``std``, ...), ``output`` and ``problem_type`` give what its server does not
+        publish, and ``headers`` (an ``Authorization`` key, say) go with every request to it;
+        the server stores them and never shows them back.
+        """
         if (model is None) == (file is None):
             raise ValueError("give exactly one of model= (a spec) or file= (an upload)")
         if model is not None:
-            data = self._core.json(
-                "POST", "/v1/deployments", json={"name": name, "model": str(model)}
-            )
-            return Deployment.of(data)
+            body: dict[str, Any] = {"name": name, "model": str(model)}
+            if metadata is not None:
+                body.update(_metadata_dict(metadata))
+            extra = {
+                "labels": labels,
+                "input": input,
+                "output": output,
+                "problem_type": problem_type,
+                "headers": headers,
+            }
+            body.update({k: v for k, v in extra.items() if v is not None})
+            return Deployment.of(self._core.json("POST", "/v1/deployments", json=body))
         path = Path(str(file))
         files: list[tuple[str, tuple[str, bytes, str]]] = [
             ("file", (path.name, path.read_bytes(), "application/octet-stream"))
@@ -148,9 +167,12 @@ class Subscriptions:
         labels: list[str] | None = None,
         input: dict[str, Any] | None = None,
         problem_type: str | None = None,
+        output: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Subscription:
         """Subscribe a deployment, or an external model (``name``, ``scoring_url``, ``labels``,
-        ``input``, ``problem_type``)."""
+        ``input``, ``problem_type``, ``output``; ``headers`` go with every request to the
+        scoring URL, stored by the server and never shown back)."""
         body: dict[str, Any] = {
             k: v
             for k, v in {
@@ -160,6 +182,8 @@ class Subscriptions:
                 "labels": labels,
                 "input": input,
                 "problem_type": problem_type,
+                "output": output,
+                "headers": headers,
             }.items()
             if v is not None
         }
@@ -222,6 +246,13 @@ class Explanations:
         params = {"scoring_id": scoring_id} if scoring_id else None
         data = self._core.json("GET", "/v1/explanations", params=params)["explanations"]
         return [Explanation(self._core, d) for d in data]
+
+
+def _metadata_dict(metadata: dict[str, Any] | str | Path) -> dict[str, Any]:
+    """The fields of a ``limner-model.json`` given as a dict or a file, for a JSON body."""
+    data = metadata if isinstance(metadata, dict) else json.loads(Path(metadata).read_text())
+    keys = ("labels", "input", "output", "problem_type")
+    return {k: data[k] for k in keys if k in data}
 
 
 def _id(obj: Any) -> str:

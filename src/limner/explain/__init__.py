@@ -4,6 +4,7 @@ from limner.explain.engine import (
     DEFAULT_BASELINE,
     DEFAULT_METHOD,
     DEFAULT_SEGMENTATION,
+    check_method,
     explain,
 )
 from limner.explain.methods import METHODS
@@ -22,6 +23,7 @@ __all__ = [
     "SEGMENTATIONS",
     "ClassExplanation",
     "Explanation",
+    "check_method",
     "explain",
     "grid_shape",
 ]

@@ -12,8 +12,16 @@ import numpy as np
 
 from limner.errors import InvalidInputError
 from limner.explain.checks import class_warnings
-from limner.explain.methods import METHODS, make_explainer
+from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS, METHODS, make_explainer
 from limner.explain.methods.base import Design
+from limner.explain.methods.gradients import (
+    GradientAttributor,
+    GradientMap,
+    curve_r2,
+    gradient_estimate,
+    gradient_fields,
+    require_forward,
+)
 from limner.explain.metrics import curve_masks, curve_steps, faithfulness, flip_gaps, ranking
 from limner.explain.perturb import BASELINES, Perturber
 from limner.explain.result import ClassExplanation, Explanation
@@ -63,13 +71,16 @@ def explain(
     predict: Predict | None = None,
     progress: Progress | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    steps: int | None = None,
+    layer: str | None = None,
 ) -> Explanation:
     """Explain which regions of ``image`` pushed ``model``'s classes up or down.
 
     Args:
         image: a path, encoded bytes, a PIL image or an RGB uint8 array, of any size.
         model: a loaded classifier (``limner.load_model``).
-        method: ``kernelshap`` (default), ``lime``, ``occlusion`` or ``rise``.
+        method: ``kernelshap`` (default), ``lime``, ``occlusion``, ``rise``, or for a model
+            with a torch forward ``integrated-gradients`` or ``gradcam``.
         samples: a fixed budget of model evaluations for the method's estimate (default: the
             method's own; for ``kernelshap``, adaptive rounds up to ``max_samples``).
         max_samples: budget of the adaptive default (default 256).
@@ -94,13 +105,21 @@ def explain(
         progress: called as ``progress(done, total)`` after each batch; ``done / total`` only
             goes up.
         max_pixels: refuse larger images before decoding them.
+        steps: integration steps of ``integrated-gradients`` (default: 64, doubled until the
+            attributions are complete within 1%, at most 512).
+        layer: the layer ``gradcam`` reads (default: the last spatial feature map).
 
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the RESULT.
     """
     _validate(method, segmentation, baseline, samples, segments, top_k, batch_size)
     _validate_uncertainty(max_samples, confidence, settle_top, tie_tolerance)
-    explainer = make_explainer(method, samples=samples, seed=seed, max_samples=max_samples)
+    gradients = _gradients(method, model, steps, layer)
+    explainer = (
+        None
+        if gradients
+        else make_explainer(method, samples=samples, seed=seed, max_samples=max_samples)
+    )
     start = time.perf_counter()
     rgb = decode_image(image, max_pixels=max_pixels)
     regions = region_map(rgb, segmentation, segments or DEFAULT_SEGMENTS)
@@ -114,8 +133,10 @@ def explain(
         prepare=model.preprocess,
     )
     rng = np.random.default_rng(seed)
-    design = explainer.design(perturber, rng)
-    budget = max(len(design.z), explainer.samples) if explainer.adaptive() else len(design.z)
+    design = explainer.design(perturber, rng) if explainer else None
+    budget = 0
+    if explainer is not None and design is not None:
+        budget = max(len(design.z), explainer.samples) if explainer.adaptive() else len(design.z)
     evaluate = _Evaluator(
         predict or model.predict_tensor, batch_size or model.preferred_batch_size, progress
     )
@@ -124,8 +145,14 @@ def explain(
     full = evaluate.masks(np.ones((1, m), np.float32), perturber)[0]
     chosen = _choose_classes(model, full, classes, top_k)
     evaluate.total = 1 + budget + n_curve * len(chosen)
-    y = evaluate.design(design, perturber)
-    while True:
+    maps: list[GradientMap] = []
+    if gradients is not None:  # deterministic attributions: nothing to settle by sampling
+        maps = [gradients.attribute(perturber.image, perturber.base, c) for c in chosen]
+        estimates = [gradient_estimate(g, perturber.labels, m) for g in maps]
+        open_: list = [[] for _ in chosen]
+        stop_reason = "exact"
+    y = evaluate.design(design, perturber) if explainer and design is not None else None
+    while explainer is not None and design is not None and y is not None:
         estimates = [explainer.estimate(design, y[:, c]) for c in chosen]
         open_ = [
             unsettled_contrasts(
@@ -158,12 +185,19 @@ def explain(
     explained = []
     for c, est, o in zip(chosen, estimates, open_, strict=True):
         order = ranking(est.weights)
-        steps = curve_steps(m)
-        curves = _curves(evaluate, perturber, order, steps)
-        gaps = flip_gaps(steps, c, curves[0], curves[1])
+        at = curve_steps(m)
+        curves = _curves(evaluate, perturber, order, at)
+        gaps = flip_gaps(at, c, curves[0], curves[1])
         if len(gaps):
-            steps = np.union1d(steps, gaps)
-            curves = _curves(evaluate, perturber, order, steps)
+            at = np.union1d(at, gaps)
+            curves = _curves(evaluate, perturber, order, at)
+        if gradients:
+            est.fit_r2 = curve_r2(
+                est,
+                np.vstack(curve_masks(order, at)),
+                np.concatenate([curves[0][:, c], curves[1][:, c]]),
+                additive=method != "gradcam",
+            )
         q = quantile(confidence, est.dof)
         settled = not o
         explained.append(
@@ -175,7 +209,7 @@ def explain(
                 fit_r2=float(est.fit_r2),
                 weights=np.asarray(est.weights, dtype=np.float64),
                 used_features=est.used_features,
-                faithfulness=faithfulness(order, c, curves[0], curves[1], steps),
+                faithfulness=faithfulness(order, c, curves[0], curves[1], at),
                 stderr=est.stderr,
                 interval=intervals(est.weights, est.stderr, q),
                 settled=settled,
@@ -190,11 +224,11 @@ def explain(
         image=rgb,
         regions=regions,
         model=model.name,
-        method=explainer.name,
+        method=method,
         seed=seed,
         baseline=baseline,
         samples=evaluate.design_rows,
-        model_evaluations=evaluate.done,
+        model_evaluations=evaluate.done + sum(g.passes for g in maps),
         seconds=time.perf_counter() - start,
         predictions=[
             {"label": model.labels[i], "class_index": int(i), "probability": float(full[i])}
@@ -204,7 +238,35 @@ def explain(
         confidence=confidence,
         tie_tolerance=tie_tolerance,
         stop_reason=stop_reason,
-        max_samples=explainer.samples if explainer.adaptive() else None,
+        max_samples=explainer.samples if explainer and explainer.adaptive() else None,
+        **(gradient_fields(maps, chosen) if gradients else {}),
+    )
+
+
+def check_method(
+    model: Model, method: str, *, steps: int | None = None, layer: str | None = None
+) -> None:
+    """Raise a one-line :class:`InvalidInputError` unless ``model`` can be explained with
+    ``method`` (and ``steps``/``layer``): a gradient method needs a model with a torch forward.
+
+    The service calls it when a subscription's explainability is configured, so a bad choice is
+    refused then rather than when a job runs.
+    """
+    if method not in METHODS:
+        raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    _gradients(method, model, steps, layer)
+
+
+def _gradients(
+    method: str, model: Model, steps: int | None, layer: str | None
+) -> GradientAttributor | None:
+    """The gradient attributor for a gradient method (checked before any work), else None."""
+    if method not in GRADIENT_METHODS:
+        if steps is not None or layer is not None:
+            raise InvalidInputError("steps and layer apply to the gradient methods only")
+        return None
+    return GradientAttributor(
+        method, require_forward(model, method, BLACK_BOX_METHODS), steps=steps, layer=layer
     )
 
 

@@ -18,6 +18,7 @@ from limner.explain import panes
 from limner.explain.metrics import Faithfulness, ranking
 from limner.explain.panes import Painter, PaneSource
 from limner.explain.segmentation import RegionMap
+from limner.imaging.saliency import saliency_pane, saturation, upsample
 
 #: Regions whose |weight| is below this fraction of the largest count as neither side.
 NEUTRAL_FRACTION = 0.005
@@ -77,6 +78,22 @@ PAINTERS: dict[str, Callable[[ClassExplanation, RegionMap], Painter]] = {
     "regions": lambda _, regions: panes.outlines_painter(regions.boxes_and_areas[0]),
 }
 PANES = tuple(PAINTERS)
+#: The pixel-level pane a gradient method adds.
+SALIENCY = "saliency"
+
+
+def saliency_painter(values: np.ndarray) -> Painter:
+    """Draws a gradient method's pixel attribution (at the model's size) strip by strip, upsampled
+    once to the original size on the first strip."""
+    cache: dict[str, Any] = {}
+
+    def paint(source: PaneSource, top: int, bottom: int) -> np.ndarray:
+        if not cache:
+            cache["v"] = upsample(values, source.width, source.height)
+            cache["scale"] = saturation(cache["v"])
+        return saliency_pane(source.image[top:bottom], cache["v"][top:bottom], cache["scale"])
+
+    return paint
 
 
 def _notes(c: ClassExplanation) -> list[str]:
@@ -106,6 +123,12 @@ class Explanation:
     stop_reason: str = "budget"
     #: the adaptive budget (None when ``samples`` was a fixed budget)
     max_samples: int | None = None
+    #: Gradient methods: the pixel attribution of each class at the model's size,
+    #: Integrated Gradients' relative completeness gap per class and its steps, Grad-CAM's layer.
+    saliency: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    completeness: dict[int, float] = field(default_factory=dict)
+    steps: int | None = None
+    layer: str | None = None
 
     @property
     def width(self) -> int:
@@ -127,6 +150,11 @@ class Explanation:
         """Region id of every pixel, at the original size (built on each call, not kept)."""
         return self.regions.original
 
+    @property
+    def pane_kinds(self) -> tuple[str, ...]:
+        """The panes this explanation has: ``PANES``, plus ``saliency`` for gradient methods."""
+        return (*PANES, SALIENCY) if self.saliency else PANES
+
     def settings(self) -> dict[str, Any]:
         """How this explanation was made (enough to reproduce it)."""
         return {
@@ -138,6 +166,8 @@ class Explanation:
             "segmentation": self.regions.algorithm,
             "segments": self.regions.count,
             "baseline": self.baseline,
+            **({"steps": self.steps} if self.steps is not None else {}),
+            **({"layer": self.layer} if self.layer is not None else {}),
         }
 
     def for_class(self, class_index: int) -> ClassExplanation:
@@ -150,10 +180,13 @@ class Explanation:
         )
 
     def painter(self, class_index: int, kind: str) -> Painter:
-        """What draws the ``positive``, ``negative``, ``heatmap`` or ``regions`` pane of a class,
+        """What draws the ``positive``, ``negative``, ``heatmap`` or ``regions`` pane of a class
+        (or a gradient method's ``saliency`` pane),
         strip by strip (see :mod:`limner.explain.panes`)."""
+        if kind == SALIENCY and self.saliency:
+            return saliency_painter(self.saliency[class_index])
         if kind not in PAINTERS:
-            raise ValueError(f"pane must be one of {', '.join(PANES)}")
+            raise ValueError(f"pane must be one of {', '.join(self.pane_kinds)}")
         return PAINTERS[kind](self.for_class(class_index), self.regions)
 
     @property
@@ -185,8 +218,8 @@ class Explanation:
     def show(
         self, class_index: int | None = None, *, figsize: tuple[float, float] = (12, 4.4)
     ) -> Any:
-        """Plot the image, the positive and the negative pane side by side (matplotlib); return
-        the figure (the same figure as the client's ``show``)."""
+        """Plot the image, the positive and the negative pane side by side, and the saliency pane
+        of a gradient method (matplotlib); return the figure (the same as the client's ``show``)."""
         from limner.imaging.figure import show_panes
 
         c = self.classes[0] if class_index is None else self.for_class(class_index)
@@ -199,6 +232,7 @@ class Explanation:
             method=self.method,
             figsize=figsize,
             notes=_notes(c),
+            saliency=self.pane(c.class_index, SALIENCY) if self.saliency else None,
         )
 
     def __repr__(self) -> str:
@@ -248,9 +282,11 @@ class Explanation:
                     "insertion_auc": f.insertion_auc,
                     "sufficient_regions": f.sufficient,
                     "necessary_regions": f.necessary,
-                    "images": {k: refs(c.class_index, k) for k in PANES},
+                    "images": {k: refs(c.class_index, k) for k in self.pane_kinds},
                 }
             )
+            if c.class_index in self.completeness:
+                out[-1]["completeness_gap"] = round(self.completeness[c.class_index], 6)
         return {
             "width": self.width,
             "height": self.height,
@@ -271,6 +307,8 @@ class Explanation:
             "seconds": round(self.seconds, 4),
             "predictions": self.predictions,
             "explanations": out,
+            **({"steps": self.steps} if self.steps is not None else {}),
+            **({"layer": self.layer} if self.layer is not None else {}),
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -284,7 +322,7 @@ class Explanation:
 
         # drawing and PNG encoding release the GIL: large photos gain from a few threads, and
         # each thread holds only the strip it is on
-        keys = [(ci, kind) for ci in self.explained_classes for kind in PANES]
+        keys = [(ci, kind) for ci in self.explained_classes for kind in self.pane_kinds]
         with ThreadPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1, 4)) as pool:
             list(pool.map(write, keys))
         (d / "result.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")

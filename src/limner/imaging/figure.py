@@ -27,9 +27,11 @@ def show_panes(
     method: str,
     figsize: tuple[float, float] = (12, 4.4),
     notes: Sequence[str] = (),
+    saliency: PaneInput | None = None,
 ) -> Any:
-    """Plot the three panes in a row (matplotlib) and return the figure; ``notes`` (the fit
-    R², whether the ranking settled, warnings: see ``caption_lines``) go under them.
+    """Plot the three panes in a row (matplotlib), and a gradient method's ``saliency`` pane
+    after them when given; return the figure. ``notes`` (the fit R², whether the ranking
+    settled, warnings: see ``caption_lines``) go under them.
 
     In a notebook the figure shows exactly once: as the cell's value, or through
     ``display(fig)`` (in a loop). Elsewhere ``plt.show()`` opens it.
@@ -37,7 +39,10 @@ def show_panes(
     import matplotlib.pyplot as plt
 
     panes = [("image", image), (f"{label}: positive", positive), ("negative", negative)]
-    fig, axes = plt.subplots(1, 3, figsize=figsize)
+    if saliency is not None:
+        panes.append(("saliency (pixels)", saliency))
+        figsize = (figsize[0] * 4 / 3, figsize[1])
+    fig, axes = plt.subplots(1, len(panes), figsize=figsize)
     for ax, (title, pane) in zip(axes, panes, strict=True):
         ax.imshow(_rgb(pane))
         ax.set_title(title)

@@ -29,7 +29,12 @@ def upload_path(models_dir: Path, dep_id: str, spec: str) -> Path:
 
 
 def external_metadata(
-    *, name: str, labels: list[str], input: dict[str, Any] | None, problem_type: str | None
+    *,
+    name: str,
+    labels: list[str],
+    input: dict[str, Any] | None,
+    problem_type: str | None,
+    output: str | None = None,
 ) -> ModelMetadata:
     """Metadata of an external model; its input defaults to raw uint8 NHWC pixels at 224×224."""
     spec: dict[str, Any] = {
@@ -45,6 +50,8 @@ def external_metadata(
     data: dict[str, Any] = {"labels": labels, "input": spec, "name": name}
     if problem_type:
         data["problem_type"] = problem_type
+    if output:
+        data["output"] = output
     return ModelMetadata.from_dict(data)
 
 
@@ -95,10 +102,14 @@ class ModelProvider:
         if spec.startswith(UPLOAD_PREFIX):
             meta = ModelMetadata.from_dict(dep.model_metadata)  # as read when it was deployed
             spec = str(upload_path(self.models_dir, dep.id, spec))
+        elif is_url(spec) and dep.model_metadata.get("labels"):
+            # what its server and the user's fields gave at deployment time
+            meta = ModelMetadata.from_dict(dep.model_metadata)
         elif Path(spec).suffix.lower() == ".keras" and dep.model_metadata.get("labels"):
             meta = ModelMetadata.from_dict(dep.model_metadata)  # uploaded beside the .keras file
         client = self.http_client() if is_url(spec) else None
-        return load_model(spec, device=self.device, metadata=meta, client=client)
+        headers = dep.headers if is_url(spec) else None
+        return load_model(spec, device=self.device, metadata=meta, headers=headers, client=client)
 
     def for_subscription(self, sub: Subscription, dep: Deployment | None) -> LoadedModel:
         """The model that explains a subscription's transactions."""
@@ -108,7 +119,9 @@ class ModelProvider:
         url = str(sub.scoring_url)
         return self.registry.get(
             f"subscription:{sub.id}",
-            lambda: RemoteModel(url, meta, input_name="image", client=self.http_client()),
+            lambda: RemoteModel(
+                url, meta, input_name="image", headers=sub.headers, client=self.http_client()
+            ),
         )
 
     def drop_deployment(self, dep_id: str) -> None:

@@ -322,7 +322,7 @@ class JobRunner:
         panes = {
             f"{ci}/{kind}": self.blobs.put(exp.png(ci, kind))
             for ci in exp.explained_classes
-            for kind in PANE_KINDS
+            for kind in exp.pane_kinds
         }
         result = exp.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
         return result, panes

@@ -8,12 +8,16 @@ class probabilities.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from limner.errors import InvalidInputError, ModelError
 from limner.imaging.transform import resize
 from limner.models.metadata import ModelMetadata
+
+if TYPE_CHECKING:
+    from limner.models.gradients import TorchForward
 
 
 class Model(ABC):
@@ -103,6 +107,10 @@ class Model(ABC):
             e = np.exp(z)
             return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
         return raw.astype(np.float32)
+
+    def torch_forward(self) -> TorchForward | None:
+        """The differentiable torch forward for gradient methods, or None (a black box)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (sessions, connections)."""

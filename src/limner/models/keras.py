@@ -17,6 +17,7 @@ import numpy as np
 
 from limner.errors import InvalidInputError, ModelError
 from limner.models.base import Model
+from limner.models.gradients import TorchForward
 from limner.models.metadata import METADATA_FILE, InputSpec, ModelMetadata, OutputKind
 
 
@@ -50,6 +51,27 @@ class KerasModel(Model):
         if isinstance(out, dict):
             out = next(iter(out.values()))
         return np.asarray(out, dtype=np.float32)
+
+    def torch_forward(self) -> TorchForward | None:
+        """On the torch backend, the Keras model itself is differentiable in torch (its layers
+        are not hookable, so only Integrated Gradients applies)."""
+        keras = _import_keras()
+        if keras.backend.backend() != "torch":
+            return None
+        import torch
+
+        from limner.models.gradients import TorchForward
+
+        model = self._model
+        weights = list(model.weights)
+        device = weights[0].value.device if weights else torch.device("cpu")
+        return TorchForward(
+            module=model,
+            metadata=self.metadata,
+            device=device,
+            hookable=False,
+            call=lambda x: model(x, training=False),
+        )
 
 
 def _last_activation(model: Any) -> str:

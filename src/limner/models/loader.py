@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from limner.errors import InvalidInputError
 from limner.models.base import Model
-from limner.models.metadata import METADATA_FILE, ModelMetadata
+from limner.models.metadata import METADATA_FILE, ModelMetadata, with_hints
 from limner.models.pytorch import resolve_device
 from limner.models.zoo import BUILTIN_MODELS, load_builtin
 
@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 SPECS_HELP = (
     "a built-in name (efficientnet-lite0), a .onnx file, a model directory, a .keras file, "
-    "a .pt TorchScript file, or an http(s)://host/v2/models/NAME URL"
+    "a .pt TorchScript file, a Hugging Face image-classification directory, "
+    "or an http(s)://host/v2/models/NAME URL"
 )
 
 
@@ -24,32 +25,50 @@ def load_model(
     spec: str | Path,
     *,
     device: str = "auto",
-    metadata: ModelMetadata | None = None,
+    metadata: ModelMetadata | dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
     client: httpx.Client | None = None,
 ) -> Model:
-    """Load a classifier from a model spec (the specs are listed in docs/result.md).
+    """Load a classifier from a model spec (the specs are listed in docs/api.md, "Model specs").
 
     Args:
-        spec: built-in name, path, or Open Inference URL.
+        spec: built-in name, path (``.onnx``, ``.keras``, ``.pt``, a model directory, a Hugging
+            Face directory), or Open Inference URL.
         device: ``auto``, ``cpu`` or ``cuda``.
-        metadata: labels and preprocessing; read from ``limner-model.json`` beside the model
-            when not given.
+        metadata: labels and preprocessing. A :class:`ModelMetadata` replaces what the model
+            would get; a dict (the fields of a ``limner-model.json``, any subset: ``labels``,
+            ``input`` with ``width``/``height``/``layout``/``scale``/``mean``/``std``,
+            ``output``) fills in or overrides what the model or its server tells. Default:
+            ``limner-model.json`` beside the model, or what the model tells itself.
         headers: extra HTTP headers for a remote model (an ``Authorization`` key, say).
         client: the HTTP client of a remote model (the service's reaches allowed addresses
             only); default a plain one.
     """
     text = str(spec)
-    dev = resolve_device(device)
-    if text in BUILTIN_MODELS:
-        return load_builtin(text, device=dev)
+    full, hints = (metadata, None) if not isinstance(metadata, dict) else (None, metadata)
     if text.startswith(("http://", "https://")):
         from limner.models.remote import RemoteModel
 
-        return RemoteModel(text, metadata, headers=headers, client=client)
+        return RemoteModel(text, full, hints=hints, headers=headers, client=client)
+    if hints is not None and "labels" in hints and "width" in (hints.get("input") or {}):
+        full, hints = ModelMetadata.from_dict({"name": "model", **hints}), None
+    model = _load_local(text, resolve_device(device), full)
+    if hints:
+        model.metadata = with_hints(model.metadata, hints)
+    return model
+
+
+def _load_local(text: str, dev: str, metadata: ModelMetadata | None) -> Model:
+    if text in BUILTIN_MODELS:
+        return load_builtin(text, device=dev)
     path = Path(text)
     if not path.exists():
         raise InvalidInputError(f"model {text!r} not found: give {SPECS_HELP}")
+    if path.is_dir() and not (path / METADATA_FILE).exists():
+        from limner.models.huggingface import is_hf_directory, load_hf_directory
+
+        if is_hf_directory(path):
+            return load_hf_directory(path, metadata, device=dev)
     if path.is_dir():
         meta = metadata or ModelMetadata.read(path / METADATA_FILE)
         artifact = artifact_path(path, meta)

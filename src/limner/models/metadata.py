@@ -135,6 +135,35 @@ class ModelMetadata:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+def merge_hints(base: dict[str, Any], hints: dict[str, Any] | None) -> dict[str, Any]:
+    """``base`` (a ``limner-model.json`` form, maybe partial) with the user's ``hints`` over it.
+
+    Hints are the same fields, any subset: ``labels``, ``input`` (``width``, ``height``,
+    ``layout``, ``dtype``, ``scale``, ``mean``, ``std``, ...; merged key by key), ``output``,
+    ``problem_type``, ``name`` and extras such as ``input_name``.
+    """
+    out = dict(base)
+    for key, value in (hints or {}).items():
+        if value is None:
+            continue
+        if key == "input":
+            if not isinstance(value, dict):
+                raise InvalidInputError("model metadata: 'input' must be an object")
+            out["input"] = {**(out.get("input") or {}), **value}
+        else:
+            out[key] = value
+    if "labels" in (hints or {}) and "problem_type" not in (hints or {}):
+        out.pop("problem_type", None)  # follows the labels given
+    return out
+
+
+def with_hints(metadata: ModelMetadata, hints: dict[str, Any] | None) -> ModelMetadata:
+    """``metadata`` with the user's hints (see :func:`merge_hints`) applied."""
+    if not hints:
+        return metadata
+    return ModelMetadata.from_dict(merge_hints(metadata.to_dict(), hints))
+
+
 def _triple(value: Any) -> tuple[float, ...]:
     if isinstance(value, (int, float)):
         return (float(value),) * 3

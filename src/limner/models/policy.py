@@ -27,6 +27,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from limner.errors import ForbiddenError, InvalidInputError
+from limner.models.huggingface import check_directory as check_hf_directory
+from limner.models.huggingface import detect_format as detect_hf_directory
 from limner.models.loader import artifact_path
 from limner.models.metadata import METADATA_FILE, ModelMetadata
 
@@ -255,6 +257,16 @@ register_format(
         check_keras,
     ),
     suffixes=(".keras",),
+)
+register_format(
+    FormatRule(
+        "huggingface",
+        True,
+        "config.json and safetensors weights: the network's code comes from the installed "
+        "transformers; custom code (auto_map) and pickled weights are refused",
+        check_hf_directory,
+    ),
+    detect=detect_hf_directory,
 )
 register_format(
     FormatRule("torchscript", False, f"TorchScript carries code ({_CODE}, e.g. torch.from_file)"),

@@ -11,6 +11,7 @@ import numpy as np
 
 from limner.errors import ModelError
 from limner.models.base import Model
+from limner.models.gradients import TorchForward
 from limner.models.metadata import ModelMetadata
 
 
@@ -93,6 +94,12 @@ class TorchModel(Model):
         if isinstance(out, (tuple, list)):
             out = out[0]
         return out.float().cpu().numpy()
+
+    def torch_forward(self) -> TorchForward:
+        """The module in float32 on its device (gradients need no autocast)."""
+        from limner.models.gradients import module_forward
+
+        return module_forward(self._module, self.metadata, self.device)
 
 
 def load_torchscript(

@@ -1,22 +1,50 @@
-"""Remote models that speak the Open Inference (KServe v2) protocol over HTTP."""
+"""Remote models that speak the Open Inference (KServe v2) protocol over HTTP.
+
+One persistent HTTP client (kept-alive connections) per model. Tensors travel in the binary
+tensor extension when the server lists ``binary_tensor_data`` in ``GET /v2`` or answers a
+binary request; otherwise as JSON. A batch bigger than ``request_batch`` is split into requests
+sent ``concurrency`` at a time, so the server computes one while the next is on the wire.
+"""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import numpy as np
 
-from limner.errors import InvalidInputError, ModelError, ModelUnavailableError
+from limner.errors import LimnerError, ModelError, ModelUnavailableError
 from limner.models.base import Model
-from limner.models.metadata import InputSpec, ModelMetadata
-from limner.protocol import (
-    InferenceRequest,
-    InferenceResponse,
-    ModelMetadataResponse,
-    RequestInput,
-    decode_tensor,
+from limner.models.metadata import InputSpec, ModelMetadata, with_hints
+from limner.models.remote_metadata import (
+    ServerDescription,
+    describe,
+    resolve_metadata,
 )
+from limner.protocol import (
+    DATATYPES,
+    HEADER_LENGTH,
+    ResponseOutput,
+    decode_value,
+    pack_binary,
+    to_raw,
+    unpack_binary,
+)
+
+#: The server-metadata extension name of the binary tensor encoding.
+EXTENSION = "binary_tensor_data"
+_DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}
+
+_REFUSED_BINARY = (400, 413, 415, 422, 500)
+#: Tensor bytes per request: binary bodies carry them as they are, JSON about 4× as text.
+BINARY_BYTES = 16 * 1024 * 1024
+JSON_BYTES = 3 * 1024 * 1024
+#: Images in the batch on which binary and JSON are timed against each other.
+COMPARE_ROWS = 8
 
 
 def raw_pixels_spec(width: int, height: int) -> InputSpec:
@@ -27,100 +55,254 @@ def raw_pixels_spec(width: int, height: int) -> InputSpec:
 class RemoteModel(Model):
     """A classifier behind ``http(s)://host/v2/models/NAME``.
 
-    Images are sent as one tensor per batch: UINT8 ``[N,H,W,3]`` when the input spec takes raw
-    pixels, else the preprocessed FP32 tensor. The output named ``probability`` (or the first
-    output) is read as the class scores.
+    Args:
+        url: the model's Open Inference URL.
+        metadata: complete metadata (nothing is asked of the server but the input name).
+        hints: the fields the server does not publish (labels, input size and settings,
+            output kind), any subset of a ``limner-model.json``; see
+            :func:`limner.models.remote_metadata.resolve_metadata`.
+        headers: HTTP headers sent with every request (an ``Authorization`` key, say).
+        client: the HTTP client to call through (the service passes one that reaches only
+            allowed addresses, :func:`limner.net.guarded_client`); default a plain one. The
+            model owns it: :meth:`close` closes it.
+        binary: force the binary tensor extension on (True) or off (False); default: decided
+            from the server.
+        quote_errors: put the server's error message in limner's errors (default: only with
+            the model's own client; the service's guarded client hides what an allowed host
+            answers, so a tenant cannot read another host's pages through error messages).
     """
 
-    preferred_batch_size = 32
+    preferred_batch_size = 128
 
     def __init__(
         self,
         url: str,
         metadata: ModelMetadata | None = None,
         *,
+        hints: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 60.0,
         input_name: str | None = None,
         client: httpx.Client | None = None,
+        binary: bool | None = None,
+        request_batch: int = 64,
+        concurrency: int = 2,
+        quote_errors: bool | None = None,
     ) -> None:
-        """``client``: the HTTP client to call through (the service passes one that reaches
-        only allowed addresses, :func:`limner.net.guarded_client`); default a plain one."""
         self.url = url.rstrip("/")
-        self._client = client if client is not None else httpx.Client(timeout=timeout)
-        self._client.headers.update(headers or {})
-        remote: dict[str, Any] = {}
-        if metadata is None or input_name is None:
-            remote = self._fetch_metadata()
-        if metadata is None:
-            metadata = self._metadata_from(remote)
-        self._input_name = input_name or remote.get("input_name") or "image"
+        self._quote = client is None if quote_errors is None else quote_errors
+        self._headers = dict(headers or {})
+        self._client = client or httpx.Client(timeout=timeout)
+        self._binary = binary
+        self._request_batch = max(1, request_batch)
+        self._probe_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="limner-remote")
+        self._input_name = input_name or "image"
+        self._output_name: str | None = None
+        try:
+            if metadata is None or input_name is None:
+                desc = self._describe()
+                self._input_name = input_name or desc.input_name or "image"
+                self._output_name = desc.output_name
+            if metadata is None:
+                metadata = resolve_metadata(desc, hints, self.url, self._count_outputs)
+            else:
+                metadata = with_hints(metadata, hints)
+            self._input_name = str(metadata.extra.get("input_name") or self._input_name)
+            self._output_name = metadata.extra.get("output_name") or self._output_name
+            if self._binary is None and self._server_lists_binary():
+                self._binary = True
+        except BaseException:
+            self.close()
+            raise
         super().__init__(metadata, name=metadata.name)
 
-    def _fetch_metadata(self) -> dict[str, Any]:
+    # --- talking to the server ----------------------------------------------------------------
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self._headers, **kwargs.pop("headers", {})}
         try:
-            resp = self._client.get(self.url)
+            return self._client.request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise ModelUnavailableError(f"{self.url}: cannot be reached ({exc})") from exc
+
+    def _describe(self) -> ServerDescription:
+        resp = self._send("GET", self.url)
         if resp.status_code != 200:
-            raise ModelError(f"{self.url}: metadata request answered {resp.status_code}")
+            raise ModelError(f"{self.url}: metadata request {self._answer(resp)}")
         try:
-            meta = ModelMetadataResponse.model_validate(resp.json())
+            body = resp.json()
         except ValueError as exc:
             raise ModelError(f"{self.url}: not an Open Inference model endpoint") from exc
-        params = meta.parameters or {}
-        return {
-            "meta": meta,
-            "params": params,
-            "input_name": meta.inputs[0].name if meta.inputs else None,
-        }
+        return describe(body, self.url)
 
-    def _metadata_from(self, remote: dict[str, Any]) -> ModelMetadata:
-        params = remote.get("params") or {}
-        if "limner_model" in params:
-            md = ModelMetadata.from_dict(params["limner_model"])
-            if md.input.dtype != "uint8":  # limner's server preprocesses itself
-                md = ModelMetadata(
-                    labels=md.labels,
-                    input=raw_pixels_spec(md.input.width, md.input.height),
-                    output="probabilities",
-                    problem_type=md.problem_type,
-                    name=md.name,
-                )
-            return md
-        raise InvalidInputError(
-            f"{self.url}: the endpoint does not describe its labels and input; pass labels and "
-            "input settings (a limner-model.json) for this model"
+    def _server_lists_binary(self) -> bool:
+        root = self.url.split("/v2/models/", 1)[0] + "/v2" if "/v2/models/" in self.url else None
+        if root is None:
+            return False
+        try:
+            resp = self._send("GET", root)
+            extensions = resp.json().get("extensions") if resp.status_code == 200 else None
+        except (LimnerError, ValueError, AttributeError):
+            return False
+        return isinstance(extensions, list) and EXTENSION in extensions
+
+    def _count_outputs(self, input_settings: dict[str, Any]) -> int:
+        """How many scores the model answers for one black image (its class count)."""
+        probe = ModelMetadata.from_dict({"labels": ["a", "b"], "input": input_settings})
+        x = probe.input.preprocess(
+            np.zeros((1, probe.input.height, probe.input.width, 3), np.uint8)
         )
+        out = self._infer(x)
+        return int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        dtype = "UINT8" if x.dtype == np.uint8 else "FP32"
-        req = InferenceRequest(
-            inputs=[
-                RequestInput(
-                    name=self._input_name,
-                    shape=list(x.shape),
-                    datatype=dtype,
-                    data=x.astype(np.uint8 if dtype == "UINT8" else np.float32)
-                    .reshape(-1)
-                    .tolist(),
-                )
-            ],
-            parameters={"log": False},
-        )
-        try:
-            resp = self._client.post(f"{self.url}/infer", json=req.model_dump(exclude_none=True))
-        except httpx.HTTPError as exc:
-            raise ModelUnavailableError(f"{self.url}: cannot be reached ({exc})") from exc
+        step = self._rows(x, BINARY_BYTES if self._binary is not False else JSON_BYTES)
+        if len(x) <= step:
+            return self._infer(x)
+        parts = list(self._pool.map(self._infer, [x[s : s + step] for s in range(0, len(x), step)]))
+        return np.concatenate(parts)
+
+    def _rows(self, x: np.ndarray, budget: int) -> int:
+        """Images per request: ``request_batch``, fewer when they would pass ``budget`` bytes."""
+        per_row = max(1, x[:1].nbytes)
+        return max(1, min(self._request_batch, budget // per_row))
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        if self._binary is None:
+            with self._probe_lock:  # one request finds out; the others follow its answer
+                if self._binary is None:
+                    return self._probe_binary(x)
+        if self._binary:
+            return self._checked(self._post_binary(x))
+        return self._infer_json(x)
+
+    def _infer_json(self, x: np.ndarray) -> np.ndarray:
+        step = self._rows(x, JSON_BYTES)  # JSON is about 4× the tensor: keep bodies small
+        parts = [self._checked(self._post_json(x[s : s + step])) for s in range(0, len(x), step)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _checked(self, resp: httpx.Response) -> np.ndarray:
         if resp.status_code != 200:
-            raise ModelError(f"{self.url}: scoring answered {resp.status_code}")
+            raise ModelError(f"{self.url}: scoring {self._answer(resp)}")
+        return self._read_output(resp)
+
+    def _probe_binary(self, x: np.ndarray) -> np.ndarray:
+        """Send binary to a server that lists no extension; fall back to JSON if refused.
+
+        When it answers both, the first batch of at least :data:`COMPARE_ROWS` images goes
+        once as JSON too and the faster encoding stays: some servers decode binary tensors
+        slower than JSON (KServe turns them into Python lists element by element).
+        """
         try:
-            out = InferenceResponse.model_validate(resp.json())
-        except ValueError as exc:
-            raise ModelError(f"{self.url}: not an Open Inference response") from exc
-        chosen = next((o for o in out.outputs if o.name == "probability"), None) or out.outputs[0]
-        return decode_tensor(chosen).astype(np.float32)
+            start = time.perf_counter()
+            resp: httpx.Response | None = self._post_binary(x)
+            binary_s = time.perf_counter() - start
+        except ModelUnavailableError:  # some servers drop the connection on what they
+            resp = None  # cannot parse; a server that is down fails the JSON try too
+        if resp is not None and resp.status_code == 200:
+            out = self._read_output(resp)
+            if len(x) >= COMPARE_ROWS:  # binary works: is JSON faster on this server?
+                start = time.perf_counter()
+                try:
+                    self._infer_json(x)
+                    self._binary = time.perf_counter() - start >= binary_s
+                except LimnerError:
+                    self._binary = True
+            return out
+        if resp is not None and resp.status_code not in _REFUSED_BINARY:
+            raise ModelError(f"{self.url}: scoring {self._answer(resp)}")
+        self._binary = False
+        try:
+            return self._infer(x)
+        except ModelUnavailableError:  # the refusal may have closed a kept-alive connection
+            return self._infer(x)
+
+    def _post_binary(self, x: np.ndarray) -> httpx.Response:
+        dtype = _DATATYPE_OF[x.dtype]
+        message: dict[str, Any] = {
+            "inputs": [{"name": self._input_name, "shape": list(x.shape), "datatype": dtype}],
+            "parameters": {"log": False, "binary_data_output": True},
+        }
+        if self._output_name:
+            message["outputs"] = [{"name": self._output_name, "parameters": {"binary_data": True}}]
+        body, length = pack_binary(message, "inputs", {self._input_name: to_raw(dtype, x)})
+        return self._send(
+            "POST",
+            f"{self.url}/infer",
+            content=body,
+            headers={"Content-Type": "application/octet-stream", HEADER_LENGTH: str(length)},
+        )
+
+    def _post_json(self, x: np.ndarray) -> httpx.Response:
+        tensor = {
+            "name": self._input_name,
+            "shape": list(x.shape),
+            "datatype": _DATATYPE_OF[x.dtype],
+        }
+        body: dict[str, Any] = {"inputs": [tensor], "parameters": {"log": False}}
+        if self._output_name:
+            body["outputs"] = [{"name": self._output_name}]
+        return self._send(
+            "POST",
+            f"{self.url}/infer",
+            content=_json_body(body, x.reshape(-1)),
+            headers={"Content-Type": "application/json"},
+        )
+
+    def _read_output(self, resp: httpx.Response) -> np.ndarray:
+        try:
+            length = resp.headers.get(HEADER_LENGTH)
+            message, raws = unpack_binary(
+                resp.content, int(length) if length is not None else None, "outputs"
+            )
+            outputs = [ResponseOutput.model_validate(o) for o in message["outputs"]]
+            wanted = [self._output_name, "probability"]
+            chosen = next(
+                (o for name in wanted for o in outputs if o.name == name),
+                outputs[0],
+            )
+            array = decode_value(chosen, raws.get(chosen.name))
+        except (LimnerError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ModelError(f"{self.url}: not an Open Inference response ({exc})") from exc
+        return np.asarray(array, dtype=np.float32)
+
+    def _answer(self, resp: httpx.Response) -> str:
+        """``answered 401: <the server's message>`` (the message only when errors are quoted),
+        whatever error shape the server uses."""
+        hint = (
+            " (give the model's headers, e.g. an Authorization key)"
+            if resp.status_code in (401, 403)
+            else ""
+        )
+        if not self._quote:
+            return f"answered {resp.status_code}{hint}"
+        message = resp.text[:200]
+        try:
+            body = resp.json()
+            error = body.get("error", body.get("detail"))
+            message = str(error.get("message", error) if isinstance(error, dict) else error)
+        except (ValueError, AttributeError):
+            pass
+        return f"answered {resp.status_code}: {message[:200]}{hint}"
 
     def close(self) -> None:
-        """Close the HTTP connection pool."""
+        """Close the HTTP client and the request threads."""
+        self._pool.shutdown(wait=False)
         self._client.close()
+
+
+def _json_body(body: dict[str, Any], data: np.ndarray) -> bytes:
+    """``body`` as JSON with ``data`` as the first input's ``data`` (orjson when installed:
+    it writes numpy arrays itself, several times faster than ``json`` on a list)."""
+    try:
+        import orjson
+    except ImportError:
+        body["inputs"][0]["data"] = data.tolist()
+        return json.dumps(body, separators=(",", ":")).encode()
+    body["inputs"][0]["data"] = np.ascontiguousarray(data)
+    try:
+        return bytes(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+    except orjson.JSONEncodeError:  # a dtype orjson does not write
+        body["inputs"][0]["data"] = data.tolist()
+        return bytes(orjson.dumps(body))

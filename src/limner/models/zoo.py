@@ -23,7 +23,9 @@ from typing import Any
 
 from limner.errors import ModelError
 from limner.models.base import Model
+from limner.models.gradients import TorchForward
 from limner.models.metadata import InputSpec, ModelMetadata
+from limner.models.onnx import OnnxModel
 
 EFFICIENTNET_LITE0 = "efficientnet-lite0"
 BUILTIN_MODELS = (EFFICIENTNET_LITE0,)
@@ -123,6 +125,25 @@ def load_builtin(name: str, *, device: str = "cpu") -> Model:
         from limner.models.pytorch import TorchModel
 
         return TorchModel(efficientnet_lite0_module(), meta, device="cuda", name=name)
-    from limner.models.onnx import OnnxModel
+    return BuiltinOnnxModel(efficientnet_lite0_onnx(), meta, name=name)
 
-    return OnnxModel(efficientnet_lite0_onnx(), meta, name=name)
+
+class BuiltinOnnxModel(OnnxModel):
+    """The built-in network on ONNX Runtime, whose PyTorch module serves gradient methods.
+
+    Predictions stay on ONNX Runtime; the module is built on the first gradient request only.
+    """
+
+    _torch_forward: TorchForward | None = None
+
+    def torch_forward(self) -> TorchForward:
+        """The pretrained PyTorch module on the CPU, loaded once."""
+        if self._torch_forward is None:
+            import torch
+
+            from limner.models.gradients import module_forward
+
+            self._torch_forward = module_forward(
+                efficientnet_lite0_module(), self.metadata, torch.device("cpu")
+            )
+        return self._torch_forward

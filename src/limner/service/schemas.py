@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-Method = Literal["lime", "kernelshap", "occlusion", "rise"]
+Method = Literal["lime", "kernelshap", "occlusion", "rise", "integrated-gradients", "gradcam"]
 Segmentation = Literal["slic", "quickshift", "felzenszwalb", "grid"]
 Baseline = Literal["mean", "blur", "gray", "black"]
 Status = Literal["queued", "running", "finished", "failed"]
@@ -24,6 +25,24 @@ Timestamp = Annotated[datetime, AfterValidator(_utc)]
 OptionalTimestamp = Annotated[datetime | None, AfterValidator(_utc)]
 
 _NAME = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+
+
+def _check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if len(value) > 20:
+        raise ValueError("at most 20 headers")
+    for name, content in value.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{name[:100]!r} is not a valid header name")
+        if len(content) > 8192 or any(c in content for c in "\r\n\0"):
+            raise ValueError(f"the value of header {name!r} is too long or holds a line break")
+    return value
+
+
+#: HTTP headers sent to a remote model or an external scoring URL; stored, never shown back.
+Headers = Annotated[dict[str, str] | None, AfterValidator(_check_headers)]
 
 
 class Strict(BaseModel):
@@ -40,6 +59,22 @@ class DeploymentCreate(Strict):
 
     name: str = _NAME
     model: str = Field(min_length=1, max_length=2000)
+    labels: list[str] | None = Field(default=None, min_length=1)
+    input: dict[str, Any] | None = None
+    output: Literal["probabilities", "logits"] | None = None
+    problem_type: Literal["binary", "multiclass"] | None = None
+    headers: Headers = None
+
+    def hints(self) -> dict[str, Any] | None:
+        """The metadata fields given (what the model or its server does not tell)."""
+        fields = {
+            "labels": self.labels,
+            "input": self.input,
+            "output": self.output,
+            "problem_type": self.problem_type,
+        }
+        given = {k: v for k, v in fields.items() if v is not None}
+        return given or None
 
 
 class DeploymentRead(BaseModel):
@@ -72,7 +107,9 @@ class SubscriptionCreate(Strict):
     scoring_url: str | None = Field(default=None, pattern=r"^https?://")
     labels: list[str] | None = Field(default=None, min_length=1)
     input: dict[str, Any] | None = None
+    output: Literal["probabilities", "logits"] | None = None
     problem_type: Literal["binary", "multiclass"] | None = None
+    headers: Headers = None
 
 
 class ExplainabilitySettings(Strict):
@@ -88,6 +125,10 @@ class ExplainabilitySettings(Strict):
     segmentation: Segmentation = "slic"
     segments: int | None = Field(default=None, ge=2, le=1000)
     baseline: Baseline = "blur"
+    #: Integration steps of ``integrated-gradients`` (default: until complete within 1%).
+    steps: int | None = Field(default=None, ge=2, le=1024)
+    #: The layer ``gradcam`` reads (default: the model's last spatial feature map).
+    layer: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class SubscriptionRead(BaseModel):
@@ -208,6 +249,8 @@ class ExplanationCreate(Strict):
     segmentation: Segmentation | None = None
     segments: int | None = Field(default=None, ge=2, le=1000)
     baseline: Baseline | None = None
+    steps: int | None = Field(default=None, ge=2, le=1024)
+    layer: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ExplanationQueued(BaseModel):

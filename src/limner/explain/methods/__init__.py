@@ -8,11 +8,15 @@ from limner.explain.methods.kernelshap import KernelShapExplainer
 from limner.explain.methods.lime import LimeExplainer
 from limner.explain.methods.occlusion import OcclusionExplainer
 from limner.explain.methods.rise import RiseExplainer
+from limner.models.gradients import GRADIENT_METHODS
 
 EXPLAINERS: dict[str, type[Explainer]] = {
     cls.name: cls for cls in (KernelShapExplainer, LimeExplainer, OcclusionExplainer, RiseExplainer)
 }
-METHODS = tuple(EXPLAINERS)
+#: Methods that treat the model as a black box (every model can use them).
+BLACK_BOX_METHODS = tuple(EXPLAINERS)
+#: Every method; the gradient ones need a model with a torch forward.
+METHODS = BLACK_BOX_METHODS + GRADIENT_METHODS
 
 
 def make_explainer(
@@ -27,11 +31,20 @@ def make_explainer(
         cls = EXPLAINERS[method]
     except KeyError:
         raise InvalidInputError(
-            f"unknown method {method!r}; choose one of {', '.join(METHODS)}"
+            f"unknown method {method!r}; choose one of {', '.join(BLACK_BOX_METHODS)}"
         ) from None
     if cls is KernelShapExplainer:
         return KernelShapExplainer(samples=samples, seed=seed, max_samples=max_samples)
     return cls(samples=samples, seed=seed)
 
 
-__all__ = ["EXPLAINERS", "METHODS", "Design", "Estimate", "Explainer", "make_explainer"]
+__all__ = [
+    "BLACK_BOX_METHODS",
+    "EXPLAINERS",
+    "GRADIENT_METHODS",
+    "METHODS",
+    "Design",
+    "Estimate",
+    "Explainer",
+    "make_explainer",
+]

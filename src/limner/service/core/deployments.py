@@ -27,6 +27,8 @@ from limner.errors import (
 )
 from limner.jobs.models import UPLOAD_PREFIX, is_url
 from limner.models import METADATA_FILE, Model, load_model
+from limner.models.huggingface import CONFIG as HF_CONFIG
+from limner.models.huggingface import is_hf_directory
 from limner.models.policy import check_tenant_model, model_format
 from limner.models.zoo import BUILTIN_MODELS
 from limner.net import UrlPolicy
@@ -43,12 +45,25 @@ _CHUNK = 1024 * 1024
 
 
 async def create_from_spec(
-    state: ServiceState, space: SpaceRef, name: str, spec: str
+    state: ServiceState,
+    space: SpaceRef,
+    name: str,
+    spec: str,
+    *,
+    hints: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Deployment:
     """Deploy the model ``spec``: a built-in name, an ``http(s)://`` Open Inference URL, or (an
-    admin key only) a path under ``LIMNER_MODEL_ROOTS``."""
+    admin key only) a path under ``LIMNER_MODEL_ROOTS``.
+
+    ``hints`` are the metadata fields the model or its server does not tell (labels, input
+    settings, output kind); ``headers`` go with every request to a URL model and are stored,
+    never shown back.
+    """
     await run_in_threadpool(_check_free, state, space, name)
     spec = spec.strip()
+    if headers and not is_url(spec):
+        raise InvalidInputError("headers apply to URL models (http(s)://host/v2/models/NAME) only")
     if spec in BUILTIN_MODELS:
         target = spec
     elif is_url(spec):
@@ -59,10 +74,20 @@ async def create_from_spec(
 
     def load() -> Model:
         client = state.models.http_client() if is_url(target) else None
-        return _load(lambda: load_model(target, device=state.settings.device, client=client))
+        return _load(
+            lambda: load_model(
+                target,
+                device=state.settings.device,
+                metadata=hints,
+                headers=headers,
+                client=client,
+            )
+        )
 
     model = await state.loads.run(load, discard=_close)
-    return await run_in_threadpool(_insert, state, space, new_id(), name, target, model, 0)
+    return await run_in_threadpool(
+        _insert, state, space, new_id(), name, target, model, 0, headers or None
+    )
 
 
 def _server_path(state: ServiceState, space: SpaceRef, spec: str) -> Path:
@@ -94,9 +119,10 @@ async def create_from_upload(
     data: bytes,
     metadata: dict[str, Any] | None,
 ) -> Deployment:
-    """Deploy an uploaded artifact: ``.onnx`` (+ metadata), a model directory as ``.zip``, or
-    a ``.keras`` file. A tenant's upload must be of a format tenants may deploy
-    (:mod:`limner.models.policy`); the space's storage quota bounds what it unpacks to."""
+    """Deploy an uploaded artifact: ``.onnx`` (+ metadata), a model directory or a Hugging Face
+    image-classification directory (safetensors) as ``.zip``, or a ``.keras`` file. A tenant's
+    upload must be of a format tenants may deploy (:mod:`limner.models.policy`); the space's
+    storage quota bounds what it unpacks to."""
     await run_in_threadpool(_check_free, state, space, name)
     room = state.settings.space_quota_bytes - await run_in_threadpool(space_usage, state, space)
     dep_id = new_id()
@@ -187,8 +213,11 @@ def _unpack(
         root = _unzip(folder, data, limits)
         if metadata is not None:
             _write_metadata(root, metadata)
-        if not (root / METADATA_FILE).exists():
-            raise InvalidInputError(f"the .zip holds no {METADATA_FILE}")
+        if not (root / METADATA_FILE).exists() and not is_hf_directory(root):
+            raise InvalidInputError(
+                f"the .zip holds no {METADATA_FILE} (a model directory) and no config.json with "
+                "model.safetensors (a Hugging Face directory)"
+            )
         return root
     if suffix == ".keras":
         path = folder / "model.keras"
@@ -241,10 +270,13 @@ def _unzip(folder: Path, data: bytes, limits: _Limits) -> Path:
             raise InvalidInputError(f"the .zip is corrupt ({_zip_problem(exc)})") from exc
         except (NotImplementedError, RuntimeError) as exc:  # unknown compression, encrypted
             raise InvalidInputError(f"the .zip cannot be unpacked ({exc})") from exc
-    if (folder / METADATA_FILE).exists():
-        return folder
-    found = sorted(p.parent for p in folder.rglob(METADATA_FILE) if "__MACOSX" not in p.parts)
-    return found[0] if found else folder
+    for marker in (METADATA_FILE, HF_CONFIG):  # the folder that holds the model
+        if (folder / marker).exists():
+            return folder
+        found = sorted(p.parent for p in folder.rglob(marker) if "__MACOSX" not in p.parts)
+        if found:
+            return found[0]
+    return folder
 
 
 def _zip_problem(exc: Exception) -> str:
@@ -287,6 +319,7 @@ def _insert(
     spec: str,
     model: Model,
     size_bytes: int,
+    headers: dict[str, str] | None = None,
 ) -> Deployment:
     dep = Deployment(
         id=dep_id,
@@ -295,6 +328,7 @@ def _insert(
         model=spec,
         model_metadata=model.metadata.to_dict(),
         size_bytes=size_bytes,
+        headers=headers,
     )
     try:
         with state.db.session() as s:

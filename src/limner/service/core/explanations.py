@@ -7,8 +7,11 @@ from typing import Any
 from sqlalchemy import select
 
 from limner.errors import ConflictError, InvalidInputError
+from limner.explain import DEFAULT_METHOD
+from limner.explain.methods import GRADIENT_METHODS
 from limner.jobs import QUEUED
 from limner.service.core.quotas import check_explanation_settings, check_jobs_in_flight
+from limner.service.core.subscriptions import check_subscription_method
 from limner.service.schemas import ExplanationCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
@@ -26,6 +29,8 @@ _OVERRIDABLE = (
     "segmentation",
     "segments",
     "baseline",
+    "steps",
+    "layer",
 )
 
 
@@ -45,6 +50,14 @@ def request_explanation(
         k: v for k, v in sub.explainability.items() if k in _OVERRIDABLE and v is not None
     }
     settings.update(body.model_dump(include=set(_OVERRIDABLE), exclude_none=True))
+    method = settings.get("method", DEFAULT_METHOD)
+    if method not in GRADIENT_METHODS:
+        if body.steps is not None or body.layer is not None:
+            raise InvalidInputError("steps and layer apply to the gradient methods only")
+        settings.pop("steps", None)
+        settings.pop("layer", None)
+    elif body.method is not None or body.steps is not None or body.layer is not None:
+        check_subscription_method(state, sub, method, settings.get("steps"), settings.get("layer"))
     if body.classes is not None:
         settings["classes"] = _check_classes(body.classes, list(sub.model_metadata["labels"]))
     if body.top_k is not None:

@@ -6,6 +6,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from limner.errors import ConflictError, InvalidInputError, NotFoundError
+from limner.explain import check_method
+from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS
 from limner.jobs import external_metadata
 from limner.net import UrlPolicy
 from limner.service.core.quotas import check_explanation_settings
@@ -21,7 +23,7 @@ def create_subscription(
 ) -> Subscription:
     """Subscribe a deployment of the space, or an external model."""
     if body.deployment_id is not None:
-        if body.scoring_url or body.labels or body.input:
+        if body.scoring_url or body.labels or body.input or body.headers or body.output:
             raise InvalidInputError(
                 "give either deployment_id, or scoring_url with labels (an external model)"
             )
@@ -48,7 +50,11 @@ def create_subscription(
             )
         (state.models.url_policy or UrlPolicy()).check(body.scoring_url)
         meta = external_metadata(
-            name=body.name, labels=body.labels, input=body.input, problem_type=body.problem_type
+            name=body.name,
+            labels=body.labels,
+            input=body.input,
+            problem_type=body.problem_type,
+            output=body.output,
         )
         sub = Subscription(
             id=new_id(),
@@ -56,6 +62,7 @@ def create_subscription(
             name=body.name,
             scoring_url=body.scoring_url,
             model_metadata=meta.to_dict(),
+            headers=body.headers or None,
             explainability={"enabled": False},
         )
     try:
@@ -83,14 +90,37 @@ def delete_subscription(state: ServiceState, sub: Subscription) -> None:
 def set_explainability(
     state: ServiceState, sub: Subscription, settings: ExplainabilitySettings
 ) -> Subscription:
-    """Store how the subscription's transactions are explained (422 beyond the limits)."""
+    """Store how the subscription's transactions are explained (422 beyond the limits).
+
+    A gradient method is checked against the subscription's model now (422 when the model
+    exposes no gradients, or has no such layer), not when a job runs.
+    """
     check_explanation_settings(settings.model_dump(exclude_none=True), state.settings)
+    if settings.method in GRADIENT_METHODS or settings.steps or settings.layer:
+        check_subscription_method(state, sub, settings.method, settings.steps, settings.layer)
     with state.db.session() as s:
         row = s.get(Subscription, sub.id)
         if row is None:
             raise NotFoundError(f"no subscription {sub.id!r}")
         row.explainability = settings.model_dump(exclude_none=True)
     return row
+
+
+def check_subscription_method(
+    state: ServiceState, sub: Subscription, method: str, steps: int | None, layer: str | None
+) -> None:
+    """Refuse (422) a method the subscription's model cannot be explained with."""
+    dep = None
+    if sub.deployment_id is not None:
+        with state.db.session() as s:
+            dep = s.get(Deployment, sub.deployment_id)
+    if method in GRADIENT_METHODS and dep is None:
+        raise InvalidInputError(
+            f"{method} needs gradients, and an external model exposes none; it can be "
+            f"explained with {', '.join(BLACK_BOX_METHODS)}"
+        )
+    model = state.models.for_subscription(sub, dep).model
+    check_method(model, method, steps=steps, layer=layer)
 
 
 def list_transactions(

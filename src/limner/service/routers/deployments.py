@@ -55,7 +55,9 @@ async def create_deployment(request: Request, space: SpaceDep, state: StateDep) 
         )
     elif kind in ("application/json", ""):
         body = parse(DeploymentCreate, await read_json(request))
-        dep = await core.create_from_spec(state, space, body.name, body.model)
+        dep = await core.create_from_spec(
+            state, space, body.name, body.model, hints=body.hints(), headers=body.headers
+        )
     else:
         raise UnsupportedMediaError(f"cannot read {kind!r}; send JSON or multipart/form-data")
     return deployment_view(dep)

@@ -65,7 +65,7 @@ def explanation_pane(
     exp: ExplanationDep,
     state: StateDep,
     class_index: int,
-    kind: Literal["positive", "negative", "heatmap", "regions"],
+    kind: Literal["positive", "negative", "heatmap", "regions", "saliency"],
 ) -> Response:
     """A rendered pane of an explained class."""
     key = (exp.panes or {}).get(f"{class_index}/{kind}")

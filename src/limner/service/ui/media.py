@@ -59,7 +59,7 @@ def transaction_image(
 def explanation_pane(
     explanation_id: str,
     class_index: int,
-    kind: Literal["positive", "negative", "heatmap", "regions"],
+    kind: Literal["positive", "negative", "heatmap", "regions", "saliency"],
     session: SessionDep,
     state: StateDep,
 ) -> Response:
