@@ -72,7 +72,9 @@ def test_login_explain_and_enlarge(dashboard: Dashboard, page: sync_api.Page, sh
     url, sub_id = dashboard.url, dashboard.subscription_id
     started = time.perf_counter()
     problems: list[str] = []
+    failed: list[str] = []  # the URLs behind any "failed to load" in the console
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.on(
         "console",
         lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
@@ -148,5 +150,5 @@ def test_login_explain_and_enlarge(dashboard: Dashboard, page: sync_api.Page, sh
     page.goto(f"{url}/ui/subscriptions/{sub_id}")
     expect(row.locator(".badge")).to_have_text("finished")
     page.screenshot(path=shots / "09-transactions-explained.png", full_page=True)
-    assert problems == [], problems
+    assert problems == [], (problems, failed)
     print(f"browser walk-through took {time.perf_counter() - started:.1f} s")
