@@ -20,6 +20,7 @@ from interop_helpers import FAST, SECRET_HEADER, KServe, Server, bright_onnx, fr
 from limner.client import APIClient
 from limner.imaging import encode_png
 from limner.store import Database, create_key
+from loopback import wait_healthy
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     cmd += ["--grpc-port", str(grpc_port), "--data-dir", str(data)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"limner serve exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("limner serve did not come up")
-        time.sleep(0.2)
+    wait_healthy(url, proc, seconds=90, log=lambda: proc.stderr.read().decode())
     from skimage import data as samples
 
     photo = data / "cat.png"

@@ -3,7 +3,6 @@ classifier, a photo."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import warnings
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from limner.client import APIClient
+from loopback import free_port  # noqa: F401 (re-exported to the tests)
 
 FAST = {"samples": 64, "segmentation": "grid", "segments": 8, "baseline": "gray"}
 
@@ -28,12 +28,6 @@ class Server:
 
     def client(self) -> APIClient:
         return APIClient(self.http, api_key=self.key)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 #: The header the KServe test server insists on.

@@ -22,16 +22,10 @@ import httpx
 from PIL import Image
 
 from limner.store import Database, create_key
+from loopback import free_port, wait_healthy
 
 #: The memory an attack may add to the idle server.
 MEMORY_BUDGET = int(1.5 * 1024**3)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -75,14 +69,7 @@ def limner_serve(tmp: Path, **env: str) -> Iterator[Server]:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("limner serve did not come up:\n" + log_path.read_text())
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.2)
+        wait_healthy(url, proc, seconds=120, log=log_path.read_text)
         found = re.search(r"^(lmn_\S+)$", log_path.read_text(), re.MULTILINE)
         assert found, "the first start printed no key"
         yield Server(url, port, found.group(1), data_dir, proc)

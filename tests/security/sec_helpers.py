@@ -25,6 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 from limner.protocol import InferenceRequest, InferenceResponse, decode_tensor, encode_tensor
 from limner.service import EmbeddedServer
 from limner.store import Database, create_key
+from loopback import free_port, wait_healthy  # noqa: F401 (re-exported to the tests)
 
 #: What the recording service answers: must never show up in an error limner gives.
 SECRET_BODY = "SECRET-INTERNAL-BODY-7f3a"
@@ -43,14 +44,6 @@ QUOTA_BYTES = 3_000_000
 LOAD_TIMEOUT = 6.0
 SLOW_SECONDS = 2.5
 HANG_SECONDS = 10.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tiny_onnx(path: Path, *, padding_bytes: int = 0, domain: str = "") -> Path:
@@ -220,18 +213,7 @@ def serve(data_dir: Path, port: int, env: dict[str, str]) -> Iterator[Serve]:
         proc = subprocess.Popen(cmd, stdout=o, stderr=e, env=full_env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError("limner serve exited:\n" + log.read_text()[-3000:])
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("limner serve did not come up:\n" + log.read_text()[-3000:])
-            time.sleep(0.3)
+        wait_healthy(url, proc, seconds=120, log=log.read_text)
         key = out.read_text().strip().splitlines()[0]
         yield Serve(url, data_dir, key, proc)
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from limner.client import APIClient
 from limner.service import EmbeddedServer, create_app
 from limner.settings import Settings
 from limner.store import Database, create_key
+from loopback import free_port  # noqa: F401 (re-exported to the tests)
 
 #: Explanation settings that keep tests quick.
 FAST = {"samples": 64, "segmentation": "grid", "segments": 8, "baseline": "gray"}
@@ -53,13 +53,6 @@ def running(settings: Settings) -> Iterator[Running]:
     db.close()
     with EmbeddedServer(create_app(settings)) as server:
         yield Running(server.url, key, settings, server)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(
