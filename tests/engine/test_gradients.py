@@ -20,6 +20,7 @@ from limner.errors import InvalidInputError
 from limner.models import InputSpec, ModelMetadata
 from limner.models.pytorch import TorchModel
 from limner.samples import sample_photo
+from tiny_vit import make_vit
 
 GRADIENT = ["integrated-gradients", "gradcam"]
 PATCH = {0, 1, 4, 5}  # the 4×4 grid cells covering the top-left quarter
@@ -144,33 +145,11 @@ def test_torchscript_gives_integrated_gradients_not_gradcam(image):
         limner.explain(image, model, method="gradcam")
 
 
-def tiny_vit_dir(folder: Path) -> Path:
-    """A Hugging Face image-classification directory: a small random ViT and its processor."""
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    torch.manual_seed(0)
-    labels = ["w", "x", "y", "z"]
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=4,
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
-        initializer_range=0.5,  # spread the logits, so f(image) − f(baseline) is large
-    )
-    ViTForImageClassification(config).eval().save_pretrained(folder)
-    ViTImageProcessor(
-        size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
-    ).save_pretrained(folder)
-    return folder
-
-
 def test_integrated_gradients_is_complete_on_a_tiny_transformers_vit(tmp_path: Path):
-    model = limner.load_model(tiny_vit_dir(tmp_path / "tiny-vit"), device="cpu")
+    model = limner.load_model(
+        make_vit(tmp_path / "tiny-vit", ["w", "x", "y", "z"], initializer_range=0.5),
+        device="cpu",
+    )  # a large initializer_range spreads the logits, so f(image) − f(baseline) is large
     assert model.torch_forward() is not None  # the Hugging Face adapter exposes its gradients
     photo = sample_photo("chelsea")
     exp = limner.explain(photo, model, method="integrated-gradients", baseline="black", top_k=2)

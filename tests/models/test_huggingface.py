@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import limner
+import tiny_vit
 from limner.errors import ForbiddenError, InvalidInputError, ModelError
 
 transformers = pytest.importorskip("transformers")
@@ -25,30 +26,8 @@ MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 
 
 def make_vit(folder: Path, *, safe: bool = True) -> Path:
-    """A 32×32 ViT with random weights and its image processor, saved to ``folder``."""
-    torch.manual_seed(0)
-    config = transformers.ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=3,
-        id2label=dict(enumerate(LABELS)),
-        label2id={name: i for i, name in enumerate(LABELS)},
-    )
-    model = transformers.ViTForImageClassification(config).eval()
-    if safe:
-        model.save_pretrained(folder)
-    else:  # what an old checkpoint looks like: a pickled state dict beside the config
-        folder.mkdir(parents=True, exist_ok=True)
-        config.save_pretrained(folder)
-        torch.save(model.state_dict(), folder / "pytorch_model.bin")
-    transformers.ViTImageProcessor(
-        size={"height": 32, "width": 32}, image_mean=MEAN, image_std=STD
-    ).save_pretrained(folder)
-    return folder
+    """The tiny ViT of these tests, with their labels and normalisation."""
+    return tiny_vit.make_vit(folder, LABELS, mean=MEAN, std=STD, safe=safe)
 
 
 @pytest.fixture(scope="module")
