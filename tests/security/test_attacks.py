@@ -139,6 +139,20 @@ def test_onnx_with_a_custom_operator_domain_is_refused(server: Serve, tmp_path: 
         assert "evil.ops" in error_of(resp, 403)["message"]
 
 
+def test_metadata_claiming_a_huge_input_is_refused(server: Serve, tmp_path: Path) -> None:
+    """A batch of perturbed inputs at a size the metadata names could exhaust the server."""
+    onnx = tiny_onnx(tmp_path / "model.onnx")
+    huge = {**TINY_META, "input": {**TINY_META["input"], "width": 100_000, "height": 100_000}}
+    with server.http(server.tenant_key("huge-input")) as http:
+        resp = deploy(
+            http,
+            data={"name": "huge", "metadata": json.dumps(huge)},
+            files={"file": ("model.onnx", onnx.read_bytes())},
+        )
+        assert "pixels" in error_of(resp, 422)["message"]
+        assert all(d["name"] != "huge" for d in http.get("/v1/deployments").json()["deployments"])
+
+
 # --------------------------------------------------------------------------- SSRF
 
 

@@ -72,6 +72,7 @@ def test_sample_and_segment_settings_over_the_limits_are_422(
     with server.http() as http:
         for settings, limit, name in (
             ({"samples": 501}, "500", "LIMNER_MAX_SAMPLES"),
+            ({"max_samples": 501}, "500", "LIMNER_MAX_SAMPLES"),
             ({"segments": 51}, "50", "LIMNER_MAX_SEGMENTS"),
         ):
             r = http.put(path, json=settings)

@@ -13,6 +13,10 @@ from limner.errors import InvalidInputError
 
 METADATA_FILE = "limner-model.json"
 
+#: Largest model input accepted (width × height): far above any classifier, small enough that a
+#: batch of perturbed inputs cannot exhaust memory because a metadata file said so.
+MAX_INPUT_PIXELS = 4096 * 4096
+
 Layout = Literal["NHWC", "NCHW"]
 OutputKind = Literal["probabilities", "logits"]
 ProblemType = Literal["binary", "multiclass"]
@@ -72,6 +76,11 @@ class ModelMetadata:
             raise InvalidInputError("model metadata: input 'layout' must be NHWC or NCHW")
         if self.input.width < 1 or self.input.height < 1:
             raise InvalidInputError("model metadata: input width and height must be positive")
+        if self.input.width * self.input.height > MAX_INPUT_PIXELS:
+            raise InvalidInputError(
+                f"model metadata: an input of {self.input.width}×{self.input.height} is over "
+                f"{MAX_INPUT_PIXELS} pixels; a classifier's input is far smaller"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to ``limner-model.json``."""

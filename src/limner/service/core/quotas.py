@@ -25,13 +25,17 @@ JOBS_RETRY_AFTER = 10
 def check_explanation_settings(settings: dict[str, Any], limits: Settings) -> dict[str, Any]:
     """``settings`` with samples and segments within the limits (422 naming the limit).
 
-    A method whose own default would sample more than the limit is held to the limit.
+    Both budgets count against ``LIMNER_MAX_SAMPLES``: the fixed one (``samples``) and the
+    adaptive one (``max_samples``). A method whose own default would sample more than the limit
+    is held to the limit.
     """
     samples = settings.get("samples")
-    if samples is not None and samples > limits.max_samples:
-        raise InvalidInputError(
-            f"samples {samples} is over the limit of {limits.max_samples} (LIMNER_MAX_SAMPLES)"
-        )
+    for name in ("samples", "max_samples"):
+        value = settings.get(name)
+        if value is not None and value > limits.max_samples:
+            raise InvalidInputError(
+                f"{name} {value} is over the limit of {limits.max_samples} (LIMNER_MAX_SAMPLES)"
+            )
     segments = settings.get("segments")
     if segments is not None and segments > limits.max_segments:
         raise InvalidInputError(
