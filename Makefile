@@ -58,5 +58,5 @@ lint: dev
 clean:
 	rm -rf $(VENV) .pytest_cache limner-demo
 
-grpc: dev  ## regenerate the gRPC modules from src/limner/service/grpc/grpc_predict_v2.proto
+grpc: dev  ## regenerate the gRPC modules from src/limner/protocol/grpc_predict_v2.proto
 	PYTHON=$(BIN)/python scripts/gen_grpc.sh

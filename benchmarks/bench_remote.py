@@ -1,15 +1,16 @@
-"""What explaining through a loopback Open Inference (/v2) server costs against the local model.
+"""What explaining through a loopback Open Inference server costs against the local model.
 
 The built-in efficientnet-lite0 (ONNX Runtime) explains the same photos five ways, in rotation
 so that a shared machine's load falls on each alike:
 
 - locally, in this process;
-- through limner's own ``/v2`` (``limner serve`` in its own process, the model deployed there;
-  the labels and input settings come from the server's metadata);
+- through limner's own server (``limner serve --grpc-port`` in its own process, the model
+  deployed there), over HTTP ``/v2`` (labels and input settings from the server's metadata)
+  and over gRPC (``grpc://``; the same settings given as hints);
 - through a KServe ``ModelServer`` (its own process, ``tests/interop/kserve_server.py``, serving
   the same ONNX file, preprocessing UINT8 pixels itself, publishing no metadata: labels and
-  input size are given as hints): as limner chooses (the server lists no binary extension, so
-  limner tries binary and JSON on the first batch and keeps the faster), binary only, JSON only.
+  input size are given as hints), over HTTP ``/v2`` (the server lists no binary extension, so
+  limner tries binary and JSON on the first batch and keeps the faster) and over gRPC.
 
 Prints a markdown table of the median seconds per explanation and the ratio to local.
 
@@ -35,6 +36,7 @@ import limner
 from limner.client import APIClient
 from limner.models import Model
 from limner.models.remote import RemoteModel
+from limner.models.remote_grpc import GrpcRemoteModel
 from limner.models.zoo import efficientnet_lite0_onnx, imagenet_labels
 from limner.samples import sample_photo
 from limner.settings import Settings
@@ -65,7 +67,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], headers: dict[str, str])
     raise RuntimeError(f"{url}: the server did not start")
 
 
-def start_limner(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_limner(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str, int]:
     data_dir = tmp / "limner-data"
     env = {**os.environ, "LIMNER_DATA_DIR": str(data_dir)}
     settings = Settings(data_dir=data_dir, database_url="")
@@ -73,30 +75,30 @@ def start_limner(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     db.migrate()
     key = create_key(db, "default")
     db.close()
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "limner.cli.main", "serve", "--port", str(port),
-         "--data-dir", str(data_dir), "--workers", "1"],
+         "--data-dir", str(data_dir), "--workers", "1", "--grpc-port", str(grpc_port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     wait_ready(f"{base}/healthz", proc, {})
     with APIClient(base, api_key=key) as client:
         client.deployments.create(name="imagenet", model="efficientnet-lite0")
-    return proc, f"{base}/v2/models/imagenet", key
+    return proc, f"{base}/v2/models/imagenet", key, grpc_port
 
 
-def start_kserve() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start_kserve() -> tuple[subprocess.Popen[bytes], str, int]:
+    port, grpc_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "interop" / "kserve_server.py"), "--port",
-         str(port), "--onnx", str(efficientnet_lite0_onnx()), "--name", "lite0",
-         "--scale", "1", "--mean", "127", "--std", "128"],
+         str(port), "--grpc-port", str(grpc_port), "--onnx", str(efficientnet_lite0_onnx()),
+         "--name", "lite0", "--scale", "1", "--mean", "127", "--std", "128"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/v2/models/lite0"
     wait_ready(f"{url}/ready", proc, {})
-    return proc, url
+    return proc, url, grpc_port
 
 
 def main() -> None:
@@ -113,23 +115,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            limner_proc, limner_url, key = start_limner(Path(tmp))
+            limner_proc, limner_url, key, limner_grpc = start_limner(Path(tmp))
             procs.append(limner_proc)
-            kserve_proc, kserve_url = start_kserve()
+            kserve_proc, kserve_url, kserve_grpc = start_kserve()
             procs.append(kserve_proc)
+            auth = {"Authorization": f"Bearer {key}"}
+            raw_pixels = {"labels": imagenet_labels(), "input": {"width": 224, "height": 224}}
             models: dict[str, Callable[[], Model]] = {
                 "local (ONNX Runtime)": lambda: limner.load_model(
                     "efficientnet-lite0", device="cpu"
                 ),
-                "limner /v2": lambda: RemoteModel(
-                    limner_url, headers={"Authorization": f"Bearer {key}"}
+                "limner /v2": lambda: RemoteModel(limner_url, headers=auth),
+                "limner gRPC": lambda: GrpcRemoteModel(
+                    f"grpc://127.0.0.1:{limner_grpc}/imagenet", hints=raw_pixels, headers=auth
                 ),
                 "KServe /v2": lambda: RemoteModel(kserve_url, hints=kserve_hints),
-                "KServe /v2, binary only": lambda: RemoteModel(
-                    kserve_url, hints=kserve_hints, binary=True
-                ),
-                "KServe /v2, JSON only": lambda: RemoteModel(
-                    kserve_url, hints=kserve_hints, binary=False
+                "KServe gRPC": lambda: GrpcRemoteModel(
+                    f"grpc://127.0.0.1:{kserve_grpc}/lite0", hints=kserve_hints
                 ),
             }
             loaded = {name: make() for name, make in models.items()}
@@ -147,7 +149,9 @@ def main() -> None:
             print("| --- | --- | --- | --- |")
             for name, model in loaded.items():
                 transport = (
-                    "in process"
+                    "raw contents"
+                    if isinstance(model, GrpcRemoteModel)
+                    else "in process"
                     if not isinstance(model, RemoteModel)
                     else "binary"
                     if model._binary

@@ -24,9 +24,9 @@ import numpy as np
 import limner
 from limner.client import APIClient
 from limner.protocol import HEADER_LENGTH, from_raw, pack_binary, to_raw, unpack_binary
+from limner.protocol import grpc_predict_v2_pb2 as pb
+from limner.protocol import grpc_predict_v2_pb2_grpc as pb_grpc
 from limner.service import EmbeddedServer, create_app
-from limner.service.grpc import grpc_predict_v2_pb2 as pb
-from limner.service.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from limner.settings import Settings
 from limner.store import Database, create_key
 

@@ -6,8 +6,8 @@
 # share a process; the wire names (package `inference`) are unchanged.
 set -eu
 PYTHON=${PYTHON:-python}
-cd "$(dirname "$0")/../src/limner/service/grpc"
+cd "$(dirname "$0")/../src/limner/protocol"
 "$PYTHON" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. grpc_predict_v2.proto
 sed -i 's/_descriptor_pool\.Default()/_descriptor_pool.DescriptorPool()/' grpc_predict_v2_pb2.py
-sed -i 's/^import grpc_predict_v2_pb2 as/from limner.service.grpc import grpc_predict_v2_pb2 as/' \
+sed -i 's/^import grpc_predict_v2_pb2 as/from limner.protocol import grpc_predict_v2_pb2 as/' \
   grpc_predict_v2_pb2_grpc.py

@@ -1,7 +1,7 @@
 """Interop fixtures: one real ``limner serve --grpc-port`` process per module, with a key and a
 subscribed deployment whose explainability is on (quick settings); a KServe ``ModelServer`` in
-its own process on a free loopback port serving a tiny ONNX classifier made here (publishing no
-metadata, checking a header)."""
+its own process on free loopback ports (HTTP and gRPC) serving a tiny ONNX classifier made here
+(publishing no metadata, checking a header)."""
 
 from __future__ import annotations
 
@@ -61,13 +61,14 @@ def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServe]:
         pytest.skip("the KServe tests need the kserve package (pip install 'limner[dev]')")
     folder = tmp_path_factory.mktemp("kserve")
     onnx = bright_onnx(folder / "bright.onnx")
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     name, value = SECRET_HEADER
     log = (folder / "server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("kserve_server.py")), "--port", str(port),
-         "--onnx", str(onnx), "--name", "bright", "--scale", str(1 / 255), "--mean", "0",
-         "--std", "1", "--require-header", f"{name}: {value}"],
+         "--grpc-port", str(grpc_port), "--onnx", str(onnx), "--name", "bright",
+         "--scale", str(1 / 255), "--mean", "0", "--std", "1",
+         "--require-header", f"{name}: {value}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -83,7 +84,8 @@ def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServe]:
                 tail = (folder / "server.log").read_text()[-2000:]
                 raise RuntimeError(f"the KServe server did not start: {tail}")
             time.sleep(0.3)
-        yield KServe(f"{base}/v2/models/bright", onnx, proc)
+        grpc_url = f"grpc://127.0.0.1:{grpc_port}/bright"
+        yield KServe(f"{base}/v2/models/bright", onnx, proc, grpc_url)
     finally:
         proc.terminate()
         try:

@@ -64,11 +64,12 @@ def bright_onnx(path: Path) -> Path:
 
 @dataclass
 class KServe:
-    """A running KServe ModelServer and the URL of its model."""
+    """A running KServe ModelServer: its model's HTTP URL and gRPC URL."""
 
     url: str
     onnx: Path
     process: subprocess.Popen[bytes]
+    grpc_url: str
 
 
 def half_bright(height: int = 48, width: int = 64) -> np.ndarray:

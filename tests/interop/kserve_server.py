@@ -1,10 +1,10 @@
 """A KServe ``ModelServer`` serving an ONNX classifier and publishing no metadata.
 
 Run as its own process (kserve's protobuf types must not meet another copy in one process):
-``python kserve_server.py --port N --onnx model.onnx --name NAME [--mean 127 --std 128
---scale 1] [--require-header 'X-Key: secret']``. UINT8 ``[N,H,W,3]`` pixels are preprocessed
-here (``(pixel * scale - mean) / std``, NCHW); FP32 tensors go to the model as they are. The
-model runs in chunks of 4 images, ONNX Runtime's fastest batch on a small CPU.
+``python kserve_server.py --port N [--grpc-port M] --onnx model.onnx --name NAME [--mean 127
+--std 128 --scale 1] [--require-header 'X-Key: secret']``. UINT8 ``[N,H,W,3]`` pixels are
+preprocessed here (``(pixel * scale - mean) / std``, NCHW); FP32 tensors go to the model as they
+are. The model runs in chunks of 4 images, ONNX Runtime's fastest batch on a small CPU.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class OnnxClassifier(Model):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--grpc-port", type=int, default=0, help="also serve gRPC on this port")
     parser.add_argument("--onnx", required=True)
     parser.add_argument("--name", default="classifier")
     parser.add_argument("--scale", type=float, default=1.0)
@@ -66,9 +67,12 @@ def main() -> None:
     parser.add_argument("--require-header", default="")
     args, _ = parser.parse_known_args()
     logging.getLogger().setLevel(logging.WARNING)
-    ModelServer(http_port=args.port, enable_grpc=False, workers=1).start(
-        [OnnxClassifier(args.name, args.onnx, args)]
-    )
+    ModelServer(
+        http_port=args.port,
+        grpc_port=args.grpc_port or 8081,
+        enable_grpc=bool(args.grpc_port),
+        workers=1,
+    ).start([OnnxClassifier(args.name, args.onnx, args)])
 
 
 if __name__ == "__main__":

@@ -87,15 +87,17 @@ def test_a_wrong_header_is_a_readable_error(kserve: KServe) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("transport", ["http", "grpc"])
 def test_cli_explains_a_kserve_model_with_labels_size_and_header(
-    kserve: KServe, tmp_path: Path
+    kserve: KServe, tmp_path: Path, transport: str
 ) -> None:
     image = tmp_path / "half.png"
     Image.fromarray(half_bright()).save(image)
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(LABELS) + "\n")
     name, value = SECRET_HEADER
-    args = ["explain", str(image), "--model", kserve.url, "--labels", str(labels),
+    url = kserve.url if transport == "http" else kserve.grpc_url
+    args = ["explain", str(image), "--model", url, "--labels", str(labels),
             "--input-size", "32", "--output", "logits", "--class", "bright",
             "--segmentation", "grid", "--segments", "4", "--samples", "32",
             "--baseline", "gray", "--out", str(tmp_path / "out"), "--json"]  # fmt: skip

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from limits_helpers import Server, free_port, limner_serve
 
-from limner.service.grpc import grpc_predict_v2_pb2 as pb
-from limner.service.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+from limner.protocol import grpc_predict_v2_pb2 as pb
+from limner.protocol import grpc_predict_v2_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.slow
 

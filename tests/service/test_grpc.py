@@ -16,9 +16,9 @@ from PIL import Image
 from svc_helpers import running
 
 from limner.client import APIClient
+from limner.protocol import grpc_predict_v2_pb2 as pb
+from limner.protocol import grpc_predict_v2_pb2_grpc as pb_grpc
 from limner.protocol import to_raw
-from limner.service.grpc import grpc_predict_v2_pb2 as pb
-from limner.service.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from limner.settings import Settings
 
 Code = grpc.StatusCode

@@ -111,14 +111,17 @@ def explain_command(
     ] = None,
     header: Annotated[
         list[str] | None,
-        typer.Option(help="HTTP header for a URL model, 'Name: value' (repeatable)."),
+        typer.Option(
+            help="Header for a URL model, 'Name: value' (repeatable; gRPC metadata for grpc://)."
+        ),
     ] = None,
 ) -> None:
     """Explain which regions of each image pushed the model's prediction up or down.
 
     An image that cannot be read is reported on one line and the others are still explained;
-    the exit status is then 2. A URL model (http(s)://host/v2/models/NAME) gets --header values
-    with every request, and $LIMNER_API_KEY when it is a limner server asking for a key. What a
+    the exit status is then 2. A URL model (http(s)://host/v2/models/NAME, or
+    grpc://host:port/NAME for the protocol's gRPC side) gets --header values with every request;
+    an http(s) URL also gets $LIMNER_API_KEY when it is a limner server asking for a key. What a
     model or its server does not tell (labels, input size and settings) comes from --metadata
     or the small flags.
     """
@@ -148,7 +151,7 @@ def explain_command(
     headers = parse_headers(header)
     if model.startswith(("http://", "https://")):
         headers = with_limner_key(model, headers)
-    elif headers:
+    elif headers and not model.lower().startswith(("grpc://", "grpcs://")):
         raise InvalidInputError("--header applies to URL models only")
     inputs, errors = expand_inputs(images)
     folders = output_folders(inputs, out, method)

@@ -9,6 +9,7 @@ from limner.errors import InvalidInputError
 from limner.models.base import Model
 from limner.models.metadata import METADATA_FILE, ModelMetadata, with_hints
 from limner.models.pytorch import resolve_device
+from limner.models.remote_grpc import is_grpc_url
 from limner.models.zoo import BUILTIN_MODELS, load_builtin
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 SPECS_HELP = (
     "a built-in name (efficientnet-lite0), a .onnx file, a model directory, a .keras file, "
     "a .pt TorchScript file, a Hugging Face image-classification directory, "
-    "or an http(s)://host/v2/models/NAME URL"
+    "an http(s)://host/v2/models/NAME URL, or a grpc://host:port/NAME URL"
 )
 
 
@@ -33,7 +34,8 @@ def load_model(
 
     Args:
         spec: built-in name, path (``.onnx``, ``.keras``, ``.pt``, a model directory, a Hugging
-            Face directory), or Open Inference URL.
+            Face directory), or Open Inference URL (``http(s)://host/v2/models/NAME``, or
+            ``grpc://host:port/NAME`` for the protocol's gRPC side).
         device: ``auto``, ``cpu`` or ``cuda``.
         metadata: labels and preprocessing. A :class:`ModelMetadata` replaces what the model
             would get; a dict (the fields of a ``limner-model.json``, any subset: ``labels``,
@@ -46,6 +48,12 @@ def load_model(
     """
     text = str(spec)
     full, hints = (metadata, None) if not isinstance(metadata, dict) else (None, metadata)
+    if is_grpc_url(text):
+        if client is not None:  # the service reaches tenants' URLs through its guard only
+            raise InvalidInputError("gRPC model URLs are for the CLI and the library")
+        from limner.models.remote_grpc import GrpcRemoteModel
+
+        return GrpcRemoteModel(text, full, hints=hints, headers=headers)
     if text.startswith(("http://", "https://")):
         from limner.models.remote import RemoteModel
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from abc import abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,7 +53,51 @@ def raw_pixels_spec(width: int, height: int) -> InputSpec:
     return InputSpec(width=width, height=height, layout="NHWC", dtype="uint8", scale=1.0)
 
 
-class RemoteModel(Model):
+class OpenInferenceModel(Model):
+    """What the HTTP and gRPC remote models share: the metadata from what the server publishes
+    and the user's hints, and the tensor names to use."""
+
+    url: str
+    _input_name: str = "image"
+    _output_name: str | None = None
+
+    @abstractmethod
+    def _describe(self) -> ServerDescription:
+        """What the server publishes about the model."""
+
+    @abstractmethod
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        """One request: a model-ready tensor in, the chosen output out."""
+
+    def _resolve(
+        self, metadata: ModelMetadata | None, hints: dict[str, Any] | None, input_name: str | None
+    ) -> ModelMetadata:
+        """The model's metadata (asking the server only for what is not given); sets the input
+        and output names on the way."""
+        self._input_name = input_name or "image"
+        if metadata is None or input_name is None:
+            desc = self._describe()
+            self._input_name = input_name or desc.input_name or "image"
+            self._output_name = desc.output_name
+        if metadata is None:
+            metadata = resolve_metadata(desc, hints, self.url, self._count_outputs)
+        else:
+            metadata = with_hints(metadata, hints)
+        self._input_name = str(metadata.extra.get("input_name") or self._input_name)
+        self._output_name = metadata.extra.get("output_name") or self._output_name
+        return metadata
+
+    def _count_outputs(self, input_settings: dict[str, Any]) -> int:
+        """How many scores the model answers for one black image (its class count)."""
+        probe = ModelMetadata.from_dict({"labels": ["a", "b"], "input": input_settings})
+        x = probe.input.preprocess(
+            np.zeros((1, probe.input.height, probe.input.width, 3), np.uint8)
+        )
+        out = self._infer(x)
+        return int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
+
+
+class RemoteModel(OpenInferenceModel):
     """A classifier behind ``http(s)://host/v2/models/NAME``.
 
     Args:
@@ -97,19 +142,8 @@ class RemoteModel(Model):
         self._request_batch = max(1, request_batch)
         self._probe_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="limner-remote")
-        self._input_name = input_name or "image"
-        self._output_name: str | None = None
         try:
-            if metadata is None or input_name is None:
-                desc = self._describe()
-                self._input_name = input_name or desc.input_name or "image"
-                self._output_name = desc.output_name
-            if metadata is None:
-                metadata = resolve_metadata(desc, hints, self.url, self._count_outputs)
-            else:
-                metadata = with_hints(metadata, hints)
-            self._input_name = str(metadata.extra.get("input_name") or self._input_name)
-            self._output_name = metadata.extra.get("output_name") or self._output_name
+            metadata = self._resolve(metadata, hints, input_name)
             if self._binary is None and self._server_lists_binary():
                 self._binary = True
         except BaseException:
@@ -146,15 +180,6 @@ class RemoteModel(Model):
         except (LimnerError, ValueError, AttributeError):
             return False
         return isinstance(extensions, list) and EXTENSION in extensions
-
-    def _count_outputs(self, input_settings: dict[str, Any]) -> int:
-        """How many scores the model answers for one black image (its class count)."""
-        probe = ModelMetadata.from_dict({"labels": ["a", "b"], "input": input_settings})
-        x = probe.input.preprocess(
-            np.zeros((1, probe.input.height, probe.input.width, 3), np.uint8)
-        )
-        out = self._infer(x)
-        return int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         step = self._rows(x, BINARY_BYTES if self._binary is not False else JSON_BYTES)

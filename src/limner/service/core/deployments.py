@@ -30,6 +30,7 @@ from limner.models import METADATA_FILE, Model, load_model
 from limner.models.huggingface import CONFIG as HF_CONFIG
 from limner.models.huggingface import is_hf_directory
 from limner.models.policy import check_tenant_model, model_format
+from limner.models.remote_grpc import is_grpc_url
 from limner.models.zoo import BUILTIN_MODELS
 from limner.net import UrlPolicy
 from limner.service.state import ServiceState
@@ -62,6 +63,11 @@ async def create_from_spec(
     """
     await run_in_threadpool(_check_free, state, space, name)
     spec = spec.strip()
+    if is_grpc_url(spec):
+        raise InvalidInputError(
+            "the service calls models over HTTP: deploy the server's "
+            "http(s)://host/v2/models/NAME URL (grpc:// URLs are for the CLI and the library)"
+        )
     if headers and not is_url(spec):
         raise InvalidInputError("headers apply to URL models (http(s)://host/v2/models/NAME) only")
     if spec in BUILTIN_MODELS:

@@ -27,11 +27,11 @@ from limner.protocol import (
     to_contents,
     to_raw,
 )
+from limner.protocol import grpc_predict_v2_pb2 as pb
+from limner.protocol import grpc_predict_v2_pb2_grpc as pb_grpc
 from limner.service.core import inference as core
 from limner.service.core.deployments import find_deployment
 from limner.service.deps import space_for_authorization
-from limner.service.grpc import grpc_predict_v2_pb2 as pb
-from limner.service.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from limner.service.guard import bearer_token
 from limner.service.metrics import NO_SPACE
 from limner.service.state import ServiceState
