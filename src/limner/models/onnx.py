@@ -35,8 +35,6 @@ class OnnxModel(Model):
             os.cpu_count() or 1
         )
         opts.log_severity_level = 3
-        if os.environ.get("LIMNER_ORT_SPIN", "1") == "0":
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
