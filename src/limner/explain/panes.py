@@ -32,12 +32,10 @@ from limner.imaging.render import heatmap, region_pane
 from limner.imaging.strips import row_ranges
 
 
-@dataclass(frozen=True)
-class PaneSource:
-    """What panes are drawn from: the photo at its original size and its region map."""
+class OriginalSize:
+    """``width`` and ``height`` of the photo at its original size (``image``, (H, W, 3))."""
 
-    image: np.ndarray  # (H, W, 3) uint8, read only
-    regions: RegionMap
+    image: np.ndarray
 
     @property
     def width(self) -> int:
@@ -48,6 +46,14 @@ class PaneSource:
     def height(self) -> int:
         """Original height."""
         return int(self.image.shape[0])
+
+
+@dataclass(frozen=True)
+class PaneSource(OriginalSize):
+    """What panes are drawn from: the photo at its original size and its region map."""
+
+    image: np.ndarray  # (H, W, 3) uint8, read only
+    regions: RegionMap
 
     def labels(self, top: int, bottom: int) -> np.ndarray:
         """Region ids of rows ``top`` to ``bottom`` (exclusive) at the original width."""

@@ -16,7 +16,7 @@ from PIL import Image
 
 from limner.explain import panes
 from limner.explain.metrics import Faithfulness, ranking
-from limner.explain.panes import Painter, PaneSource
+from limner.explain.panes import OriginalSize, Painter, PaneSource
 from limner.explain.segmentation import RegionMap
 from limner.imaging.saliency import saliency_pane, saturation, upsample
 
@@ -102,7 +102,7 @@ def _notes(c: ClassExplanation) -> list[str]:
 
 
 @dataclass
-class Explanation:
+class Explanation(OriginalSize):
     """An explanation of one image for one or more classes (``to_dict()`` is the RESULT)."""
 
     image: np.ndarray
@@ -129,16 +129,6 @@ class Explanation:
     completeness: dict[int, float] = field(default_factory=dict)
     steps: int | None = None
     layer: str | None = None
-
-    @property
-    def width(self) -> int:
-        """Original image width."""
-        return int(self.image.shape[1])
-
-    @property
-    def height(self) -> int:
-        """Original image height."""
-        return int(self.image.shape[0])
 
     @property
     def explained_classes(self) -> list[int]:

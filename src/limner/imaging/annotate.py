@@ -25,35 +25,10 @@ def regions_pane(image: np.ndarray, labels: np.ndarray, boxes: np.ndarray) -> np
     """The image with every region's outline and its id at the centre of its bounding box.
 
     ``labels`` is the region map at the image's size; ``boxes`` (M, 4) the regions' ``[x0, y0,
-    x1, y1]`` (used to place the numbers).
+    x1, y1]`` (used to place the numbers). The whole pane is the one strip that holds every row.
     """
     h, w = labels.shape
-    edge = np.zeros((h, w), dtype=bool)
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
-    thick = max(1, round(max(h, w) / 400))
-    if thick > 1:  # widen the outline so it survives being shown small
-        grown = edge.copy()
-        for d in range(1, thick):
-            grown[:, d:] |= edge[:, :-d]
-            grown[d:, :] |= edge[:-d, :]
-        edge = grown
-    base = Image.fromarray(image).convert("RGB")
-    outline = Image.new("RGB", base.size, _OUTLINE)
-    base.paste(outline, mask=Image.fromarray(edge.astype(np.uint8) * 255, "L"))
-    draw = ImageDraw.Draw(base)
-    size = max(10, round(max(h, w) / 28))
-    font = _font(size)
-    for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes)):
-        if x1 <= x0 or y1 <= y0:
-            continue
-        cx, cy = _inside(labels, i, int(x0), int(y0), int(x1), int(y1))
-        text = str(i)
-        left, top, right, bottom = draw.textbbox((cx, cy), text, font=font, anchor="mm")
-        pad = max(1, size // 6)
-        draw.rectangle((left - pad, top - pad, right + pad, bottom + pad), fill=(0, 0, 0))
-        draw.text((cx, cy), text, fill=(255, 255, 255), font=font, anchor="mm")
-    return np.asarray(base)
+    return regions_strip(image, labels, 0, 0, (w, h), number_positions(labels, boxes))
 
 
 def _inside(labels: np.ndarray, region: int, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int]:

@@ -127,38 +127,32 @@ def _from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Open encoded bytes lazily (header only) and check the pixel limit."""
-    if not data:
-        raise ImageDecodeError("the file is empty, not an image")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as exc:
-        raise ImageDecodeError(
-            "not a readable image (supported: PNG, JPEG, WebP, BMP, TIFF, GIF)"
-        ) from exc
-    except Exception as exc:  # Pillow raises many types for broken headers
-        raise ImageDecodeError(f"not a readable image ({exc})") from exc
+    img = _open_header(data)
     _check_size(img.width, img.height, max_pixels)
     return img
 
 
 def header_pixels(data: bytes) -> int:
     """How many pixels encoded image ``data`` decodes to, read from its header alone."""
+    with _open_header(data) as img:
+        width, height = img.size
+    return int(width) * int(height)
+
+
+def _open_header(data: bytes) -> Image.Image:
+    """Pillow's lazy image of encoded bytes (only the header read), or a one-line error."""
     if not data:
         raise ImageDecodeError("the file is empty, not an image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
+            return Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(
             "not a readable image (supported: PNG, JPEG, WebP, BMP, TIFF, GIF)"
         ) from exc
     except Exception as exc:  # Pillow raises many types for broken headers
         raise ImageDecodeError(f"not a readable image ({exc})") from exc
-    return int(width) * int(height)
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:

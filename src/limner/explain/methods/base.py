@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from limner.explain.perturb import Perturber
+from limner.explain.uncertainty import ridge_posterior
 
 
 @dataclass
@@ -122,3 +123,18 @@ def weighted_ridge(
     a = xc.T @ xc + alpha * np.eye(x.shape[1])
     coef = np.linalg.solve(a, xc.T @ yc)
     return coef, ym - float(xm @ coef)
+
+
+def ridge_estimate(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> Estimate:
+    """A weighted ridge fit of ``y`` on ``z`` as an :class:`Estimate`: weights, intercept, R²,
+    and the covariance of the fit read as a Bayesian linear model (LIME's and RISE's)."""
+    coef, intercept = weighted_ridge(z, y, w, alpha)
+    cov, dof = ridge_posterior(z, y, w, alpha, coef, intercept)
+    return Estimate(
+        weights=coef,
+        intercept=intercept,
+        fit_r2=weighted_r2(y, z @ coef + intercept, w),
+        used_features=z.shape[1],
+        cov=cov,
+        dof=dof,
+    )

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from limner.explain.methods.base import Design, Estimate, Explainer, weighted_r2, weighted_ridge
+from limner.explain.methods.base import Design, Estimate, Explainer, ridge_estimate
 from limner.explain.perturb import Perturber
-from limner.explain.uncertainty import ridge_posterior
 
 
 class LimeExplainer(Explainer):
@@ -36,15 +35,4 @@ class LimeExplainer(Explainer):
         cos = z.sum(axis=1) / (np.maximum(norms, 1e-12) * np.sqrt(z.shape[1]))
         d = np.where(norms > 0, 1.0 - cos, 1.0)
         w = np.sqrt(np.exp(-(d**2) / self.kernel_width**2))
-        yy = y.astype(np.float64)
-        coef, intercept = weighted_ridge(z, yy, w, self.alpha)
-        r2 = weighted_r2(yy, z @ coef + intercept, w)
-        cov, dof = ridge_posterior(z, yy, w, self.alpha, coef, intercept)
-        return Estimate(
-            weights=coef,
-            intercept=intercept,
-            fit_r2=r2,
-            used_features=z.shape[1],
-            cov=cov,
-            dof=dof,
-        )
+        return ridge_estimate(z, y.astype(np.float64), w, self.alpha)

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from limner.explain.methods.base import Design, Estimate, Explainer, weighted_r2, weighted_ridge
+from limner.explain.methods.base import Design, Estimate, Explainer, ridge_estimate
 from limner.explain.perturb import Perturber
-from limner.explain.uncertainty import ridge_posterior
 
 
 @dataclass
@@ -61,21 +60,8 @@ class RiseExplainer(Explainer):
     def estimate(self, design: Design, y: np.ndarray) -> Estimate:
         """Ridge regression of the answers on the region coverages."""
         z = design.z.astype(np.float64)
-        ones = np.ones(len(y))
-        yy = y.astype(np.float64)
-        alpha = self.alpha * len(y)
-        coef, intercept = weighted_ridge(z, yy, ones, alpha)
-        r2 = weighted_r2(yy, z @ coef + intercept)
         # the ridge fit as a Bayesian linear model, as for LIME
-        cov, dof = ridge_posterior(z, yy, ones, alpha, coef, intercept)
-        return Estimate(
-            weights=coef,
-            intercept=intercept,
-            fit_r2=r2,
-            used_features=z.shape[1],
-            cov=cov,
-            dof=dof,
-        )
+        return ridge_estimate(z, y.astype(np.float64), np.ones(len(y)), self.alpha * len(y))
 
 
 def _interp(n_out: int, n_in: int, scale: int) -> np.ndarray:

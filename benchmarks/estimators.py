@@ -1,0 +1,156 @@
+"""Which region ranking can a small budget buy? Estimators at 96 to 1000 model evaluations on
+the compare.py protocol, faithfulness only (no timing).
+
+The protocol's speed bar (the default at 0.10× lime_image-1000's time) leaves the default
+about 130 model evaluations per explanation on a 2-core machine, its own deletion and insertion
+curves (about 22) included. This script asks what rankings cost at such budgets: each estimator
+gets the same photos, regions, baseline and seeds as compare.py, and its ranking is replayed by
+the same deletion/insertion protocol. Variants:
+
+- ``kernelshap-N``: limner's KernelSHAP design and estimate at a fixed N (paired sampling,
+  sizes 1 and M−1 enumerated, the efficiency constraint);
+- ``kernelshap-N, regression-adjusted``: the same samples; a surrogate
+  g(z) = sigmoid(a + b·z) is fitted to the class probability's logit, its Shapley values are
+  computed by 20 000 antithetic permutations (the surrogate costs no model evaluations), and
+  KernelSHAP estimates only the residual f − g (Witter et al., 2025, regression-adjusted
+  Monte Carlo);
+- ``half-on OLS-N``: LIME's sampling (each region on with probability ½, paired) and ordinary
+  least squares, no kernel;
+- ``limner lime-N``; and lime_image-1000 (batch 64), the bar.
+
+    .venv/bin/python benchmarks/estimators.py [--photos 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+
+import numpy as np
+from compare import BASELINE, PHOTOS, SEGMENTS, Case, Counter, lime_method, load_photo, protocol
+
+import limner
+from limner.explain.methods import make_explainer
+from limner.explain.methods.kernelshap import KernelShapExplainer
+from limner.explain.perturb import Perturber
+from limner.explain.segmentation import region_map
+
+
+class Target:
+    """The model's probability of the explained class for region masks; counts evaluations."""
+
+    def __init__(self, model: limner.Model, case: Case) -> None:
+        self.count = int(case.labels.max()) + 1
+        self._model, self._class = model, case.target
+        self._pert = Perturber(
+            case.image, case.labels, BASELINE, self.count, prepare=model.preprocess
+        )
+        self.evals = 0
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, np.float32)
+        self.evals += len(z)
+        out = [
+            self._model.predict_tensor(self._pert.regions(z[i : i + 32]))[:, self._class]
+            for i in range(0, len(z), 32)
+        ]
+        return np.concatenate(out).astype(np.float64)
+
+
+Estimator = Callable[[Target, np.random.Generator], np.ndarray]
+
+
+def limner_fixed(method: str, n: int) -> Estimator:
+    def run(f: Target, rng: np.random.Generator) -> np.ndarray:
+        ex = make_explainer(method, samples=n, seed=int(rng.integers(1 << 30)))
+        design = ex.design(f, rng)  # type: ignore[arg-type]  # needs only .count
+        return ex.estimate(design, f(design.z)).weights
+
+    return run
+
+
+def half_on_ols(n: int) -> Estimator:
+    def run(f: Target, rng: np.random.Generator) -> np.ndarray:
+        z = (rng.random((n // 2, f.count)) < 0.5).astype(np.float64)
+        z = np.concatenate([z, 1.0 - z])
+        x = np.hstack([np.ones((len(z), 1)), z])
+        return np.linalg.lstsq(x, f(z), rcond=None)[0][1:]
+
+    return run
+
+
+def _sigmoid(t: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-t))
+
+
+def logistic_shapley(a: float, b: np.ndarray, perms: int = 10_000) -> np.ndarray:
+    """Shapley values of sigmoid(a + b·z), by antithetic permutations (they add up exactly)."""
+    rng = np.random.default_rng(0)
+    order = np.argsort(rng.random((perms, len(b))), axis=1)
+    order = np.concatenate([order, order[:, ::-1]])
+    path = a + np.concatenate([np.zeros((len(order), 1)), np.cumsum(b[order], axis=1)], axis=1)
+    steps = np.diff(_sigmoid(path), axis=1)
+    phi = np.zeros(len(b))
+    np.add.at(phi, order.ravel(), steps.ravel())
+    return phi / len(order)
+
+
+def regression_adjusted(n: int) -> Estimator:
+    def run(f: Target, rng: np.random.Generator) -> np.ndarray:
+        ex = KernelShapExplainer(samples=n, seed=0)
+        design = ex.design(f, rng)  # type: ignore[arg-type]
+        z = design.z.astype(np.float64)
+        y = f(design.z)
+        p = np.clip(y, 1e-4, 1 - 1e-4)
+        x = np.hstack([np.ones((len(z), 1)), z])
+        coef = np.linalg.solve(x.T @ x + 1e-3 * np.eye(x.shape[1]), x.T @ np.log(p / (1 - p)))
+        g = _sigmoid(x @ coef)
+        return logistic_shapley(float(coef[0]), coef[1:]) + ex.estimate(design, y - g).weights
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=len(PHOTOS))
+    args = parser.parse_args()
+    model = limner.load_model("efficientnet-lite0", device="cpu")
+    estimators: dict[str, Estimator] = {}
+    for n in (96, 128, 160, 256):
+        estimators[f"kernelshap-{n}"] = limner_fixed("kernelshap", n)
+    for n in (96, 128, 256):
+        estimators[f"kernelshap-{n}, regression-adjusted"] = regression_adjusted(n)
+    estimators["half-on OLS-160"] = half_on_ols(160)
+    estimators["limner lime-160"] = limner_fixed("lime", 160)
+    estimators["limner lime-1000"] = limner_fixed("lime", 1000)
+    rows: dict[str, list[tuple[float, float, int]]] = {k: [] for k in [*estimators, "lime_image"]}
+    for name in PHOTOS[: args.photos]:
+        img = load_photo(name)
+        labels = region_map(img, "slic", SEGMENTS).labels
+        base = Perturber(img, labels, BASELINE).base
+        case = Case(name, img, labels, base, int(model.predict(img[None])[0].argmax()))
+        for seed in (0, 1):
+            for key, estimate in estimators.items():
+                f = Target(model, case)
+                weights = estimate(f, np.random.default_rng(seed))
+                rows[key].append((*protocol(case, weights, model), f.evals))
+            counter = Counter(model)
+            weights = lime_method(64)(case, counter, seed)
+            rows["lime_image"].append((*protocol(case, weights, model), counter.evals))
+            print(f"{name} seed {seed} done", flush=True)
+    ref_d = statistics.mean(r[0] for r in rows["lime_image"])
+    ref_i = statistics.mean(r[1] for r in rows["lime_image"])
+    print(
+        "| estimator | model evaluations | deletion AUC ↓ | insertion AUC ↑ | Δ deletion | "
+        "Δ insertion |"
+    )
+    print("|---|---|---|---|---|---|")
+    for key, values in rows.items():
+        d, i, n = (statistics.mean(v[j] for v in values) for j in range(3))
+        label = "lime_image-1000 bs64 (the bar)" if key == "lime_image" else key
+        print(f"| {label} | {n:.0f} | {d:.4f} | {i:.4f} | {d - ref_d:+.4f} | {i - ref_i:+.4f} |")
+
+
+if __name__ == "__main__":
+    main()
