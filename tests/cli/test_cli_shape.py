@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import limner
-from limner.models import CallableModel, InputSpec, ModelMetadata
+from patch_models import brightness_model
 
 LIMNER = [sys.executable, "-m", "limner.cli.main"]
 
@@ -37,29 +37,13 @@ def test_version():
     assert proc.stdout.strip() == f"limner {limner.__version__}"
 
 
-def _model() -> CallableModel:
-    meta = ModelMetadata(
-        labels=["dark", "bright"],
-        input=InputSpec(width=32, height=32, layout="NHWC", dtype="uint8", scale=1.0),
-        output="probabilities",
-        problem_type="binary",
-        name="brightness",
-    )
-
-    def fn(x: np.ndarray) -> np.ndarray:
-        p = x[:, :16, :16, :].astype(np.float64).mean(axis=(1, 2, 3)) / 255.0
-        return np.stack([1 - p, p], axis=1)
-
-    return CallableModel(fn, meta)
-
-
 @pytest.fixture(scope="module")
 def explanation() -> limner.Explanation:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 120, size=(300, 200, 3)).astype(np.uint8)
     image[:150, :100] = 250
     return limner.explain(
-        image, _model(), segmentation="grid", segments=4, samples=16, classes=["bright"]
+        image, brightness_model(32), segmentation="grid", segments=4, samples=16, classes=["bright"]
     )
 
 

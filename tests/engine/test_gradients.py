@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_known_patch import brightness_model
 from torch import nn
 
 import limner
@@ -20,6 +19,7 @@ from limner.errors import InvalidInputError
 from limner.models import InputSpec, ModelMetadata
 from limner.models.pytorch import TorchModel
 from limner.samples import sample_photo
+from patch_models import brightness_model, patch_image
 from tiny_vit import make_vit
 
 GRADIENT = ["integrated-gradients", "gradcam"]
@@ -77,10 +77,7 @@ def tiny_meta() -> ModelMetadata:
 
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
-    rng = np.random.default_rng(3)
-    img = rng.integers(40, 200, size=(128, 128, 3)).astype(np.uint8)
-    img[:64, :64] = 255  # the bright patch in the top-left quarter
-    return img
+    return patch_image()
 
 
 @pytest.mark.parametrize("method", GRADIENT)

@@ -6,34 +6,14 @@ import numpy as np
 import pytest
 
 import limner
-from limner.models import CallableModel, InputSpec, ModelMetadata
+from patch_models import brightness_model, patch_image
 
 METHODS = ["kernelshap", "lime", "occlusion", "rise"]
 
 
-def brightness_model() -> CallableModel:
-    """P(bright) = mean brightness of the top-left quarter of the 64×64 input, in [0, 1]."""
-    meta = ModelMetadata(
-        labels=["dark", "bright"],
-        input=InputSpec(width=64, height=64, layout="NHWC", dtype="uint8", scale=1.0),
-        output="probabilities",
-        problem_type="binary",
-        name="top-left-brightness",
-    )
-
-    def fn(x: np.ndarray) -> np.ndarray:
-        p = x[:, :32, :32, :].astype(np.float64).mean(axis=(1, 2, 3)) / 255.0
-        return np.stack([1 - p, p], axis=1)
-
-    return CallableModel(fn, meta)
-
-
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
-    rng = np.random.default_rng(3)
-    img = rng.integers(40, 200, size=(128, 128, 3)).astype(np.uint8)
-    img[:64, :64] = 255  # the bright patch in the top-left quarter
-    return img
+    return patch_image()
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -9,25 +9,15 @@ from pathlib import Path
 import numpy as np
 
 import limner
-from limner.models import CallableModel, InputSpec, ModelMetadata
+from limner.models import InputSpec, ModelMetadata
+from patch_models import brightness_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _result() -> dict:
-    meta = ModelMetadata(
-        labels=["dark", "bright"],
-        input=InputSpec(width=32, height=32, layout="NHWC", dtype="uint8", scale=1.0),
-        problem_type="binary",
-        name="brightness",
-    )
-
-    def fn(x: np.ndarray) -> np.ndarray:
-        p = x[:, :16, :16, :].astype(np.float64).mean(axis=(1, 2, 3)) / 255.0
-        return np.stack([1 - p, p], axis=1)
-
     image = np.random.default_rng(0).integers(0, 255, size=(64, 64, 3)).astype(np.uint8)
-    exp = limner.explain(image, CallableModel(fn, meta), segmentation="grid", segments=4)
+    exp = limner.explain(image, brightness_model(32), segmentation="grid", segments=4)
     return exp.to_dict()
 
 

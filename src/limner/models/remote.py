@@ -62,6 +62,8 @@ class OpenInferenceModel(Model):
     url: str
     _input_name: str = "image"
     _output_name: str | None = None
+    _request_batch: int = 64
+    _pool: ThreadPoolExecutor
 
     @abstractmethod
     def _describe(self) -> ServerDescription:
@@ -88,6 +90,29 @@ class OpenInferenceModel(Model):
         self._input_name = str(metadata.extra.get("input_name") or self._input_name)
         self._output_name = metadata.extra.get("output_name") or self._output_name
         return metadata
+
+    def _request_bytes(self) -> int:
+        """Tensor bytes one request may carry."""
+        return BINARY_BYTES
+
+    def _rows(self, x: np.ndarray, budget: int) -> int:
+        """Images per request: ``request_batch``, fewer when they would pass ``budget`` bytes."""
+        per_row = max(1, x[:1].nbytes)
+        return max(1, min(self._request_batch, budget // per_row))
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """One request, or requests of :meth:`_rows` images sent ``concurrency`` at a time."""
+        step = self._rows(x, self._request_bytes())
+        if len(x) <= step:
+            return self._infer(x)
+        parts = list(self._pool.map(self._infer, [x[s : s + step] for s in range(0, len(x), step)]))
+        return np.concatenate(parts)
+
+    def _pick(self, names: list[str]) -> int:
+        """Which of the answer's outputs to read: the model's named output, else
+        ``probability``, else the first."""
+        wanted = [self._output_name, "probability"]
+        return next((i for name in wanted for i, n in enumerate(names) if n == name), 0)
 
     def _count_outputs(self, input_settings: dict[str, Any]) -> int:
         """How many scores the model answers for one black image (its class count)."""
@@ -183,17 +208,8 @@ class RemoteModel(OpenInferenceModel):
             return False
         return isinstance(extensions, list) and EXTENSION in extensions
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        step = self._rows(x, BINARY_BYTES if self._binary is not False else JSON_BYTES)
-        if len(x) <= step:
-            return self._infer(x)
-        parts = list(self._pool.map(self._infer, [x[s : s + step] for s in range(0, len(x), step)]))
-        return np.concatenate(parts)
-
-    def _rows(self, x: np.ndarray, budget: int) -> int:
-        """Images per request: ``request_batch``, fewer when they would pass ``budget`` bytes."""
-        per_row = max(1, x[:1].nbytes)
-        return max(1, min(self._request_batch, budget // per_row))
+    def _request_bytes(self) -> int:
+        return BINARY_BYTES if self._binary is not False else JSON_BYTES
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         if self._binary is None:
@@ -284,11 +300,7 @@ class RemoteModel(OpenInferenceModel):
                 resp.content, int(length) if length is not None else None, "outputs"
             )
             outputs = [ResponseOutput.model_validate(o) for o in message["outputs"]]
-            wanted = [self._output_name, "probability"]
-            chosen = next(
-                (o for name in wanted for o in outputs if o.name == name),
-                outputs[0],
-            )
+            chosen = outputs[self._pick([o.name for o in outputs])]
             array = decode_value(chosen, raws.get(chosen.name))
         except (LimnerError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise ModelError(f"{self.url}: not an Open Inference response ({exc})") from exc

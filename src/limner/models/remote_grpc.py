@@ -151,13 +151,8 @@ class GrpcRemoteModel(OpenInferenceModel):
         body = {"name": answer.name, "inputs": tensors[0], "outputs": tensors[1]}
         return describe(body, self.url)
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        per_row = max(1, x[:1].nbytes)
-        step = max(1, min(self._request_batch, REQUEST_BYTES // per_row))
-        if len(x) <= step:
-            return self._infer(x)
-        parts = self._pool.map(self._infer, [x[s : s + step] for s in range(0, len(x), step)])
-        return np.concatenate(list(parts))
+    def _request_bytes(self) -> int:
+        return REQUEST_BYTES
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         pb = self._pb
@@ -180,11 +175,7 @@ class GrpcRemoteModel(OpenInferenceModel):
         outputs = list(answer.outputs)
         if not outputs:
             raise ModelError(f"{self.url}: not an Open Inference response (no outputs)")
-        wanted = [self._output_name, "probability"]
-        index = next(
-            (i for name in wanted for i, o in enumerate(outputs) if o.name == name),
-            0,
-        )
+        index = self._pick([o.name for o in outputs])
         out = outputs[index]
         shape = [int(d) for d in out.shape]
         try:

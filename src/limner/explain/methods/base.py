@@ -58,6 +58,11 @@ class Estimate:
         return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
 
 
+#: Per class whose ranking is not settled: its answers so far and the contrasts (vectors over
+#: regions) that are not yet significant.
+Focus = list[tuple[np.ndarray, list[np.ndarray]]]
+
+
 class Explainer(ABC):
     """One attribution method over image regions."""
 
@@ -79,7 +84,7 @@ class Explainer(ABC):
     def extend(
         self,
         design: Design,
-        focus: list[tuple[np.ndarray, list[np.ndarray]]],
+        focus: Focus,
         rng: np.random.Generator,
         rows: int,
     ) -> Design:

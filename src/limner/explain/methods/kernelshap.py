@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from limner.explain.methods.base import Design, Estimate, Explainer, weighted_r2
+from limner.explain.methods.base import Design, Estimate, Explainer, Focus, weighted_r2
 from limner.explain.perturb import Perturber
 
 #: Largest region count for which exact enumeration is considered.
@@ -106,7 +106,7 @@ class KernelShapExplainer(Explainer):
     def extend(
         self,
         design: Design,
-        focus: list[tuple[np.ndarray, list[np.ndarray]]],
+        focus: Focus,
         rng: np.random.Generator,
         rows: int,
     ) -> Design:
