@@ -16,7 +16,7 @@ from PIL import Image
 
 import limner
 import tiny_vit
-from limner.errors import ForbiddenError, InvalidInputError, ModelError
+from limner.errors import ForbiddenError, InvalidInputError, LimnerError, ModelError
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -163,3 +163,24 @@ def test_pickled_upload_is_refused(service, tmp_path: Path) -> None:
         pytest.raises(ForbiddenError, match="only pickled weights"),
     ):
         client.deployments.create(name="pickled", file=zipped(folder, tmp_path / "p.zip"))
+
+
+def test_uploaded_custom_code_never_runs(service, vit_dir: Path, tmp_path: Path) -> None:
+    """A tenant's zip whose config.json names its own modeling code (``auto_map``) is refused,
+    and the code it carries never runs (its canary file never appears)."""
+    folder = tmp_path / "evil-vit"
+    folder.mkdir()
+    for path in vit_dir.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    config = json.loads((vit_dir / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForImageClassification": "modeling_evil.Evil"}
+    (folder / "config.json").write_text(json.dumps(config))
+    canary = tmp_path / "code-ran"
+    (folder / "modeling_evil.py").write_text(f"open({str(canary)!r}, 'w').write('ran')\n")
+    with (
+        service.client(service.new_key("hf-custom-code")) as client,
+        pytest.raises(LimnerError, match="never runs code") as refused,
+    ):
+        client.deployments.create(name="evil", file=zipped(folder, tmp_path / "evil.zip"))
+    assert 400 <= refused.value.status < 500  # the tenant's mistake, not a server error
+    assert not canary.exists()
