@@ -51,6 +51,20 @@ def with_legend(pane: np.ndarray, max_abs: float) -> np.ndarray:
     return _draw_legend(pane, max_abs, (w, h), (0, 0))
 
 
+def _legend_box(width: int, height: int) -> tuple[int, int, int, int, int, int] | None:
+    """Where the legend of a ``width``×``height`` pane goes: ``(x0, y0, bar width, bar height,
+    font size, margin)``, its box running from ``(x0, y0)`` to the bottom-right corner (None
+    when the pane is too small for it)."""
+    bar_w = max(60, width // 4)
+    bar_h = max(6, height // 40)
+    size = max(9, bar_h + 2)
+    margin = max(4, width // 100)
+    x0, y0 = width - bar_w - 2 * margin, height - (bar_h + size + 3 * margin)
+    if x0 < 0 or y0 < 0:
+        return None
+    return x0, y0, bar_w, bar_h, size, margin
+
+
 def _draw_legend(
     pane: np.ndarray, max_abs: float, full_size: tuple[int, int], origin: tuple[int, int]
 ) -> np.ndarray:
@@ -58,15 +72,11 @@ def _draw_legend(
     img = Image.fromarray(pane).convert("RGB")
     w, h = full_size
     ox, oy = origin
-    bar_w = max(60, w // 4)
-    bar_h = max(6, h // 40)
-    size = max(9, bar_h + 2)
-    font = _font(size)
-    margin = max(4, w // 100)
-    box_h = bar_h + size + 3 * margin
-    x0, y0 = w - bar_w - 2 * margin, h - box_h
-    if x0 < 0 or y0 < 0:
+    box = _legend_box(w, h)
+    if box is None:
         return pane
+    x0, y0, bar_w, bar_h, size, margin = box
+    font = _font(size)
     x0, y0, w, h = x0 - ox, y0 - oy, w - ox, h - oy  # in this canvas's coordinates
     draw = ImageDraw.Draw(img)
     draw.rectangle((x0, y0, w - 1, h - 1), fill=(255, 255, 255))
@@ -148,12 +158,9 @@ def regions_strip(
 def legend_patch(width: int, height: int, max_abs: float) -> tuple[int, int, np.ndarray] | None:
     """The heatmap's colour legend alone: ``(x0, y0, patch)``, the patch covering the pane from
     ``(x0, y0)`` to its bottom-right corner (None when the pane is too small for it)."""
-    bar_w = max(60, width // 4)
-    bar_h = max(6, height // 40)
-    margin = max(4, width // 100)
-    box_h = bar_h + max(9, bar_h + 2) + 3 * margin
-    x0, y0 = width - bar_w - 2 * margin, height - box_h
-    if x0 < 0 or y0 < 0:
+    box = _legend_box(width, height)
+    if box is None:
         return None
+    x0, y0 = box[:2]
     blank = np.zeros((height - y0, width - x0, 3), np.uint8)
     return x0, y0, _draw_legend(blank, max_abs, (width, height), (x0, y0))

@@ -27,7 +27,7 @@ from limner.models.remote_metadata import (
     resolve_metadata,
 )
 from limner.protocol import (
-    DATATYPES,
+    DATATYPE_OF,
     HEADER_LENGTH,
     ResponseOutput,
     decode_value,
@@ -38,7 +38,6 @@ from limner.protocol import (
 
 #: The server-metadata extension name of the binary tensor encoding.
 EXTENSION = "binary_tensor_data"
-_DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}
 
 _REFUSED_BINARY = (400, 413, 415, 422, 500)
 #: Tensor bytes per request: binary bodies carry them as they are, JSON about 4× as text. Small
@@ -221,9 +220,8 @@ class RemoteModel(OpenInferenceModel):
         return self._infer_json(x)
 
     def _infer_json(self, x: np.ndarray) -> np.ndarray:
-        step = self._rows(x, JSON_BYTES)  # JSON is about 4× the tensor: keep bodies small
-        parts = [self._checked(self._post_json(x[s : s + step])) for s in range(0, len(x), step)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        # _forward already split x to at most JSON_BYTES (JSON is about 4× the tensor as text)
+        return self._checked(self._post_json(x))
 
     def _checked(self, resp: httpx.Response) -> np.ndarray:
         if resp.status_code != 200:
@@ -262,7 +260,7 @@ class RemoteModel(OpenInferenceModel):
             return self._infer(x)
 
     def _post_binary(self, x: np.ndarray) -> httpx.Response:
-        dtype = _DATATYPE_OF[x.dtype]
+        dtype = DATATYPE_OF[x.dtype]
         message: dict[str, Any] = {
             "inputs": [{"name": self._input_name, "shape": list(x.shape), "datatype": dtype}],
             "parameters": {"log": False, "binary_data_output": True},
@@ -281,7 +279,7 @@ class RemoteModel(OpenInferenceModel):
         tensor = {
             "name": self._input_name,
             "shape": list(x.shape),
-            "datatype": _DATATYPE_OF[x.dtype],
+            "datatype": DATATYPE_OF[x.dtype],
         }
         body: dict[str, Any] = {"inputs": [tensor], "parameters": {"log": False}}
         if self._output_name:

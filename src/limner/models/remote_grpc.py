@@ -20,7 +20,7 @@ from limner.errors import InvalidInputError, ModelError, ModelUnavailableError
 from limner.models.metadata import ModelMetadata
 from limner.models.remote import OpenInferenceModel
 from limner.models.remote_metadata import ServerDescription, describe
-from limner.protocol import CONTENTS_FIELDS, DATATYPES, from_contents, from_raw, to_raw
+from limner.protocol import CONTENTS_FIELDS, DATATYPE_OF, from_contents, from_raw, to_raw
 
 #: URL schemes of gRPC models: plain and TLS.
 GRPC_SCHEMES = ("grpc://", "grpcs://")
@@ -29,7 +29,6 @@ MAX_MESSAGE = 256 * 1024 * 1024
 #: Tensor bytes per request: under the 4 MiB that gRPC servers take by default (KServe's take
 #: 8 MiB, Triton's 2 GiB), and small enough that two in flight keep the server busy.
 REQUEST_BYTES = 2 * 1024 * 1024 + 512 * 1024
-_DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}
 _UNAVAILABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
 
 
@@ -156,7 +155,7 @@ class GrpcRemoteModel(OpenInferenceModel):
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         pb = self._pb
-        datatype = _DATATYPE_OF[x.dtype]
+        datatype = DATATYPE_OF[x.dtype]
         request = pb.ModelInferRequest(
             model_name=self._model,
             inputs=[

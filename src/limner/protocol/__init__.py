@@ -40,7 +40,8 @@ DATATYPES: dict[str, np.dtype[Any]] = {
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
 }
-_NUMPY_TO_DATATYPE = {v: k for k, v in DATATYPES.items()}
+#: numpy dtype → the protocol's datatype name.
+DATATYPE_OF = {v: k for k, v in DATATYPES.items()}
 
 #: The HTTP header with the length of the JSON part of a binary-extension body.
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -134,12 +135,12 @@ class ModelMetadataResponse(BaseModel):
 def encode_tensor(name: str, array: np.ndarray) -> ResponseOutput:
     """Encode a numeric array as a row-major Open Inference tensor."""
     dtype = np.dtype(array.dtype)
-    if dtype not in _NUMPY_TO_DATATYPE:
+    if dtype not in DATATYPE_OF:
         raise InvalidInputError(f"tensor {name!r}: dtype {dtype} has no Open Inference datatype")
     return ResponseOutput(
         name=name,
         shape=list(array.shape),
-        datatype=_NUMPY_TO_DATATYPE[dtype],
+        datatype=DATATYPE_OF[dtype],
         data=array.reshape(-1).tolist(),
     )
 

@@ -45,7 +45,6 @@ class _ShapDesign(Design):
     mass: np.ndarray = field(default_factory=lambda: np.zeros(0))
     draw_stratum: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     draw_q: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    draw_round: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     seen: set[bytes] = field(default_factory=set)
 
     @property
@@ -100,7 +99,7 @@ class KernelShapExplainer(Explainer):
         reserve = 2 * max(8, m // 2) if self._adaptive else 0
         design = _enumerate(m, budget, reserve)
         if len(design.strata):
-            _draw(design, rng, budget - design.n_enum, _kernel_q(design), 0)
+            _draw(design, rng, budget - design.n_enum, _kernel_q(design))
         return design
 
     def extend(
@@ -130,7 +129,7 @@ class KernelShapExplainer(Explainer):
         if spread.sum() > 0:
             focused = np.sqrt(spread)
             q = 0.5 * q + 0.5 * focused / focused.sum()
-        _draw(design, rng, rows, q, int(design.draw_round.max(initial=0)) + 1)
+        _draw(design, rng, rows, q)
         return design
 
     def estimate(self, design: Design, y: np.ndarray) -> Estimate:
@@ -287,9 +286,7 @@ def _kernel_q(design: _ShapDesign) -> np.ndarray:
     return design.mass / design.mass.sum()
 
 
-def _draw(
-    design: _ShapDesign, rng: np.random.Generator, rows: int, q: np.ndarray, round_no: int
-) -> None:
+def _draw(design: _ShapDesign, rng: np.random.Generator, rows: int, q: np.ndarray) -> None:
     """Append pairs drawn from ``q`` until about ``rows`` new distinct rows are in the design."""
     m = design.z.shape[1]
     new_rows: list[np.ndarray] = []
@@ -314,4 +311,3 @@ def _draw(
     idx = np.asarray(strata, np.int64)
     design.draw_stratum = np.concatenate([design.draw_stratum, idx])
     design.draw_q = np.concatenate([design.draw_q, q[idx]])
-    design.draw_round = np.concatenate([design.draw_round, np.full(len(idx), round_no, np.int64)])
