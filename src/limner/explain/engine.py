@@ -13,7 +13,7 @@ import numpy as np
 from limner.errors import InvalidInputError
 from limner.explain.checks import class_warnings
 from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS, METHODS, make_explainer
-from limner.explain.methods.base import Design
+from limner.explain.methods.base import Design, Estimate, Explainer
 from limner.explain.methods.gradients import (
     GradientAttributor,
     GradientMap,
@@ -151,33 +151,11 @@ def explain(
         estimates = [gradient_estimate(g, perturber.labels, m) for g in maps]
         open_: list = [[] for _ in chosen]
         stop_reason = "exact"
-    y = evaluate.design(design, perturber) if explainer and design is not None else None
-    while explainer is not None and design is not None and y is not None:
-        estimates = [explainer.estimate(design, y[:, c]) for c in chosen]
-        open_ = [
-            unsettled_contrasts(
-                e.weights, e.cov, settle_top, quantile(confidence, e.dof), tie_tolerance
-            )
-            for e in estimates
-        ]
-        used = evaluate.design_rows
-        if not explainer.adaptive():
-            stop_reason = "exact" if getattr(design, "exact", False) else "budget"
-            break
-        if getattr(design, "exact", False):
-            stop_reason = "exact"
-            break
-        if not any(open_):
-            stop_reason = "settled"
-            break
-        if used >= explainer.samples - 1:
-            stop_reason = "max_samples"
-            break
-        rows = min(explainer.round_rows(m), explainer.samples - used)  # type: ignore[attr-defined]
-        before = len(design.z)
-        focus = [(y[:, c], o) for c, o in zip(chosen, open_, strict=True) if o]
-        design = explainer.extend(design, focus, rng, rows)
-        y = np.vstack([y, evaluate.design(design, perturber, before)])
+    if explainer is not None and design is not None:
+        estimates, open_, stop_reason = _sample(
+            explainer, design, evaluate, perturber, rng, chosen, confidence, settle_top,
+            tie_tolerance,
+        )  # fmt: skip
     # the budget not spent no longer counts towards the progress
     evaluate.total = evaluate.done + n_curve * len(chosen)
     boxes_areas = regions.boxes_and_areas[1]
@@ -374,6 +352,44 @@ def _validate_uncertainty(
         raise InvalidInputError(
             f"tie_tolerance must be at least 0 and below 1, not {tie_tolerance}"
         )
+
+
+def _sample(
+    explainer: Explainer,
+    design: Design,
+    evaluate: _Evaluator,
+    perturber: Perturber,
+    rng: np.random.Generator,
+    chosen: list[int],
+    confidence: float,
+    settle_top: int,
+    tie_tolerance: float,
+) -> tuple[list[Estimate], list[list[np.ndarray]], str]:
+    """Evaluate the design and estimate each class, in rounds while the explainer is adaptive
+    and some class's top regions are not settled: ``(estimates, open contrasts, stop reason)``."""
+    y = evaluate.design(design, perturber)
+    while True:
+        estimates = [explainer.estimate(design, y[:, c]) for c in chosen]
+        open_ = [
+            unsettled_contrasts(
+                e.weights, e.cov, settle_top, quantile(confidence, e.dof), tie_tolerance
+            )
+            for e in estimates
+        ]
+        used = evaluate.design_rows
+        if design.exact:
+            return estimates, open_, "exact"
+        if not explainer.adaptive():
+            return estimates, open_, "budget"
+        if not any(open_):
+            return estimates, open_, "settled"
+        if used >= explainer.samples - 1:
+            return estimates, open_, "max_samples"
+        rows = min(explainer.round_rows(perturber.count), explainer.samples - used)
+        before = len(design.z)
+        focus = [(y[:, c], o) for c, o in zip(chosen, open_, strict=True) if o]
+        design = explainer.extend(design, focus, rng, rows)
+        y = np.vstack([y, evaluate.design(design, perturber, before)])
 
 
 def _validate(

@@ -28,6 +28,9 @@ class Design:
 
     z: np.ndarray
 
+    #: Whether the estimate from these rows is exact (every coalition enumerated).
+    exact: bool = False
+
     #: Whether row i's image is exactly ``z[i]``'s regions on and the rest off (so its answer can
     #: be reused for the same mask elsewhere, as in the deletion and insertion curves).
     binary: bool = True
@@ -80,6 +83,10 @@ class Explainer(ABC):
     def adaptive(self) -> bool:
         """Whether this explainer can add samples in rounds (``extend``)."""
         return False
+
+    def round_rows(self, m: int) -> int:
+        """Rows added by each later round (for ``m`` regions)."""
+        return max(16, m)
 
     def extend(
         self,

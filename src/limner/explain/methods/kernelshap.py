@@ -38,7 +38,6 @@ DEFAULT_MAX_SAMPLES = 256
 class _ShapDesign(Design):
     """Ends, enumerated coalitions, then sampled pairs (rows ``S``, ``M∖S`` of each draw)."""
 
-    exact: bool = False
     enum_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: sampled strata: k (size of the smaller side), units N_k and kernel mass per unit row
     strata: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -84,10 +83,6 @@ class KernelShapExplainer(Explainer):
         if not self._adaptive:
             return self.samples
         return min(self.samples, 2 + 2 * m + 2 * max(8, m // 2))
-
-    def round_rows(self, m: int) -> int:
-        """Rows added by each later round."""
-        return max(16, m)
 
     def design(self, perturber: Perturber, rng: np.random.Generator) -> Design:
         """Exact enumeration when affordable, else enumerated strata plus sampled pairs."""
