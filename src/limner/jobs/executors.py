@@ -14,9 +14,6 @@ from limner.jobs.executor import Executor, ThreadExecutor
 if TYPE_CHECKING:
     from limner.settings import Settings
 
-#: Executors a deployment may name.
-EXECUTORS = ("thread", "ray")
-
 
 def make_executor(kind: str, workers: int, settings: Settings | None = None) -> Executor:
     """The executor named ``kind``: ``thread``, or ``ray`` (needs ``settings`` and Ray)."""

@@ -99,16 +99,16 @@ class ModelProvider:
     def _load(self, dep: Deployment) -> Model:
         spec = dep.model
         meta = None
+        url = is_url(spec)
         if spec.startswith(UPLOAD_PREFIX):
             meta = ModelMetadata.from_dict(dep.model_metadata)  # as read when it was deployed
             spec = str(upload_path(self.models_dir, dep.id, spec))
-        elif is_url(spec) and dep.model_metadata.get("labels"):
-            # what its server and the user's fields gave at deployment time
+        elif dep.model_metadata.get("labels") and (url or Path(spec).suffix.lower() == ".keras"):
+            # what its server and the user's fields (a .keras file: the upload beside it) gave
+            # at deployment time
             meta = ModelMetadata.from_dict(dep.model_metadata)
-        elif Path(spec).suffix.lower() == ".keras" and dep.model_metadata.get("labels"):
-            meta = ModelMetadata.from_dict(dep.model_metadata)  # uploaded beside the .keras file
-        client = self.http_client() if is_url(spec) else None
-        headers = dep.headers if is_url(spec) else None
+        client = self.http_client() if url else None
+        headers = dep.headers if url else None
         return load_model(spec, device=self.device, metadata=meta, headers=headers, client=client)
 
     def for_subscription(self, sub: Subscription, dep: Deployment | None) -> LoadedModel:

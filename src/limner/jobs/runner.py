@@ -204,6 +204,11 @@ class JobRunner:
         if recorded and self._on_done is not None:
             self._on_done(job_id, time.perf_counter() - started)
 
+    def space_of(self, job_id: str) -> str:
+        """The space of a job running here (read when it was claimed), or ``""``."""
+        with self._lock:
+            return self._space_of.get(job_id, "")
+
     def _over_fair_share(self, job_id: str) -> bool:
         """Whether ``job_id`` should wait: its space already runs its fair share here while
         another space has jobs queued. A job left waiting stays queued; the next poll brings it
@@ -338,7 +343,7 @@ class JobRunner:
             now = time.monotonic()
             if total <= 0:
                 return
-            fraction = min(0.99, max(high[0], done / total))
+            fraction = min(0.99, done / total)
             if now - last[0] < PROGRESS_INTERVAL or fraction <= high[0]:
                 return
             last[0] = now

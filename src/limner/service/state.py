@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from limner.jobs import JobRunner, ModelProvider, make_executor
 from limner.service.guard import FailedKeyLimiter
 from limner.service.loads import ModelLoads
@@ -15,7 +13,6 @@ from limner.settings import Settings
 from limner.store import Database, open_blob_store
 from limner.store.blobs import BlobStore
 from limner.store.private import private_dir
-from limner.store.tables import Explanation
 
 
 @dataclass
@@ -48,7 +45,7 @@ class ServiceState:
             make_executor(settings.executor, settings.workers, settings),
             max_pixels=settings.max_pixels,
             on_done=lambda job_id, seconds: metrics.explanation_done(
-                _space_of(db, job_id), seconds
+                runner.space_of(job_id), seconds
             ),
             replica_id=settings.resolved_replica_id(),
             lease_seconds=settings.lease_seconds,
@@ -72,8 +69,3 @@ class ServiceState:
         self.runner.close()
         self.models.registry.close()
         self.db.close()
-
-
-def _space_of(db: Database, job_id: str) -> str:
-    with db.session() as s:
-        return s.scalar(select(Explanation.space_id).where(Explanation.id == job_id)) or ""
