@@ -97,6 +97,19 @@ def test_keys_create_says_where_and_warns_when_it_created_the_database(tmp_path:
     assert str(flag_dir) in by_flag.stderr and (flag_dir / "limner.db").exists()
 
 
+
+def test_keys_create_checks_the_sqlite_file_its_database_url_names(tmp_path: Path) -> None:
+    # a SQLite URL outside the data dir: the warning follows that file, not DATA_DIR/limner.db
+    url = f"sqlite:///{tmp_path / 'elsewhere' / 'keys.db'}"
+    (tmp_path / "elsewhere").mkdir()
+    args = ("keys", "create", "--space", "s", "--database-url", url)
+    first = limner(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "warning" in first.stderr and "keys.db" in first.stderr
+    second = limner(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "warning" not in second.stderr and "keys.db" in second.stderr
+
 def test_admin_keys_list_and_revoke(tmp_path: Path) -> None:
     made = limner(
         "keys", "create", "--space", "ops", "--admin", "--data-dir", str(tmp_path), cwd=tmp_path

@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
             db.close()
         if not where.exists:
             report_error(
-                f"there was no database in {where.data_dir}: created one; a server started "
-                "with another data dir will not accept this key",
+                f"there was no database at {where.database}: created one; a server started "
+                "with another data dir or database will not accept this key",
                 kind="warning",
             )
         err_console.print(

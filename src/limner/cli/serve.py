@@ -35,10 +35,13 @@ def locate_store(settings: Settings) -> StoreLocation:
     """The absolute data dir, the database URL (password hidden) and whether it exists yet."""
     from sqlalchemy.engine import make_url
 
-    url = settings.resolved_database_url()
+    url = make_url(settings.resolved_database_url())
     data_dir = settings.data_dir.resolve()
-    shown = make_url(url).render_as_string(hide_password=True)
-    exists = (data_dir / "limner.db").exists() if url.startswith("sqlite") else True
+    shown = url.render_as_string(hide_password=True)
+    exists = True
+    if url.get_backend_name() == "sqlite":
+        # the file the URL names (relative paths from the working directory), wherever it is
+        exists = bool(url.database) and url.database != ":memory:" and Path(url.database).exists()
     return StoreLocation(data_dir, shown, exists)
 
 
