@@ -97,7 +97,6 @@ def test_keys_create_says_where_and_warns_when_it_created_the_database(tmp_path:
     assert str(flag_dir) in by_flag.stderr and (flag_dir / "limner.db").exists()
 
 
-
 def test_keys_create_checks_the_sqlite_file_its_database_url_names(tmp_path: Path) -> None:
     # a SQLite URL outside the data dir: the warning follows that file, not DATA_DIR/limner.db
     url = f"sqlite:///{tmp_path / 'elsewhere' / 'keys.db'}"
@@ -109,6 +108,7 @@ def test_keys_create_checks_the_sqlite_file_its_database_url_names(tmp_path: Pat
     second = limner(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "warning" not in second.stderr and "keys.db" in second.stderr
+
 
 def test_admin_keys_list_and_revoke(tmp_path: Path) -> None:
     made = limner(
