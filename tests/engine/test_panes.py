@@ -97,3 +97,13 @@ def test_saved_panes_are_the_reference_pixels(explanation: Explanation, tmp_path
         for kind in ("positive", "negative", "heatmap", "regions"):
             data = (tmp_path / explanation.file_name(ci, kind)).read_bytes()
             assert np.array_equal(_pixels(data), _reference(explanation, ci, kind))
+
+
+def test_the_regions_pane_is_drawn_once_for_all_classes(explanation: Explanation) -> None:
+    first = explanation.explained_classes[0]
+    pairs = dict(explanation.pane_keys())
+    assert set(pairs) == {
+        (ci, kind) for ci in explanation.explained_classes for kind in explanation.pane_kinds
+    }
+    for (ci, kind), source in pairs.items():
+        assert source == ((first, kind) if kind == "regions" else (ci, kind))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -78,6 +79,8 @@ PAINTERS: dict[str, Callable[[ClassExplanation, RegionMap], Painter]] = {
     "regions": lambda _, regions: panes.outlines_painter(regions.boxes_and_areas[0]),
 }
 PANES = tuple(PAINTERS)
+#: Panes that are the same image for every explained class: drawn once per explanation.
+SHARED_PANES = frozenset({"regions"})
 #: The pixel-level pane a gradient method adds.
 SALIENCY = "saliency"
 
@@ -159,6 +162,16 @@ class Explanation(OriginalSize):
             **({"steps": self.steps} if self.steps is not None else {}),
             **({"layer": self.layer} if self.layer is not None else {}),
         }
+
+    def pane_keys(self) -> list[tuple[tuple[int, str], tuple[int, str]]]:
+        """Every ``(class_index, kind)`` pane with the pane it is drawn as: itself, or for a pane
+        that is the same for every class (``SHARED_PANES``), that pane of the first class."""
+        first = self.explained_classes[0]
+        return [
+            ((ci, kind), (first if kind in SHARED_PANES else ci, kind))
+            for ci in self.explained_classes
+            for kind in self.pane_kinds
+        ]
 
     def for_class(self, class_index: int) -> ClassExplanation:
         """The explanation of one class index."""
@@ -311,9 +324,13 @@ class Explanation(OriginalSize):
                 self.write_png(*key, f)
 
         # drawing and PNG encoding release the GIL: large photos gain from a few threads, and
-        # each thread holds only the strip it is on
-        keys = [(ci, kind) for ci in self.explained_classes for kind in self.pane_kinds]
-        with ThreadPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1, 4)) as pool:
-            list(pool.map(write, keys))
+        # each thread holds only the strip it is on; a pane shared by the classes is copied
+        pairs = self.pane_keys()
+        drawn = [key for key, source in pairs if key == source]
+        with ThreadPoolExecutor(max_workers=min(len(drawn), os.cpu_count() or 1, 4)) as pool:
+            list(pool.map(write, drawn))
+        for key, source in pairs:
+            if key != source:
+                shutil.copyfile(d / self.file_name(*source), d / self.file_name(*key))
         (d / "result.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return d

@@ -28,7 +28,6 @@ from limner.store.tables import Deployment, Explanation, Subscription, Transacti
 log = logging.getLogger("limner.jobs")
 
 QUEUED, RUNNING, FINISHED, FAILED = "queued", "running", "finished", "failed"
-PANE_KINDS = ("positive", "negative", "heatmap", "regions")
 #: A job that was running when its replica stopped this many times is given up.
 MAX_ATTEMPTS = 3
 #: Seconds between progress writes of one job.
@@ -324,11 +323,12 @@ class JobRunner:
             progress=self._progress_writer(job_id, attempt),
             **settings,
         )
-        panes = {
-            f"{ci}/{kind}": self.blobs.put(exp.png(ci, kind))
-            for ci in exp.explained_classes
-            for kind in exp.pane_kinds
-        }
+        drawn: dict[tuple[int, str], str] = {}
+        panes: dict[str, str] = {}
+        for (ci, kind), source in exp.pane_keys():
+            if source not in drawn:  # a pane shared by the classes is drawn once
+                drawn[source] = self.blobs.put(exp.png(*source))
+            panes[f"{ci}/{kind}"] = drawn[source]
         result = exp.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
         return result, panes
 
