@@ -41,7 +41,8 @@ def locate_store(settings: Settings) -> StoreLocation:
     exists = True
     if url.get_backend_name() == "sqlite":
         # the file the URL names (relative paths from the working directory), wherever it is
-        exists = bool(url.database) and url.database != ":memory:" and Path(url.database).exists()
+        file = url.database or ""
+        exists = file not in ("", ":memory:") and Path(file).exists()
     return StoreLocation(data_dir, shown, exists)
 
 
