@@ -11,10 +11,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from limner.errors import AuthenticationError, NotFoundError
-from limner.service.guard import SCOPE_SPACE, bearer_token
+from limner.errors import NotFoundError
+from limner.service.guard import SCOPE_SPACE, space_of_authorization
 from limner.service.state import ServiceState
-from limner.store import SpaceRef, space_for_key
+from limner.store import SpaceRef
 from limner.store.lookup import Owned, find_in_space
 from limner.store.tables import Deployment, Explanation, Subscription, Transaction
 
@@ -27,18 +27,6 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def space_for_authorization(state: ServiceState, header: str) -> SpaceRef:
-    """The space of an ``Authorization`` value ``Bearer KEY`` (HTTP header or gRPC metadata);
-    :class:`AuthenticationError` without a known key."""
-    token = bearer_token(header)
-    if token is None:
-        raise AuthenticationError("an API key is needed: send 'Authorization: Bearer KEY'")
-    space = space_for_key(state.db, token)
-    if space is None:
-        raise AuthenticationError("the API key is not known")
-    return space
-
-
 def current_space(request: Request, state: StateDep) -> SpaceRef:
     """The space of the request's ``Authorization: Bearer KEY`` (401 without a known key).
 
@@ -47,7 +35,7 @@ def current_space(request: Request, state: StateDep) -> SpaceRef:
     """
     space = request.scope.get(SCOPE_SPACE)
     if not isinstance(space, SpaceRef):
-        space = space_for_authorization(state, request.headers.get("authorization", ""))
+        space = space_of_authorization(state.db, request.headers.get("authorization", ""))
     request.state.space = space
     return space
 

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from limner.errors import AuthenticationError, LimnerError, RateLimitError
 from limner.service.errors import error_response
-from limner.store import SpaceRef, space_for_key
+from limner.store import Database, SpaceRef, space_for_key
 
 #: Where the ASGI scope carries the space of a checked key.
 SCOPE_SPACE = "limner.space"
@@ -131,15 +131,30 @@ class KeyGuardMiddleware:
 
     async def _space(self, scope: Scope) -> SpaceRef:
         state = scope["app"].state.limner
-        client = client_address(scope)
-        limiter: FailedKeyLimiter = state.key_limiter
+        header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        return await to_thread.run_sync(
+            space_of_authorization, state.db, header, state.key_limiter, client_address(scope)
+        )
+
+
+def space_of_authorization(
+    db: Database, header: str, limiter: FailedKeyLimiter | None = None, client: str = ""
+) -> SpaceRef:
+    """The space of an ``Authorization`` value ``Bearer KEY`` (HTTP header or gRPC metadata);
+    :class:`AuthenticationError` without a known key.
+
+    The one key check of every transport. With a ``limiter``, a ``client`` that failed too often
+    is refused before the lookup (:class:`RateLimitError`) and an unknown key counts against it
+    (a missing key does not: nothing was guessed).
+    """
+    if limiter is not None:
         limiter.check(client)
-        headers = dict(scope.get("headers") or [])
-        token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
-        if token is None:
-            raise AuthenticationError("an API key is needed: send 'Authorization: Bearer KEY'")
-        space = await to_thread.run_sync(space_for_key, state.db, token)
-        if space is None:
+    token = bearer_token(header)
+    if token is None:
+        raise AuthenticationError("an API key is needed: send 'Authorization: Bearer KEY'")
+    space = space_for_key(db, token)
+    if space is None:
+        if limiter is not None:
             limiter.fail(client)
-            raise AuthenticationError("the API key is not known")
-        return space
+        raise AuthenticationError("the API key is not known")
+    return space

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import grpc
 
 from limner import __version__
-from limner.errors import AuthenticationError, InvalidInputError, LimnerError
+from limner.errors import InvalidInputError, LimnerError
 from limner.protocol import (
     CONTENTS_FIELDS,
     TensorValue,
@@ -31,8 +31,7 @@ from limner.protocol import grpc_predict_v2_pb2 as pb
 from limner.protocol import grpc_predict_v2_pb2_grpc as pb_grpc
 from limner.service.core import inference as core
 from limner.service.core.deployments import find_deployment
-from limner.service.deps import space_for_authorization
-from limner.service.guard import bearer_token
+from limner.service.guard import space_of_authorization
 from limner.service.metrics import NO_SPACE
 from limner.service.state import ServiceState
 from limner.store import SpaceRef
@@ -109,14 +108,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             "",
         )
         client = _peer_address(context.peer())
-        limiter = self.state.key_limiter
-        limiter.check(client)
-        try:
-            space = space_for_authorization(self.state, header)
-        except AuthenticationError:
-            if bearer_token(header) is not None:
-                limiter.fail(client)
-            raise
+        space = space_of_authorization(self.state.db, header, self.state.key_limiter, client)
         _call.space_id = space.id
         return space
 
