@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from limner.errors import ForbiddenError, InvalidInputError, ModelError
+from limner.errors import ForbiddenError, InvalidInputError, LimnerError, ModelError
 from limner.models.metadata import InputSpec, ModelMetadata
 from limner.models.pytorch import TorchModel
 
@@ -51,16 +51,25 @@ def check_directory(path: Path) -> None:
     transformers config naming no custom code, and safetensors weights (no pickles are read).
 
     A directory that passes carries no code: the network's code comes from the installed
-    transformers, the weights are tensors, the rest is JSON.
+    transformers, the weights are tensors, the rest is JSON. Errors name the directory, not
+    where the server unpacked it.
     """
-    read_config(path)
-    if not any((path / name).is_file() for name in SAFETENSORS):
-        if any((path / name).exists() for name in PICKLES):
-            raise ForbiddenError(
-                f"{path.name}: only pickled weights; a Hugging Face directory is deployed from "
-                "model.safetensors only (save_pretrained(dir, safe_serialization=True))"
-            )
-        raise InvalidInputError(f"{path.name}: no model.safetensors beside {CONFIG}")
+    read_config(path, shown=path.name)
+    _check_weights(path, path.name, ForbiddenError)
+
+
+def _check_weights(path: Path, shown: str, pickles: type[LimnerError]) -> None:
+    """safetensors weights beside the config; a directory holding only pickled weights is
+    refused with ``pickles`` (they are never read)."""
+    if any((path / name).is_file() for name in SAFETENSORS):
+        return
+    pickled = [name for name in PICKLES if (path / name).exists()]
+    if pickled:
+        raise pickles(
+            f"{shown}: only pickled weights ({', '.join(pickled)}); limner loads safetensors "
+            "only: save the model with save_pretrained(dir, safe_serialization=True)"
+        )
+    raise InvalidInputError(f"{shown}: no model.safetensors beside {CONFIG}")
 
 
 class HFImageClassifier(TorchModel):
@@ -100,26 +109,28 @@ def _logits_module(hf_model: Any) -> Any:
     return Logits(hf_model)
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """The directory's ``config.json``, refused when it needs code or is a timm model."""
+def read_config(path: Path, shown: str | None = None) -> dict[str, Any]:
+    """The directory's ``config.json``, refused when it needs code or is a timm model (errors
+    name the directory as ``shown``, by default its path)."""
+    where = path if shown is None else shown
     try:
         config = json.loads((path / CONFIG).read_text())
     except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{path}: {CONFIG} is not readable JSON ({exc})") from exc
+        raise InvalidInputError(f"{where}: {CONFIG} is not readable JSON ({exc})") from exc
     if not isinstance(config, dict):
-        raise InvalidInputError(f"{path}: {CONFIG} must be a JSON object")
+        raise InvalidInputError(f"{where}: {CONFIG} must be a JSON object")
     if "model_type" not in config and ("architecture" in config or "pretrained_cfg" in config):
         raise ModelError(
-            f"{path}: a timm model directory; timm models are not supported (timm needs "
+            f"{where}: a timm model directory; timm models are not supported (timm needs "
             "torchvision, which limner does not install): export the model to ONNX instead"
         )
     if config.get("auto_map"):
         raise ModelError(
-            f"{path}: the model needs its own Python code (auto_map); limner never runs "
+            f"{where}: the model needs its own Python code (auto_map); limner never runs "
             "code from a model directory"
         )
     if "model_type" not in config:
-        raise InvalidInputError(f"{path}: {CONFIG} names no transformers model_type")
+        raise InvalidInputError(f"{where}: {CONFIG} names no transformers model_type")
     return config
 
 
@@ -191,14 +202,7 @@ def load_hf_directory(
     """Load a transformers image-classification directory (safetensors weights only)."""
     p = Path(path)
     config = read_config(p)
-    if not any((p / name).is_file() for name in SAFETENSORS):
-        pickled = [name for name in PICKLES if (p / name).exists()]
-        if pickled:
-            raise ModelError(
-                f"{p}: only pickled weights ({', '.join(pickled)}); limner loads safetensors "
-                "only: save the model with save_pretrained(dir, safe_serialization=True)"
-            )
-        raise InvalidInputError(f"{p}: no model.safetensors beside {CONFIG}")
+    _check_weights(p, str(p), ModelError)
     meta = metadata or hf_metadata(p, config)
     try:
         from transformers import AutoModelForImageClassification
