@@ -1,14 +1,17 @@
-"""Which region ranking can a small budget buy? Estimators at 96 to 1000 model evaluations on
+"""Which region ranking can a small budget buy? Estimators at 96 to 4096 model evaluations on
 the compare.py protocol, faithfulness only (no timing).
 
 The protocol's speed bar (the default at 0.10× lime_image-1000's time) leaves the default
-about 130 model evaluations per explanation on a 2-core machine, its own deletion and insertion
-curves (about 22) included. This script asks what rankings cost at such budgets: each estimator
-gets the same photos, regions, baseline and seeds as compare.py, and its ranking is replayed by
-the same deletion/insertion protocol. Variants:
+about 165 model evaluations per explanation on a 2-core machine, its own deletion and insertion
+curves (about 20) included: about 140 samples. This script asks what rankings cost at such
+budgets: each estimator gets the same photos, regions, baseline and seeds as compare.py, and its
+ranking is replayed by the same deletion/insertion protocol. Variants:
 
 - ``kernelshap-N``: limner's KernelSHAP design and estimate at a fixed N (paired sampling,
-  sizes 1 and M−1 enumerated, the efficiency constraint);
+  sizes 1 and M−1 enumerated, the efficiency constraint); at N = 4096 its weights, averaged
+  over the two seeds, stand in for the exact Shapley values (2^M is out of reach for M ≈ 24),
+  and every KernelSHAP row also reports its error against them: Σ(φ̂ − φ)² / Σφ², mean over
+  photos and seeds;
 - ``kernelshap-N, regression-adjusted``: the same samples; a surrogate
   g(z) = sigmoid(a + b·z) is fitted to the class probability's logit, its Shapley values are
   computed by 20 000 antithetic permutations (the surrogate costs no model evaluations), and
@@ -16,7 +19,8 @@ the same deletion/insertion protocol. Variants:
   Monte Carlo);
 - ``half-on OLS-N``: LIME's sampling (each region on with probability ½, paired) and ordinary
   least squares, no kernel;
-- ``limner lime-N``; and lime_image-1000 (batch 64), the bar.
+- ``limner lime-N``; lime_image-1000 (batch 64) with seeds 0 and 1, the bar; and lime_image
+  again with seeds 2 and 3, which shows how far the bar itself moves with its seeds.
 
     .venv/bin/python benchmarks/estimators.py [--photos 7]
 """
@@ -31,7 +35,7 @@ import numpy as np
 from compare import BASELINE, PHOTOS, SEGMENTS, Case, Counter, lime_method, load_photo, protocol
 
 import limner
-from limner.explain.methods import make_explainer
+from limner.explain.methods import kernelshap, make_explainer
 from limner.explain.methods.kernelshap import KernelShapExplainer
 from limner.explain.perturb import Perturber
 from limner.explain.segmentation import region_map
@@ -65,6 +69,45 @@ def limner_fixed(method: str, n: int) -> Estimator:
     def run(f: Target, rng: np.random.Generator) -> np.ndarray:
         ex = make_explainer(method, samples=n, seed=int(rng.integers(1 << 30)))
         design = ex.design(f, rng)  # type: ignore[arg-type]  # needs only .count
+        return ex.estimate(design, f(design.z)).weights
+
+    return run
+
+
+def kernelshap_variant(
+    n: int, *, power: float = 1.0, balanced: bool = False, ends: bool = True
+) -> Estimator:
+    """KernelSHAP's estimate on a changed design: sampled sizes drawn with probability
+    proportional to (kernel mass)^``power`` (1: limner's; 0: uniform over sizes, as leverage-score
+    sampling has it); ``balanced``: the coalitions of one size cut from one random permutation,
+    so every region appears equally often; ``ends=False``: sizes 1 and M−1 sampled, not
+    enumerated. Importance weights follow the draw, so the estimate stays consistent."""
+
+    def run(f: Target, rng: np.random.Generator) -> np.ndarray:
+        ex = KernelShapExplainer(samples=n, seed=0)
+        design = kernelshap._enumerate(f.count, n - 2 if ends else 0, 0)
+        q = design.mass**power
+        q = q / q.sum()
+        pools: dict[int, list[np.ndarray]] = {}
+        rows: list[np.ndarray] = []
+        strata: list[int] = []
+        while len(design.z) + len(rows) < n - 1:  # pairs until about n rows in all
+            j = int(rng.choice(len(q), p=q))
+            k = int(design.strata[j])
+            if balanced:
+                if not pools.get(j):
+                    perm = rng.permutation(f.count)
+                    pools[j] = [perm[i : i + k] for i in range(0, f.count - k + 1, k)]
+                members = pools[j].pop()
+            else:
+                members = rng.permutation(f.count)[:k]
+            row = np.zeros(f.count, np.float32)
+            row[members] = 1.0
+            rows.extend([row, 1.0 - row])
+            strata.append(j)
+        design.z = np.vstack([design.z, np.asarray(rows, np.float32)])
+        design.draw_stratum = np.asarray(strata, np.int64)
+        design.draw_q = q[design.draw_stratum]
         return ex.estimate(design, f(design.z)).weights
 
     return run
@@ -111,6 +154,10 @@ def regression_adjusted(n: int) -> Estimator:
     return run
 
 
+#: The estimator whose weights, averaged over the two seeds, stand in for the exact Shapley values.
+TRUTH = "kernelshap-4096"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=len(PHOTOS))
@@ -121,11 +168,16 @@ def main() -> None:
         estimators[f"kernelshap-{n}"] = limner_fixed("kernelshap", n)
     for n in (96, 128, 256):
         estimators[f"kernelshap-{n}, regression-adjusted"] = regression_adjusted(n)
+    estimators["kernelshap-140, balanced draws"] = kernelshap_variant(140, balanced=True)
+    estimators["kernelshap-140, sizes ∝ √kernel mass"] = kernelshap_variant(140, power=0.5)
+    estimators["kernelshap-140, sizes uniform"] = kernelshap_variant(140, power=0.0)
+    estimators["kernelshap-140, sizes 1 and M−1 sampled"] = kernelshap_variant(140, ends=False)
     estimators["half-on OLS-160"] = half_on_ols(160)
     estimators["limner lime-160"] = limner_fixed("lime", 160)
     estimators["limner lime-1000"] = limner_fixed("lime", 1000)
     noise = "lime_image-1000 bs64, seeds 2 and 3 (the bar's own seed noise)"
-    rows: dict[str, list[tuple[float, float, int]]] = {
+    # per row: deletion AUC, insertion AUC, evaluations, error against the near-exact values
+    rows: dict[str, list[tuple[float, float, int, float]]] = {
         k: [] for k in [*estimators, "lime_image", noise]
     }
     for name in PHOTOS[: args.photos]:
@@ -133,27 +185,37 @@ def main() -> None:
         labels = region_map(img, "slic", SEGMENTS).labels
         base = Perturber(img, labels, BASELINE).base
         case = Case(name, img, labels, base, int(model.predict(img[None])[0].argmax()))
+        found: dict[str, list[tuple[np.ndarray, float, float, int]]] = {k: [] for k in rows}
         for seed in (0, 1):
             for key, estimate in estimators.items():
                 f = Target(model, case)
                 weights = estimate(f, np.random.default_rng(seed))
-                rows[key].append((*protocol(case, weights, model), f.evals))
+                found[key].append((weights, *protocol(case, weights, model), f.evals))
             for key, lime_seed in (("lime_image", seed), (noise, seed + 2)):
                 counter = Counter(model)
                 weights = lime_method(64)(case, counter, lime_seed)
-                rows[key].append((*protocol(case, weights, model), counter.evals))
+                found[key].append((weights, *protocol(case, weights, model), counter.evals))
             print(f"{name} seed {seed} done", flush=True)
+        truth = np.mean([w for w, *_ in found[TRUTH]], axis=0)
+        for key, runs in found.items():
+            for w, d, i, n in runs:
+                rows[key].append((d, i, n, float(np.sum((w - truth) ** 2) / np.sum(truth**2))))
     ref_d = statistics.mean(r[0] for r in rows["lime_image"])
     ref_i = statistics.mean(r[1] for r in rows["lime_image"])
     print(
         "| estimator | model evaluations | deletion AUC ↓ | insertion AUC ↑ | Δ deletion | "
-        "Δ insertion |"
+        "Δ insertion | error vs near-exact Shapley |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for key, values in rows.items():
-        d, i, n = (statistics.mean(v[j] for v in values) for j in range(3))
+        d, i, evals, e = (statistics.mean(v[j] for v in values) for j in range(4))
         label = "lime_image-1000 bs64 (the bar)" if key == "lime_image" else key
-        print(f"| {label} | {n:.0f} | {d:.4f} | {i:.4f} | {d - ref_d:+.4f} | {i - ref_i:+.4f} |")
+        # only the KernelSHAP rows estimate Shapley values; the others estimate other weights
+        err = "(the reference)" if key == TRUTH else f"{e:.3f}" if "kernelshap" in key else "–"
+        print(
+            f"| {label} | {evals:.0f} | {d:.4f} | {i:.4f} | {d - ref_d:+.4f} | {i - ref_i:+.4f} | "
+            f"{err} |"
+        )
 
 
 if __name__ == "__main__":
