@@ -59,6 +59,22 @@ def test_fixed_samples_and_other_methods_carry_intervals(lite0, coffee):
     assert all(r["interval"][0] == r["interval"][1] for r in exact["explanations"][0]["regions"])
 
 
+def test_a_fixed_budget_costs_its_samples_and_no_more(lite0, coffee):
+    # 26 regions and 160 samples: the sampled design repeats some coalitions, and each
+    # distinct one is scored once (the design with repeats has more rows than the budget)
+    scored = []
+
+    def predict(x):
+        scored.append(len(x))
+        return lite0.predict_tensor(x)
+
+    exp = limner.explain(coffee, lite0, predict=predict, samples=160, segments=26, seed=0)
+    assert exp.regions.count > 20
+    assert exp.samples <= 160 and sum(scored) == exp.model_evaluations
+    curve_points = 2 * (exp.regions.count + 1)  # at most: every step of both curves
+    assert exp.model_evaluations <= 1 + 160 + curve_points
+
+
 def test_a_16x16_image_gets_a_warning(lite0):
     tiny = np.ascontiguousarray(resize(sample_photo("chelsea"), 16, 16))
     d = limner.explain(tiny, lite0).to_dict()

@@ -300,9 +300,14 @@ class _Evaluator:
         return out
 
     def masks(self, z: np.ndarray, perturber: Perturber) -> np.ndarray:
-        """Answers (n, C) for binary region masks, evaluating only the ones not seen yet."""
+        """Answers (n, C) for binary region masks, evaluating only the ones not seen yet (a
+        mask repeated within ``z``, as sampled designs repeat coalitions, is evaluated once)."""
         keys = [row.tobytes() for row in np.asarray(z, dtype=bool)]
-        todo = [i for i, k in enumerate(keys) if k not in self._seen]
+        first: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self._seen:
+                first.setdefault(k, i)
+        todo = list(first.values())
         for s in range(0, len(todo), self.batch_size):
             idx = todo[s : s + self.batch_size]
             for i, row in zip(idx, self(perturber.regions(z[idx])), strict=True):
