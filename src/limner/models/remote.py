@@ -90,6 +90,15 @@ class OpenInferenceModel(Model):
         self._output_name = metadata.extra.get("output_name") or self._output_name
         return metadata
 
+    def _start_pool(self, request_batch: int, concurrency: int, thread_name: str) -> None:
+        """Requests of at most ``request_batch`` images, sent ``concurrency`` at a time."""
+        self._request_batch = max(1, request_batch)
+        self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix=thread_name)
+
+    def close(self) -> None:
+        """Stop the request threads (a subclass closes its connection too)."""
+        self._pool.shutdown(wait=False)
+
     def _request_bytes(self) -> int:
         """Tensor bytes one request may carry."""
         return BINARY_BYTES
@@ -165,9 +174,8 @@ class RemoteModel(OpenInferenceModel):
         self._headers = dict(headers or {})
         self._client = client or httpx.Client(timeout=timeout)
         self._binary = binary
-        self._request_batch = max(1, request_batch)
         self._probe_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="limner-remote")
+        self._start_pool(request_batch, concurrency, "limner-remote")
         try:
             metadata = self._resolve(metadata, hints, input_name)
             if self._binary is None and self._server_lists_binary():
@@ -324,8 +332,8 @@ class RemoteModel(OpenInferenceModel):
         return f"answered {resp.status_code}: {message[:200]}{hint}"
 
     def close(self) -> None:
-        """Close the HTTP client and the request threads."""
-        self._pool.shutdown(wait=False)
+        """Close the request threads and the HTTP client."""
+        super().close()
         self._client.close()
 
 

@@ -10,7 +10,6 @@ uses TLS. Metadata and hints are resolved exactly as for HTTP URLs.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -105,8 +104,7 @@ class GrpcRemoteModel(OpenInferenceModel):
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._call_metadata = [(k.strip().lower(), v.strip()) for k, v in (headers or {}).items()]
         self._timeout = timeout
-        self._request_batch = max(1, request_batch)
-        self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="limner-grpc")
+        self._start_pool(request_batch, concurrency, "limner-grpc")
         try:
             metadata = self._resolve(metadata, hints, input_name)
         except BaseException:
@@ -187,8 +185,8 @@ class GrpcRemoteModel(OpenInferenceModel):
         return np.asarray(value, dtype=np.float32)
 
     def close(self) -> None:
-        """Close the channel and the request threads."""
-        self._pool.shutdown(wait=False)
+        """Close the request threads and the channel."""
+        super().close()
         self._channel.close()
 
 
