@@ -132,29 +132,44 @@ class KeyGuardMiddleware:
     async def _space(self, scope: Scope) -> SpaceRef:
         state = scope["app"].state.limner
         header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
-        return await to_thread.run_sync(
-            space_of_authorization, state.db, header, state.key_limiter, client_address(scope)
-        )
+        client = client_address(scope)
+        # the refusals that need no database stay on the event loop: a flood of keyless or
+        # blocked requests takes no worker thread
+        token = presented_key(header, state.key_limiter, client)
+        return await to_thread.run_sync(space_of_key, state.db, token, state.key_limiter, client)
 
 
-def space_of_authorization(
-    db: Database, header: str, limiter: FailedKeyLimiter | None = None, client: str = ""
-) -> SpaceRef:
-    """The space of an ``Authorization`` value ``Bearer KEY`` (HTTP header or gRPC metadata);
-    :class:`AuthenticationError` without a known key.
+def presented_key(header: str, limiter: FailedKeyLimiter | None = None, client: str = "") -> str:
+    """The key of an ``Authorization`` value ``Bearer KEY`` (HTTP header or gRPC metadata).
 
-    The one key check of every transport. With a ``limiter``, a ``client`` that failed too often
-    is refused before the lookup (:class:`RateLimitError`) and an unknown key counts against it
-    (a missing key does not: nothing was guessed).
+    With a ``limiter``, a ``client`` that failed too often is refused first
+    (:class:`RateLimitError`); a missing key is :class:`AuthenticationError` and does not count
+    against the client (nothing was guessed).
     """
     if limiter is not None:
         limiter.check(client)
     token = bearer_token(header)
     if token is None:
         raise AuthenticationError("an API key is needed: send 'Authorization: Bearer KEY'")
+    return token
+
+
+def space_of_key(
+    db: Database, token: str, limiter: FailedKeyLimiter | None = None, client: str = ""
+) -> SpaceRef:
+    """The space of a presented key; an unknown key is :class:`AuthenticationError` and counts
+    against ``client`` with a ``limiter``."""
     space = space_for_key(db, token)
     if space is None:
         if limiter is not None:
             limiter.fail(client)
         raise AuthenticationError("the API key is not known")
     return space
+
+
+def space_of_authorization(
+    db: Database, header: str, limiter: FailedKeyLimiter | None = None, client: str = ""
+) -> SpaceRef:
+    """The one key check of every transport: :func:`presented_key`, then :func:`space_of_key`
+    (the HTTP guard runs the two apart, the database lookup off the event loop)."""
+    return space_of_key(db, presented_key(header, limiter, client), limiter, client)
