@@ -102,7 +102,8 @@ def register(app: typer.Typer) -> None:
         data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
         database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
     ) -> None:
-        """Revoke a key: requests with it get 401 from then on."""
+        """Revoke a key: requests with it get 401 from then on, its dashboard sessions and
+        login links end at once."""
         from limner.store import revoke_key
 
         db = _existing(settings_with(data_dir=data_dir, database_url=database_url))

@@ -118,6 +118,25 @@ def space_for_key(db: Database, token: str) -> SpaceRef | None:
     return SpaceRef(row[0], row[1], row[2] or "tenant")
 
 
+def live_key_space(db: Database, key_id: str, space_id: str | None = None) -> SpaceRef | None:
+    """The space and role of the key ``key_id``, or ``None`` when it is revoked or gone.
+
+    Dashboard sessions and one-time login links name the key that opened them and ask this on
+    every use, so revoking (or deleting) a key ends them at once. One primary-key lookup, no
+    cache. With ``space_id``, a key of another space counts as gone.
+    """
+    query = (
+        select(Space.id, Space.name, ApiKey.role)
+        .join(ApiKey, ApiKey.space_id == Space.id)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    )
+    if space_id is not None:
+        query = query.where(Space.id == space_id)
+    with db.session() as s:
+        row = s.execute(query).first()
+    return SpaceRef(row[0], row[1], row[2] or "tenant") if row else None
+
+
 def count_keys(db: Database) -> int:
     """How many API keys exist."""
     with db.session() as s:
@@ -162,6 +181,10 @@ def list_keys(db: Database) -> list[KeyInfo]:
 
 def revoke_key(db: Database, prefix_or_id: str) -> KeyInfo:
     """Revoke the key whose id or prefix (as ``keys list`` shows it) is ``prefix_or_id``.
+
+    From then on the key gets 401 over HTTP and ``UNAUTHENTICATED`` over gRPC, cannot log into
+    the dashboard, and the dashboard sessions and one-time login links it opened stop working
+    (they look the key up on every use: :func:`live_key_space`).
 
     Revoking a revoked key changes nothing. Raises :class:`NotFoundError` when no key matches
     and :class:`InvalidInputError` when a prefix matches several keys (give the id then).

@@ -96,7 +96,8 @@ def login(
     csrf: str = Form("", max_length=200),
     next: str = Form("/ui/subscriptions", max_length=2000),
 ) -> Any:
-    """Check the key; open a session in its space and go on to ``next``."""
+    """Check the key (unknown and revoked keys alike get no session); open a session in its
+    space and go on to ``next``."""
     target = safe_next(next)
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not csrf or not secrets.compare_digest(cookie, csrf):
@@ -171,7 +172,7 @@ def create_login_link(
     """A one-time link that logs a browser into the key's space (``Authorization: Bearer``)."""
     header = request.headers.get("authorization", "")
     identity = auth.key_identity(header.partition(" ")[2])
-    if identity is None:  # deleted since SpaceDep accepted it
+    if identity is None:  # revoked or deleted since the key guard accepted it
         raise AuthenticationError("the API key is not known")
     token = auth.create_link(space.id, identity[1])
     base = str(request.base_url).rstrip("/")

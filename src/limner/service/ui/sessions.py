@@ -4,7 +4,10 @@ A session is a cookie ``limner_session`` holding ``payload.signature``: the payl
 space, the API key that opened the session, an expiry and a random nonce; the signature is an
 HMAC-SHA256 under a secret kept in the data directory (``ui-session.key``, created on first
 use, readable by the service's user only). A session ends when it expires, when its user logs
-out (the nonce is refused from then on) or when its API key is deleted.
+out (the nonce is refused from then on) or when its API key is revoked or deleted: every check
+of a session looks its key up (one primary-key lookup, no cache), so ``limner keys revoke``
+ends the key's sessions at once, in every process that shares the database. A revoked key
+cannot log in, and a one-time login link made with it cannot be redeemed.
 
 POST forms carry a CSRF token: for a session, an HMAC of the session's nonce; on the login
 form, a random value that must equal the ``limner_login_csrf`` cookie (double submit). Both
@@ -27,7 +30,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from limner.store import Database, SpaceRef
-from limner.store.keys import hash_key
+from limner.store.keys import hash_key, live_key_space
 from limner.store.tables import ApiKey, Space
 
 SESSION_COOKIE = "limner_session"
@@ -94,12 +97,12 @@ class UiAuth:
     # --- keys and sessions ------------------------------------------------------------------
 
     def key_identity(self, token: str) -> tuple[SpaceRef, str] | None:
-        """The space and key id of an API key, or ``None`` for an unknown key."""
+        """The space and key id of an API key, or ``None`` for an unknown or revoked key."""
         with self.db.session() as s:
             row = s.execute(
                 select(Space.id, Space.name, ApiKey.id)
                 .join(ApiKey, ApiKey.space_id == Space.id)
-                .where(ApiKey.key_hash == hash_key(token.strip()))
+                .where(ApiKey.key_hash == hash_key(token.strip()), ApiKey.revoked_at.is_(None))
             ).first()
         return (SpaceRef(row[0], row[1]), row[2]) if row else None
 
@@ -115,7 +118,11 @@ class UiAuth:
         return f"{body}.{self._sign(body)}"
 
     def check(self, cookie: str | None) -> UiSession | None:
-        """The session of a cookie value, or ``None`` when it is missing, forged or over."""
+        """The session of a cookie value, or ``None`` when it is missing, forged or over.
+
+        A session is over when it expired, was logged out, or its key was revoked or deleted
+        (looked up on every call, so a revocation takes effect on the next request).
+        """
         if not cookie or cookie.count(".") != 1:
             return None
         body, sig = cookie.split(".")
@@ -132,15 +139,10 @@ class UiAuth:
         with self._lock:
             if nonce in self._ended:
                 return None
-        with self.db.session() as s:
-            row = s.execute(
-                select(Space.name)
-                .join(ApiKey, ApiKey.space_id == Space.id)
-                .where(ApiKey.id == key_id, Space.id == space_id)
-            ).first()
-        if row is None:  # the key was deleted: its sessions end with it
+        space = live_key_space(self.db, key_id, space_id)
+        if space is None:  # the key was revoked or deleted: its sessions end with it
             return None
-        return UiSession(SpaceRef(space_id, row[0]), key_id, nonce, expires)
+        return UiSession(SpaceRef(space.id, space.name), key_id, nonce, expires)
 
     def end(self, session: UiSession) -> None:
         """Log a session out: its cookie is refused from now on."""
@@ -171,10 +173,15 @@ class UiAuth:
         return token
 
     def redeem_link(self, token: str) -> str | None:
-        """A session cookie value for a one-time token (which is used up), or ``None``."""
+        """A session cookie value for a one-time token (which is used up), or ``None``.
+
+        ``None`` too when the key that made the link has been revoked or deleted since.
+        """
         with self._lock:
             link = self._links.pop(token, None)
         if link is None or link.expires < time.monotonic():
+            return None
+        if live_key_space(self.db, link.key_id, link.space_id) is None:
             return None
         return self.issue(link.space_id, link.key_id)
 
