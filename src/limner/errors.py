@@ -117,6 +117,13 @@ class ModelUnavailableError(ModelError):
     status = 503
 
 
+class ModelTimeoutError(ModelUnavailableError):
+    """A model call or an explanation that ran past its time limit (the call was abandoned)."""
+
+    code = "model_timeout"
+    status = 504
+
+
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
@@ -126,6 +133,7 @@ __all__ = [
     "InvalidInputError",
     "LimnerError",
     "ModelError",
+    "ModelTimeoutError",
     "ModelUnavailableError",
     "NotFoundError",
     "PayloadTooLargeError",

@@ -103,6 +103,15 @@ class Settings(BaseSettings):
     model_load_timeout: float = Field(default=60.0, gt=0)
     #: Models loaded at once for deployments; more deploys wait briefly, then get 503.
     model_loads: int = Field(default=2, ge=1, le=64)
+    #: Seconds one model call (a forward pass, or one request to a remote model) may take before
+    #: its worker is stopped and the call fails (504).
+    model_call_timeout: float = Field(default=30.0, gt=0)
+    #: Seconds one explanation job may take in all before it fails.
+    job_timeout: float = Field(default=600.0, gt=0)
+    #: Address space of one model worker, in bytes (``RLIMIT_AS``); 0: no limit.
+    worker_memory_bytes: int = Field(default=6 * 1024**3, ge=0)
+    #: Scoring requests one space may have waiting on its models at once (429 beyond it).
+    space_scoring_concurrency: int = Field(default=16, ge=1)
 
     def resolved_model_roots(self) -> list[Path]:
         """The folders of :attr:`model_roots`, resolved."""

@@ -88,7 +88,7 @@ def test_tenant_torchscript_that_reads_server_files_is_refused(server: Serve, tm
     canary.write_bytes(b"CANARY-SECRET-0123456789")
     stamp = canary.stat().st_mtime_ns
     pt = _torchscript(FileThief(str(canary)), tmp_path / "model.pt")
-    meta = {**TINY_META, "artifact": "model.pt"}
+    meta = {**TINY_META, "artifact": "model.pt", "output": "logits"}  # it returns logits
     before = server.uploads()
     with server.http(server.tenant_key("thieves")) as http:
         body = error_of(
@@ -117,7 +117,7 @@ def test_tenant_pickles_are_refused(server: Serve, tmp_path: Path) -> None:
 
 def test_admin_still_deploys_torchscript(server: Serve, tmp_path: Path) -> None:
     pt = _torchscript(Brightness(), tmp_path / "model.pt")
-    meta = {**TINY_META, "artifact": "model.pt"}
+    meta = {**TINY_META, "artifact": "model.pt", "output": "logits"}  # it returns logits
     with server.http(server.admin_key) as http:
         resp = _upload(http, "scripted", model_zip(tmp_path / "ok.zip", {"model.pt": pt}, meta))
         assert resp.status_code == 201, resp.text

@@ -11,8 +11,11 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
+
+from limner.errors import ModelTimeoutError
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
@@ -32,8 +35,12 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """The wrapped predict function's answer for ``images``, in batches shared with others."""
+    def predict(self, images: np.ndarray, timeout: float | None = None) -> np.ndarray:
+        """The wrapped predict function's answer for ``images``, in batches shared with others.
+
+        ``timeout``: seconds to wait in all (queued and scored); past it the call is dropped
+        from the queue (if it has not started) and fails with :class:`ModelTimeoutError`.
+        """
         images = np.asarray(images)
         if images.shape[0] == 0:
             return self._predict(images)
@@ -43,7 +50,13 @@ class Batcher:
                 return self._predict(images)
             self._queue.append((images, fut))
             self._cond.notify()
-        return fut.result()
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            fut.cancel()
+            raise ModelTimeoutError(
+                f"the model did not answer within {timeout:g} s; the call was abandoned"
+            ) from None
 
     def _take(self) -> list[tuple[np.ndarray, Future[np.ndarray]]]:
         with self._cond:
@@ -67,6 +80,9 @@ class Batcher:
             self._run(taken)
 
     def _run(self, taken: list[tuple[np.ndarray, Future[np.ndarray]]]) -> None:
+        taken = [t for t in taken if t[1].set_running_or_notify_cancel()]  # drop abandoned calls
+        if not taken:
+            return
         shapes = {t[0].shape[1:] for t in taken}
         groups = [taken] if len(shapes) == 1 else [[t] for t in taken]
         for group in groups:

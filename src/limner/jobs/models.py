@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from limner.jobs.registry import LoadedModel, ModelRegistry
-from limner.models import Model, ModelMetadata, load_model
-from limner.models.remote import RemoteModel
-from limner.net import UrlPolicy, guarded_client
+from limner.jobs.sandbox import LoadSpec, WorkerLimits
+from limner.jobs.workers import WorkerModel
+from limner.models import ModelMetadata
+from limner.net import UrlPolicy
 from limner.settings import Settings
 from limner.store.tables import Deployment, Subscription
 
@@ -56,7 +55,8 @@ def external_metadata(
 
 
 class ModelProvider:
-    """Loads deployments' models and external subscriptions' remote models through a registry."""
+    """Loads deployments' models and external subscriptions' remote models, each in a contained
+    worker process (:class:`~limner.jobs.workers.WorkerModel`), through a registry."""
 
     def __init__(
         self,
@@ -65,15 +65,20 @@ class ModelProvider:
         device: str = "auto",
         models_dir: Path | None = None,
         url_policy: UrlPolicy | None = None,
+        allowed_urls: str = "",
         timeout: float = 60.0,
+        limits: WorkerLimits | None = None,
     ) -> None:
-        """``models_dir``: where uploads lie (``DATA_DIR/models``); ``url_policy``: when given,
-        remote models are called through :func:`limner.net.guarded_client`."""
+        """``models_dir``: where uploads lie (``DATA_DIR/models``); ``url_policy`` and
+        ``allowed_urls``: what remote models may reach (:func:`limner.net.guarded_client`);
+        ``timeout``: seconds a remote model's call may take; ``limits``: each worker's."""
         self.registry = registry
         self.device = device
         self.models_dir = models_dir or Path("limner-data") / "models"
-        self.url_policy = url_policy
+        self.url_policy = url_policy or UrlPolicy.parse(allowed_urls)
+        self.allowed_urls = allowed_urls
         self.timeout = timeout
+        self.limits = limits or WorkerLimits()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelProvider:
@@ -82,52 +87,91 @@ class ModelProvider:
             ModelRegistry(settings.max_loaded_models),
             device=settings.device,
             models_dir=settings.data_dir / "models",
-            url_policy=UrlPolicy.parse(settings.allowed_urls),
-            timeout=settings.model_load_timeout,
+            allowed_urls=settings.allowed_urls,
+            timeout=min(settings.model_load_timeout, settings.model_call_timeout),
+            limits=worker_limits(settings),
         )
 
-    def http_client(self) -> httpx.Client | None:
-        """A client for a remote model: guarded when a URL policy is set, else ``None``."""
-        if self.url_policy is None:
-            return None
-        return guarded_client(self.url_policy, timeout=self.timeout)
+    def spec(
+        self,
+        spec: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        full_metadata: bool = False,
+        headers: dict[str, str] | None = None,
+        tenant: bool = False,
+        folder: Path | None = None,
+        input_name: str | None = None,
+    ) -> LoadSpec:
+        """What a worker needs to load ``spec`` the way this service does."""
+        return LoadSpec(
+            spec=spec,
+            device=self.device,
+            metadata=metadata,
+            full_metadata=full_metadata,
+            headers=headers if is_url(spec) else None,
+            allowed_urls=self.allowed_urls if is_url(spec) else None,
+            timeout=self.timeout,
+            tenant=tenant,
+            folder=str(folder) if folder is not None else None,
+            input_name=input_name,
+        )
+
+    def start(self, spec: LoadSpec) -> WorkerModel:
+        """Load ``spec`` in a new worker (blocks until loaded, or fails)."""
+        return WorkerModel(spec, self.limits)
 
     def for_deployment(self, dep: Deployment) -> LoadedModel:
         """The loaded model of a deployment."""
-        return self.registry.get(f"deployment:{dep.id}", lambda: self._load(dep))
+        return self.registry.get(f"deployment:{dep.id}", lambda: self.start(self._spec(dep)))
 
-    def _load(self, dep: Deployment) -> Model:
+    def _spec(self, dep: Deployment) -> LoadSpec:
         spec = dep.model
-        meta = None
         url = is_url(spec)
         if spec.startswith(UPLOAD_PREFIX):
-            meta = ModelMetadata.from_dict(dep.model_metadata)  # as read when it was deployed
-            spec = str(upload_path(self.models_dir, dep.id, spec))
-        elif dep.model_metadata.get("labels") and (url or Path(spec).suffix.lower() == ".keras"):
+            path = upload_path(self.models_dir, dep.id, spec)
+            # the metadata as read when it was deployed
+            return self.spec(
+                str(path),
+                metadata=dep.model_metadata,
+                full_metadata=True,
+                folder=self.models_dir / dep.id,
+            )
+        if dep.model_metadata.get("labels") and (url or Path(spec).suffix.lower() == ".keras"):
             # what its server and the user's fields (a .keras file: the upload beside it) gave
             # at deployment time
-            meta = ModelMetadata.from_dict(dep.model_metadata)
-        client = self.http_client() if url else None
-        headers = dep.headers if url else None
-        return load_model(spec, device=self.device, metadata=meta, headers=headers, client=client)
+            return self.spec(
+                spec, metadata=dep.model_metadata, full_metadata=True, headers=dep.headers
+            )
+        return self.spec(spec, headers=dep.headers)
 
     def for_subscription(self, sub: Subscription, dep: Deployment | None) -> LoadedModel:
         """The model that explains a subscription's transactions."""
         if dep is not None:
             return self.for_deployment(dep)
-        meta = ModelMetadata.from_dict(sub.model_metadata)
-        url = str(sub.scoring_url)
-        return self.registry.get(
-            f"subscription:{sub.id}",
-            lambda: RemoteModel(
-                url, meta, input_name="image", headers=sub.headers, client=self.http_client()
-            ),
+        spec = self.spec(
+            str(sub.scoring_url),
+            metadata=sub.model_metadata,
+            full_metadata=True,
+            headers=sub.headers,
+            input_name="image",
         )
+        return self.registry.get(f"subscription:{sub.id}", lambda: self.start(spec))
 
     def drop_deployment(self, dep_id: str) -> None:
-        """Forget a removed deployment's model."""
+        """Forget a removed deployment's model (its worker stops)."""
         self.registry.drop(f"deployment:{dep_id}")
 
     def drop_subscription(self, sub_id: str) -> None:
-        """Forget a removed external subscription's model."""
+        """Forget a removed external subscription's model (its worker stops)."""
         self.registry.drop(f"subscription:{sub_id}")
+
+
+def worker_limits(settings: Settings) -> WorkerLimits:
+    """Each model worker's limits under ``settings``."""
+    return WorkerLimits(
+        memory_bytes=settings.worker_memory_bytes,
+        file_bytes=settings.max_unpacked_bytes,
+        load_timeout=settings.model_load_timeout,
+        call_timeout=settings.model_call_timeout,
+    )

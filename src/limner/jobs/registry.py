@@ -33,6 +33,11 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
 
+    def loaded(self) -> list[LoadedModel]:
+        """The models loaded now (for metrics and tests)."""
+        with self._lock:
+            return list(self._models.values())
+
     def get(self, key: str, load: Callable[[], Model]) -> LoadedModel:
         """The model under ``key``, calling ``load()`` once if it is not loaded yet."""
         with self._lock:
@@ -51,9 +56,11 @@ class ModelRegistry:
             )
             with self._lock:
                 self._models[key] = loaded
+                evicted = []
                 while len(self._models) > self.max_loaded:
-                    _, old = self._models.popitem(last=False)
-                    old.batcher.close()
+                    evicted.append(self._models.popitem(last=False)[1])
+            for old in evicted:  # its worker stops and its memory is freed
+                old.close()
             return loaded
 
     def drop(self, key: str) -> None:
@@ -61,7 +68,7 @@ class ModelRegistry:
         with self._lock:
             loaded = self._models.pop(key, None)
         if loaded is not None:
-            loaded.batcher.close()
+            loaded.close()
 
     def close(self) -> None:
         """Unload everything."""

@@ -16,12 +16,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy import ColumnElement, and_, or_, select, update
 
-from limner.errors import LimnerError, NotFoundError
+from limner.errors import LimnerError, ModelTimeoutError, NotFoundError
+from limner.explain.methods import GRADIENT_METHODS
 from limner.imaging import decode_image
 from limner.jobs.executor import Executor, RemoteJobs
 from limner.jobs.models import ModelProvider
+from limner.jobs.workers import WorkerModel
 from limner.store import BlobStore, Database
 from limner.store.tables import Deployment, Explanation, Subscription, Transaction, utcnow
 
@@ -41,6 +44,27 @@ JobOutcome = tuple[dict[str, Any], dict[str, str]]
 def pane_path(explanation_id: str, class_index: int, kind: str) -> str:
     """The REST path of a rendered pane."""
     return f"/v1/explanations/{explanation_id}/images/{class_index}/{kind}.png"
+
+
+class Deadline:
+    """The time a job has left (``None``: no limit)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def left(self, cap: float | None = None) -> float | None:
+        """Seconds left, at most ``cap`` (None: no limit); :class:`ModelTimeoutError` once none
+        are left."""
+        if self.end is None:
+            return cap
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise ModelTimeoutError(
+                f"the explanation ran past its time limit of {self.seconds:g} s "
+                "(LIMNER_JOB_TIMEOUT) and was stopped"
+            )
+        return left if cap is None else min(left, cap)
 
 
 class JobRunner:
@@ -66,6 +90,7 @@ class JobRunner:
         lease_seconds: float = 30.0,
         poll_seconds: float = 2.0,
         fair_share: int | None = None,
+        job_timeout: float | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -85,6 +110,8 @@ class JobRunner:
         #: Most jobs of one space run here at once while other spaces' jobs wait (None: any).
         self.fair_share = fair_share
         self._space_of: dict[str, str] = {}  # space of each job running here
+        #: Seconds one job may take in all (None: no limit).
+        self.job_timeout = job_timeout
 
     def enqueue(self, explanation_id: str) -> None:
         """Run the (already stored, queued) job soon, unless this process already has it."""
@@ -315,14 +342,24 @@ class JobRunner:
         image = decode_image(self.blobs.get(image_key), max_pixels=self.max_pixels)
         if self.models is None:
             raise RuntimeError("this runner has no models; it hands model work to its executor")
+        deadline = Deadline(self.job_timeout)
         loaded = self.models.for_subscription(sub, dep)
-        exp = explain(
-            image,
-            loaded.model,
-            predict=loaded.batcher.predict,
-            progress=self._progress_writer(job_id, attempt),
-            **settings,
-        )
+        progress = self._progress_writer(job_id, attempt)
+        model = loaded.model
+        if isinstance(model, WorkerModel) and settings.get("method") in GRADIENT_METHODS:
+            # the gradients need the model's own tensors: the whole explanation runs inside
+            left = deadline.left()
+            exp = model.explain_inside(
+                image, settings, progress=progress, timeout=left if left is not None else 1e9
+            )
+        else:
+
+            def predict(x: np.ndarray) -> np.ndarray:
+                # a stuck forward pass is stopped by the worker's own call limit; the job's
+                # wait covers the queue as well
+                return loaded.batcher.predict(x, timeout=deadline.left())
+
+            exp = explain(image, model, predict=predict, progress=progress, **settings)
         drawn: dict[tuple[int, str], str] = {}
         panes: dict[str, str] = {}
         for (ci, kind), source in exp.pane_keys():

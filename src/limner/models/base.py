@@ -19,6 +19,10 @@ from limner.models.metadata import ModelMetadata
 if TYPE_CHECKING:
     from limner.models.gradients import TorchForward
 
+#: How far outside [0, 1] a model declared to output probabilities may go (rounding of float16
+#: and float32 softmax outputs); its outputs are clipped into [0, 1], and beyond this refused.
+PROBABILITY_SLACK = 1e-3
+
 
 class Model(ABC):
     """An image classifier: RGB uint8 images at the model's size in, probabilities out."""
@@ -90,18 +94,31 @@ class Model(ABC):
         """Run the model on a preprocessed batch; return its raw output ``(N, K)``."""
 
     def _to_probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, C)`` from the model's raw output: a softmax of logits, a
+        single sigmoid output made two classes. A :class:`ModelError` where the output is not
+        finite (NaN, infinity), or is declared probabilities and lies outside [0, 1]."""
         if raw.ndim == 1:
             raw = raw[:, None]
         raw = raw.reshape(raw.shape[0], -1)
         logits = self.metadata.output == "logits"
-        if raw.shape[1] == 1 and self.num_classes == 2:
-            p = 1.0 / (1.0 + np.exp(-raw[:, 0])) if logits else raw[:, 0]
-            return np.stack([1.0 - p, p], axis=1).astype(np.float32)
-        if raw.shape[1] != self.num_classes:
+        single = raw.shape[1] == 1 and self.num_classes == 2
+        if raw.shape[1] != self.num_classes and not single:
             raise ModelError(
                 f"{self.name}: the model returned {raw.shape[1]} outputs for "
                 f"{self.num_classes} labels"
             )
+        if not np.isfinite(raw).all():
+            raise ModelError(f"{self.name}: the model returned scores that are NaN or infinite")
+        if not logits:
+            if raw.size and (raw.min() < -PROBABILITY_SLACK or raw.max() > 1 + PROBABILITY_SLACK):
+                raise ModelError(
+                    f"{self.name}: the model returned probabilities outside [0, 1] (if its "
+                    "outputs are logits, its metadata should say output: logits)"
+                )
+            raw = np.clip(raw, 0.0, 1.0)
+        if single:
+            p = 1.0 / (1.0 + np.exp(-raw[:, 0])) if logits else raw[:, 0]
+            return np.stack([1.0 - p, p], axis=1).astype(np.float32)
         if logits:
             z = raw - raw.max(axis=1, keepdims=True)
             e = np.exp(z)

@@ -3,7 +3,11 @@
 The network is built by ``transformers.AutoModelForImageClassification`` from the directory's
 ``config.json`` (never with ``trust_remote_code``: a config that names custom code is refused),
 the weights come from safetensors only (a directory holding only pickled weights such as
-``pytorch_model.bin`` is refused), and nothing is downloaded. Labels come from ``id2label``.
+``pytorch_model.bin``, or a safetensors index naming other shards, is refused), and nothing is
+downloaded: importing this module switches the Hugging Face Hub off for the process
+(``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, no Hub kernels), and configuration keys that make
+transformers fetch code from the Hub (a Hub kernel as ``attn_implementation``, quantization,
+kernel settings) are refused. Labels come from ``id2label``.
 
 Preprocessing comes from ``preprocessor_config.json`` (the ``AutoImageProcessor`` settings),
 expressed as limner input settings: ``rescale_factor`` → ``scale``, ``image_mean`` /
@@ -20,17 +24,63 @@ supported: timm needs torchvision, which limner leaves out.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from limner.errors import ForbiddenError, InvalidInputError, LimnerError, ModelError
-from limner.models.metadata import InputSpec, ModelMetadata
+from limner.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    LimnerError,
+    ModelError,
+    PayloadTooLargeError,
+)
+from limner.models.metadata import InputSpec, ModelMetadata, without_folder
 from limner.models.pytorch import TorchModel
 
 CONFIG = "config.json"
 PREPROCESSOR = "preprocessor_config.json"
-SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+SAFETENSORS = ("model.safetensors", SAFETENSORS_INDEX)
 PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+
+#: Largest JSON file of a directory limner reads (config, preprocessor settings, safetensors
+#: index), in bytes: each is read whole and parsed into Python objects, many times its size.
+MAX_JSON_BYTES = 8 * 1024 * 1024
+
+#: ``attn_implementation`` values a configuration may name: PyTorch's own attention. Not
+#: ``flash_attention_*``: without the flash-attn package, transformers fetches a kernel from the
+#: Hub in its place; a ``namespace/repo`` value names a Hub kernel itself.
+ATTENTION_IMPLEMENTATIONS = frozenset({"eager", "sdpa"})
+#: ``experts_implementation`` values a configuration may name (the others are Hub kernels).
+EXPERTS_IMPLEMENTATIONS = frozenset({"eager", "batched_mm", "grouped_mm"})
+#: Configuration keys (at any depth) that make transformers reach beyond the installed code and
+#: the directory: quantizers (other packages, Hub kernels), kernel and fusion settings.
+REFUSED_CONFIG_KEYS = frozenset(
+    {"quantization_config", "use_kernels", "kernel_config", "fusion_config"}
+)
+
+#: The Hub is off in every process that loads Hugging Face directories: set before transformers
+#: (and huggingface_hub, which reads them once) is imported; ``USE_HUB_KERNELS=0`` stops
+#: transformers from swapping layers for Hub kernels.
+_OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "USE_HUB_KERNELS": "0",
+}
+
+
+def _hub_off() -> None:
+    os.environ.update(_OFFLINE)
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # imported before limner: it read the environment already
+        constants.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
+
+
+_hub_off()
 
 
 def is_hf_directory(path: Path) -> bool:
@@ -59,8 +109,11 @@ def check_directory(path: Path) -> None:
 
 
 def _check_weights(path: Path, shown: str, pickles: type[LimnerError]) -> None:
-    """safetensors weights beside the config; a directory holding only pickled weights is
-    refused with ``pickles`` (they are never read)."""
+    """safetensors weights beside the config; a directory holding only pickled weights, or a
+    safetensors index that names anything but ``.safetensors`` files inside the directory, is
+    refused with ``pickles`` (pickles are never read)."""
+    if (path / SAFETENSORS_INDEX).exists():
+        _check_index(path, shown, pickles)
     if any((path / name).is_file() for name in SAFETENSORS):
         return
     pickled = [name for name in PICKLES if (path / name).exists()]
@@ -70,6 +123,95 @@ def _check_weights(path: Path, shown: str, pickles: type[LimnerError]) -> None:
             "only: save the model with save_pretrained(dir, safe_serialization=True)"
         )
     raise InvalidInputError(f"{shown}: no model.safetensors beside {CONFIG}")
+
+
+def _check_index(path: Path, shown: str, refuse: type[LimnerError]) -> None:
+    """The shards a ``model.safetensors.index.json`` names: ``.safetensors`` files inside the
+    directory (transformers would unpickle a ``.bin`` shard, and open any path it is given)."""
+    index = _read_json(path / SAFETENSORS_INDEX, shown)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise InvalidInputError(f"{shown}: {SAFETENSORS_INDEX} has no 'weight_map' object")
+    base = path.resolve()
+    for shard in set(map(str, weight_map.values())):
+        rel = PurePosixPath(shard)
+        inside = (
+            shard.endswith(".safetensors")
+            and "\\" not in shard
+            and not rel.is_absolute()
+            and ".." not in rel.parts
+            and (base / rel).resolve().is_relative_to(base)
+        )
+        if not inside:
+            shown_shard = shard if len(shard) <= 80 else shard[:80] + "..."
+            raise refuse(
+                f"{shown}: {SAFETENSORS_INDEX} names the shard {shown_shard!r}; limner reads "
+                ".safetensors shards inside the directory only"
+            )
+
+
+def _read_json(path: Path, shown: str) -> Any:
+    """The JSON file at ``path``, read only when it holds at most :data:`MAX_JSON_BYTES`
+    (errors name the file as ``shown``/its name, never where it lies)."""
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise PayloadTooLargeError(
+                f"{shown}: {path.name} is larger than {MAX_JSON_BYTES} bytes"
+            )
+        with path.open("rb") as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
+        if len(raw) > MAX_JSON_BYTES:  # it grew meanwhile
+            raise PayloadTooLargeError(
+                f"{shown}: {path.name} is larger than {MAX_JSON_BYTES} bytes"
+            )
+        return json.loads(raw)
+    except (OSError, ValueError) as exc:
+        problem = without_folder(str(exc), path.parent)
+        raise InvalidInputError(f"{shown}: {path.name} is not readable JSON ({problem})") from exc
+
+
+def _check_offline(config: dict[str, Any], where: str) -> None:
+    """Refuse configuration keys (at any depth: sub-configs have their own) that make
+    transformers fetch code or weights beyond the installed library and the directory."""
+    for item in config_dicts(config):
+        for key, value in item.items():
+            if key.lstrip("_").removesuffix("_internal") == "attn_implementation":
+                allowed = ATTENTION_IMPLEMENTATIONS
+            elif key.lstrip("_").removesuffix("_internal") == "experts_implementation":
+                allowed = EXPERTS_IMPLEMENTATIONS
+            else:
+                if key in REFUSED_CONFIG_KEYS and value:
+                    raise ModelError(
+                        f"{where}: {CONFIG} sets {key!r}; limner loads plain transformers "
+                        "models only (no quantization, no kernels: they come from other "
+                        "packages or from the Hugging Face Hub)"
+                    )
+                if key == "transformers_weights" and value is not None and value not in SAFETENSORS:
+                    raise ModelError(
+                        f"{where}: {CONFIG} names the weights file {str(value)[:80]!r}; limner "
+                        f"reads {' or '.join(SAFETENSORS)} only"
+                    )
+                continue
+            values = value.values() if isinstance(value, dict) else [value]
+            for name in values:
+                if name is not None and (not isinstance(name, str) or name not in allowed):
+                    shown = str(name) if len(str(name)) <= 80 else str(name)[:80] + "..."
+                    raise ModelError(
+                        f"{where}: {CONFIG} sets {key!r} to {shown!r}; limner never downloads "
+                        f"code (Hub kernels): use one of {', '.join(sorted(allowed))}"
+                    )
+
+
+def config_dicts(value: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object nested anywhere in ``value`` (a parsed configuration), itself included."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 class HFImageClassifier(TorchModel):
@@ -110,13 +252,11 @@ def _logits_module(hf_model: Any) -> Any:
 
 
 def read_config(path: Path, shown: str | None = None) -> dict[str, Any]:
-    """The directory's ``config.json``, refused when it needs code or is a timm model (errors
-    name the directory as ``shown``, by default its path)."""
-    where = path if shown is None else shown
-    try:
-        config = json.loads((path / CONFIG).read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{where}: {CONFIG} is not readable JSON ({exc})") from exc
+    """The directory's ``config.json`` (at most :data:`MAX_JSON_BYTES`), refused when it needs
+    code, names a kernel or quantizer (:func:`_check_offline`) or is a timm model (errors name
+    the directory as ``shown``, by default its name: never where it lies)."""
+    where = path.name if shown is None else shown
+    config = _read_json(path / CONFIG, where)
     if not isinstance(config, dict):
         raise InvalidInputError(f"{where}: {CONFIG} must be a JSON object")
     if "model_type" not in config and ("architecture" in config or "pretrained_cfg" in config):
@@ -131,6 +271,7 @@ def read_config(path: Path, shown: str | None = None) -> dict[str, Any]:
         )
     if "model_type" not in config:
         raise InvalidInputError(f"{where}: {CONFIG} names no transformers model_type")
+    _check_offline(config, where)
     return config
 
 
@@ -139,10 +280,9 @@ def hf_metadata(path: Path, config: dict[str, Any]) -> ModelMetadata:
     labels = _labels(config)
     proc: dict[str, Any] = {}
     if (path / PREPROCESSOR).is_file():
-        try:
-            proc = json.loads((path / PREPROCESSOR).read_text())
-        except (OSError, ValueError) as exc:
-            raise InvalidInputError(f"{path}: {PREPROCESSOR} is not readable JSON ({exc})") from exc
+        proc = _read_json(path / PREPROCESSOR, path.name)
+        if not isinstance(proc, dict):
+            raise InvalidInputError(f"{path.name}: {PREPROCESSOR} must be a JSON object")
     width, height = _input_size(proc, config)
     rescale = float(proc.get("rescale_factor", 1 / 255)) if proc.get("do_rescale", True) else 1.0
     normalize = proc.get("do_normalize", True)
@@ -202,16 +342,20 @@ def load_hf_directory(
     """Load a transformers image-classification directory (safetensors weights only)."""
     p = Path(path)
     config = read_config(p)
-    _check_weights(p, str(p), ModelError)
+    _check_weights(p, p.name, ModelError)
     meta = metadata or hf_metadata(p, config)
     try:
         from transformers import AutoModelForImageClassification
     except ImportError as exc:
         raise ModelError("Hugging Face models need transformers: pip install 'limner[hf]'") from exc
+    _hub_off()  # again: whoever imported huggingface_hub since may have read the environment
     try:
         model = AutoModelForImageClassification.from_pretrained(
             str(p), trust_remote_code=False, use_safetensors=True, local_files_only=True
         )
-    except Exception as exc:
-        raise ModelError(f"{p}: not a loadable transformers image classifier ({exc})") from exc
+    except Exception as exc:  # transformers names the directory by its full path
+        problem = without_folder(str(exc), p.parent)
+        raise ModelError(
+            f"{p.name}: not a loadable transformers image classifier ({problem})"
+        ) from exc
     return HFImageClassifier(model, meta, device=device, name=meta.name)

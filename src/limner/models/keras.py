@@ -9,16 +9,36 @@ pixels in NHWC float32 (Keras image models usually start with a ``Rescaling(1/25
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from limner.errors import InvalidInputError, ModelError
+from limner.errors import InvalidInputError, LimnerError, ModelError, PayloadTooLargeError
 from limner.models.base import Model
 from limner.models.gradients import TorchForward
-from limner.models.metadata import METADATA_FILE, InputSpec, ModelMetadata, OutputKind
+from limner.models.metadata import (
+    METADATA_FILE,
+    InputSpec,
+    ModelMetadata,
+    OutputKind,
+    without_folder,
+)
+
+#: The configuration member of a ``.keras`` archive.
+CONFIG = "config.json"
+#: Largest ``config.json`` a ``.keras`` archive may hold, in bytes. Keras reads it whole and
+#: parses it into Python objects (many times its size in memory: a 1.2 MB upload whose
+#: configuration unpacks to a list of empty objects takes gigabytes); a real model's
+#: configuration takes kilobytes, a large functional network's about a megabyte.
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
+#: The members Keras itself writes into a ``.keras`` archive (besides ``assets/``, which only
+#: lookup and text-vectorization layers write). An archive with more than three members is
+#: extracted whole to a temporary folder while Keras loads it.
+KERAS_MEMBERS = frozenset({CONFIG, "metadata.json", "model.weights.h5", "model.weights.npz"})
 
 
 def _import_keras() -> Any:
@@ -129,8 +149,54 @@ def _metadata_beside(path: Path) -> ModelMetadata | None:
     return None
 
 
+def read_config(path: Path) -> Any:
+    """The parsed ``config.json`` of the ``.keras`` archive at ``path``, read only when it
+    holds at most :data:`MAX_CONFIG_BYTES` (declared, and counted while reading).
+
+    Raises:
+        PayloadTooLargeError: the configuration is larger.
+        InvalidInputError: the file is not a readable ``.keras`` archive (errors name the
+            file, not the folder it lies in).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_config_size(archive, path.name)
+            with archive.open(CONFIG) as member:
+                raw = member.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise _config_too_large(path.name)
+        return json.loads(raw)
+    except LimnerError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
+        raise InvalidInputError(f"{path.name}: not a readable .keras file") from exc
+
+
+def check_config_size(archive: zipfile.ZipFile, shown: str) -> None:
+    """Refuse (413) an archive whose ``config.json`` declares more than
+    :data:`MAX_CONFIG_BYTES`, or (422) is compressed by another method than deflate (a bzip2
+    or LZMA member inflates without bound on a single read); ``shown`` names the archive."""
+    try:
+        info = archive.getinfo(CONFIG)
+    except KeyError:
+        return  # Keras says what is missing
+    if info.file_size > MAX_CONFIG_BYTES:
+        raise _config_too_large(shown)
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise InvalidInputError(f"{shown}: {CONFIG} is compressed by a method limner does not read")
+
+
+def _config_too_large(shown: str) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"{shown}: the Keras configuration ({CONFIG}) is larger than {MAX_CONFIG_BYTES} bytes"
+    )
+
+
 def load_keras(path: str | Path, metadata: ModelMetadata | None = None) -> Model:
     """Load a Keras 3 ``.keras`` classifier.
+
+    Its ``config.json`` is sized before Keras reads it (:data:`MAX_CONFIG_BYTES`). Errors name
+    the file, never the folder it lies in.
 
     Args:
         path: the ``.keras`` file.
@@ -138,11 +204,17 @@ def load_keras(path: str | Path, metadata: ModelMetadata | None = None) -> Model
             else what the model itself tells (see the module notes).
     """
     p = Path(path)
+    try:
+        with zipfile.ZipFile(p) as archive:
+            check_config_size(archive, p.name)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelError(f"{p.name}: not a loadable Keras model (not a zip archive)") from exc
     keras = _import_keras()
     try:
         model = keras.saving.load_model(str(p), compile=False, safe_mode=True)
     except Exception as exc:
-        raise ModelError(f"{p}: not a loadable Keras model ({exc})") from exc
+        problem = without_folder(str(exc), p.parent)
+        raise ModelError(f"{p.name}: not a loadable Keras model ({problem})") from exc
     name = p.stem
     meta = metadata or _metadata_beside(p) or derive_metadata(model, name, p.name)
     return KerasModel(model, meta, name=meta.name if meta.name != "model" else name)

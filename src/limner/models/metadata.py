@@ -17,6 +17,29 @@ METADATA_FILE = "limner-model.json"
 #: batch of perturbed inputs cannot exhaust memory because a metadata file said so.
 MAX_INPUT_PIXELS = 4096 * 4096
 
+#: Most classes (labels) a model may have: above any classifier (ImageNet-21k has 21,841), small
+#: enough that a remote's metadata cannot make a deployment's labels take hundreds of megabytes.
+MAX_CLASSES = 100_000
+#: Most characters of one label.
+MAX_LABEL_CHARS = 1000
+
+#: Element types a model's input tensor may have (numpy names). Others are refused: a metadata
+#: file must not choose the tensor's memory (``S4000000``: 4 MB an element) or its kind
+#: (``object``, records); ``bfloat16`` is no numpy type (a model casts inside, as PyTorch does).
+INPUT_DTYPES = (
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "uint32",
+    "int32",
+    "uint64",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
+)
+
 Layout = Literal["NHWC", "NCHW"]
 OutputKind = Literal["probabilities", "logits"]
 ProblemType = Literal["binary", "multiclass"]
@@ -34,6 +57,9 @@ class InputSpec:
     scale: float = 1.0 / 255.0
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", input_dtype(self.dtype))
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """Turn uint8 ``(N, H, W, 3)`` at this size into the model's input tensor."""
@@ -64,6 +90,10 @@ class ModelMetadata:
     def __post_init__(self) -> None:
         if len(self.labels) < 1:
             raise InvalidInputError("model metadata: 'labels' must list at least one class")
+        if len(self.labels) > MAX_CLASSES:
+            raise InvalidInputError(_too_many_labels(len(self.labels)))
+        if any(len(label) > MAX_LABEL_CHARS for label in self.labels):
+            raise InvalidInputError(f"model metadata: a label is over {MAX_LABEL_CHARS} characters")
         if len(set(self.labels)) != len(self.labels):
             raise InvalidInputError("model metadata: 'labels' must be unique")
         if self.problem_type not in ("binary", "multiclass"):
@@ -96,6 +126,8 @@ class ModelMetadata:
         """Read metadata from its JSON form, with clear errors for missing fields."""
         try:
             inp = dict(data["input"])
+            if len(data["labels"]) > MAX_CLASSES:  # before a string is made of each
+                raise InvalidInputError(_too_many_labels(len(data["labels"])))
             labels = [str(x) for x in data["labels"]]
         except (KeyError, TypeError) as exc:
             raise InvalidInputError(
@@ -132,11 +164,12 @@ class ModelMetadata:
         try:
             data = json.loads(p.read_text())
         except FileNotFoundError as exc:
-            raise InvalidInputError(f"{p}: no such metadata file") from exc
+            raise InvalidInputError(f"{p.name}: no such metadata file") from exc
         except (OSError, ValueError) as exc:
-            raise InvalidInputError(f"{p}: not valid JSON ({exc})") from exc
+            problem = without_folder(str(exc), p.parent)
+            raise InvalidInputError(f"{p.name}: not valid JSON ({problem})") from exc
         if not isinstance(data, dict):
-            raise InvalidInputError(f"{p}: expected a JSON object")
+            raise InvalidInputError(f"{p.name}: expected a JSON object")
         return cls.from_dict(data)
 
     def write(self, path: str | Path) -> None:
@@ -171,6 +204,45 @@ def with_hints(metadata: ModelMetadata, hints: dict[str, Any] | None) -> ModelMe
     if not hints:
         return metadata
     return ModelMetadata.from_dict(merge_hints(metadata.to_dict(), hints))
+
+
+def input_dtype(value: Any) -> str:
+    """``value`` as one of :data:`INPUT_DTYPES` (numpy's aliases, such as ``f4`` or ``<f4`` on
+    a little-endian machine, read as their names); :class:`InvalidInputError` for any other."""
+    text = str(value)
+    if text in INPUT_DTYPES:
+        return text
+    name = None
+    if len(text) <= 16:  # aliases are short: a longer text is refused without parsing it
+        try:
+            dtype = np.dtype(text)
+        except (TypeError, ValueError, SyntaxError):
+            dtype = None
+        if dtype is not None and dtype.isnative and dtype.name in INPUT_DTYPES:
+            name = dtype.name
+    if name is None:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise InvalidInputError(
+            f"input 'dtype' {shown!r} is not allowed; use one of {', '.join(INPUT_DTYPES)}"
+        )
+    return name
+
+
+def without_folder(message: str, folder: str | Path) -> str:
+    """``message`` with the paths under ``folder`` made relative to it (``model.onnx``, not
+    ``/srv/limner-data/models/<id>/model.onnx``): what an error may show a tenant of the files
+    of its upload. Relative folders (a CLI user's own paths) are left as they are."""
+    given = Path(folder)
+    if not given.is_absolute():
+        return message
+    prefixes = {str(given), str(given.resolve())} - {"/"}
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        message = message.replace(prefix.rstrip("/") + "/", "").replace(prefix, ".")
+    return message
+
+
+def _too_many_labels(count: int) -> str:
+    return f"model metadata: {count} labels; a model may have at most {MAX_CLASSES} classes"
 
 
 def _triple(value: Any) -> tuple[float, ...]:

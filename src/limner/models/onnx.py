@@ -9,7 +9,7 @@ import numpy as np
 
 from limner.errors import ModelError
 from limner.models.base import Model
-from limner.models.metadata import ModelMetadata
+from limner.models.metadata import ModelMetadata, without_folder
 
 
 class OnnxModel(Model):
@@ -39,10 +39,12 @@ class OnnxModel(Model):
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
             self.preferred_batch_size = 256
+        shown = Path(path)
         try:
             self._session = ort.InferenceSession(str(path), opts, providers=providers)
-        except Exception as exc:
-            raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from exc
+        except Exception as exc:  # ONNX Runtime's messages name the file by its full path
+            problem = without_folder(str(exc), shown.parent)
+            raise ModelError(f"{shown.name}: not a loadable ONNX model ({problem})") from exc
         self._input = self._session.get_inputs()[0].name
         self.path = Path(path)
 
@@ -50,4 +52,5 @@ class OnnxModel(Model):
         try:
             return self._session.run(None, {self._input: x})[0]
         except Exception as exc:
-            raise ModelError(f"{self.name}: ONNX Runtime failed ({exc})") from exc
+            problem = without_folder(str(exc), self.path.parent)
+            raise ModelError(f"{self.name}: ONNX Runtime failed ({problem})") from exc

@@ -19,7 +19,6 @@ detector that names the format of a directory it would load).
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +27,10 @@ from typing import Any
 
 from limner.errors import ForbiddenError, InvalidInputError
 from limner.models.huggingface import check_directory as check_hf_directory
+from limner.models.huggingface import config_dicts
 from limner.models.huggingface import detect_format as detect_hf_directory
+from limner.models.keras import KERAS_MEMBERS
+from limner.models.keras import read_config as read_keras_config
 from limner.models.loader import artifact_path
 from limner.models.metadata import METADATA_FILE, ModelMetadata
 
@@ -200,39 +202,63 @@ def _onnx_tensors(model: Any) -> Iterator[Any]:
 
 
 def check_keras(path: Path) -> None:
-    """A ``.keras`` file whose configuration names only Keras' own classes, no code layers."""
+    """A ``.keras`` archive of the members Keras writes, whose configuration (at most
+    :data:`~limner.models.keras.MAX_CONFIG_BYTES`) names only Keras' own classes and no code
+    layers.
+
+    Class names are read the way Keras looks them up: ``module`` + ``.`` + ``class_name``, so
+    ``{"module": "keras", "class_name": "layers.Lambda"}`` is the ``Lambda`` layer; the last
+    part of that name (and of a function's or a registered name) is compared, in any case,
+    with :data:`KERAS_REFUSED_CLASSES`.
+    """
     try:
         with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
         raise InvalidInputError("the upload is not a readable .keras file") from exc
-    for item in _dicts(config):
+    extra = sorted(set(names) - KERAS_MEMBERS)
+    if extra or len(names) != len(set(names)):
+        shown = ", ".join(repr(name) for name in extra[:3]) or "a member twice"
+        raise ForbiddenError(
+            f"the .keras file holds files Keras does not write for a model without lookup "
+            f"layers ({shown}); Keras would extract them while loading"
+        )
+    config = read_keras_config(path)
+    for item in config_dicts(config):
         if "class_name" not in item:
             continue
         module = str(item.get("module") or "keras")
         if module != "keras" and not module.startswith("keras."):
             raise ForbiddenError(f"the Keras model names a class outside Keras ({module!r})")
-        if module.startswith(
-            ("keras.utils", "keras.src.utils", "keras.saving", "keras.src.saving")
-        ):
-            raise ForbiddenError(f"the Keras model names a Keras utility ({module!r})")
-        if item.get("class_name") in KERAS_REFUSED_CLASSES:
-            raise ForbiddenError(
-                f"the Keras model holds a {item['class_name']} layer, which tenants may not deploy"
-            )
+        for name in _keras_names(item):
+            full = f"{module}.{name}"  # what Keras resolves: keras + layers.Lambda
+            if full.startswith(_KERAS_UTILITIES):
+                raise ForbiddenError(f"the Keras model names a Keras utility ({full!r})")
+            short = name.replace(">", ".").rsplit(".", 1)[-1].strip("_").lower()
+            if short in _KERAS_REFUSED:
+                raise ForbiddenError(
+                    f"the Keras model holds a {_KERAS_REFUSED[short]} layer ({name!r}), which "
+                    "tenants may not deploy"
+                )
         if ">" in str(item.get("registered_name") or ""):
             raise ForbiddenError("the Keras model needs custom (registered) objects")
 
 
-def _dicts(value: Any) -> Iterator[dict[str, Any]]:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            yield item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+#: Keras namespaces a configuration may not name: utilities (files, downloads) and saving.
+_KERAS_UTILITIES = ("keras.utils", "keras.src.utils", "keras.saving", "keras.src.saving")
+#: :data:`KERAS_REFUSED_CLASSES` by their lower-case names.
+_KERAS_REFUSED = {name.lower(): name for name in KERAS_REFUSED_CLASSES}
+
+
+def _keras_names(item: dict[str, Any]) -> list[str]:
+    """The names by which Keras may look up the object of a configuration entry: its class
+    name, its registered name and, for a function, the function's name."""
+    names = [str(item["class_name"])]
+    if item.get("registered_name"):
+        names.append(str(item["registered_name"]))
+    if item["class_name"] == "function" and isinstance(item.get("config"), str):
+        names.append(item["config"])
+    return names
 
 
 # ----------------------------------------------------------------------------- the table

@@ -4,6 +4,11 @@ One persistent HTTP client (kept-alive connections) per model. Tensors travel in
 tensor extension when the server lists ``binary_tensor_data`` in ``GET /v2`` or answers a
 binary request; otherwise as JSON. A batch bigger than ``request_batch`` is split into requests
 sent ``concurrency`` at a time, so the server computes one while the next is on the wire.
+
+Every request is held to the model's ``timeout`` in all (connecting and the whole answer, not
+per read) and its answer to a byte cap (:data:`MAX_REMOTE_METADATA_BYTES` for metadata, at most
+:data:`MAX_REMOTE_ANSWER_BYTES` for scores, less for a small batch), read as it streams in; a
+request past either is abandoned (:func:`limner.net.read_bounded`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from pydantic import ValidationError
 
 from limner.errors import LimnerError, ModelError, ModelUnavailableError
 from limner.models.base import Model
@@ -26,6 +32,7 @@ from limner.models.remote_metadata import (
     describe,
     resolve_metadata,
 )
+from limner.net import Answer, AnswerRefusedError, DeadlineExceededError, read_bounded
 from limner.protocol import (
     DATATYPE_OF,
     HEADER_LENGTH,
@@ -47,6 +54,18 @@ BINARY_BYTES = 2 * 1024 * 1024 + 512 * 1024
 JSON_BYTES = 3 * 1024 * 1024
 #: Images in the batch on which binary and JSON are timed against each other.
 COMPARE_ROWS = 8
+#: Most bytes of one scoring answer, whatever the batch (64 MiB).
+MAX_REMOTE_ANSWER_BYTES = 64 * 1024 * 1024
+#: Most bytes of a metadata answer (``GET /v2/models/NAME``, ``GET /v2``): room for the most
+#: labels limner takes (:data:`limner.models.metadata.MAX_CLASSES`) at 160 characters each.
+MAX_REMOTE_METADATA_BYTES = 16 * 1024 * 1024
+#: A scoring answer of ``rows`` images and ``classes`` scores may have ``rows × classes ×``
+#: this many bytes (JSON writes a float in at most 25: room for a second output too) plus
+#: :data:`ANSWER_SLACK_BYTES`, at most :data:`MAX_REMOTE_ANSWER_BYTES`.
+ANSWER_BYTES_PER_SCORE = 64
+ANSWER_SLACK_BYTES = 4 * 1024 * 1024
+#: Seconds one request may take in all when neither the model nor its client says.
+DEFAULT_TIMEOUT = 60.0
 
 
 def raw_pixels_spec(width: int, height: int) -> InputSpec:
@@ -142,6 +161,8 @@ class RemoteModel(OpenInferenceModel):
             output kind), any subset of a ``limner-model.json``; see
             :func:`limner.models.remote_metadata.resolve_metadata`.
         headers: HTTP headers sent with every request (an ``Authorization`` key, say).
+        timeout: seconds one request may take in all, connecting and reading the whole answer
+            (default: the client's read timeout, else 60); past them it is abandoned.
         client: the HTTP client to call through (the service passes one that reaches only
             allowed addresses, :func:`limner.net.guarded_client`); default a plain one. The
             model owns it: :meth:`close` closes it.
@@ -161,7 +182,7 @@ class RemoteModel(OpenInferenceModel):
         *,
         hints: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         input_name: str | None = None,
         client: httpx.Client | None = None,
         binary: bool | None = None,
@@ -172,7 +193,10 @@ class RemoteModel(OpenInferenceModel):
         self.url = url.rstrip("/")
         self._quote = client is None if quote_errors is None else quote_errors
         self._headers = dict(headers or {})
-        self._client = client or httpx.Client(timeout=timeout)
+        if timeout is None:
+            timeout = (client.timeout.read if client is not None else None) or DEFAULT_TIMEOUT
+        self._seconds = float(timeout)
+        self._client = client or httpx.Client(timeout=self._seconds)
         self._binary = binary
         self._probe_lock = threading.Lock()
         self._start_pool(request_batch, concurrency, "limner-remote")
@@ -187,15 +211,42 @@ class RemoteModel(OpenInferenceModel):
 
     # --- talking to the server ----------------------------------------------------------------
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, url: str, *, max_bytes: int, **kwargs: Any) -> Answer:
+        """One request, its answer read whole: at most ``max_bytes`` (a 2xx answer beyond is a
+        :class:`ModelError`), within the model's timeout in all (else
+        :class:`ModelUnavailableError`; the request is abandoned either way)."""
         headers = {**self._headers, **kwargs.pop("headers", {})}
         try:
-            return self._client.request(method, url, headers=headers, **kwargs)
+            return read_bounded(
+                self._client,
+                method,
+                url,
+                seconds=self._seconds,
+                max_bytes=max_bytes,
+                headers=headers,
+                **kwargs,
+            )
+        except DeadlineExceededError as exc:
+            raise ModelUnavailableError(
+                f"{self.url}: no whole answer within {self._seconds:g} s (the request was "
+                "abandoned)"
+            ) from exc
+        except AnswerRefusedError as exc:
+            raise ModelError(f"{self.url}: {exc} (the request was abandoned)") from exc
         except httpx.HTTPError as exc:
             raise ModelUnavailableError(f"{self.url}: cannot be reached ({exc})") from exc
 
+    def _answer_cap(self, rows: int) -> int:
+        """Most bytes of the answer to a request of ``rows`` images (see
+        :data:`ANSWER_BYTES_PER_SCORE`); the most for any batch while the classes are unknown."""
+        metadata: ModelMetadata | None = getattr(self, "metadata", None)
+        if metadata is None:
+            return MAX_REMOTE_ANSWER_BYTES
+        scores = max(1, rows) * max(2, len(metadata.labels))
+        return min(MAX_REMOTE_ANSWER_BYTES, ANSWER_SLACK_BYTES + scores * ANSWER_BYTES_PER_SCORE)
+
     def _describe(self) -> ServerDescription:
-        resp = self._send("GET", self.url)
+        resp = self._send("GET", self.url, max_bytes=MAX_REMOTE_METADATA_BYTES)
         if resp.status_code != 200:
             raise ModelError(f"{self.url}: metadata request {self._answer(resp)}")
         try:
@@ -209,7 +260,7 @@ class RemoteModel(OpenInferenceModel):
         if root is None:
             return False
         try:
-            resp = self._send("GET", root)
+            resp = self._send("GET", root, max_bytes=MAX_REMOTE_METADATA_BYTES)
             extensions = resp.json().get("extensions") if resp.status_code == 200 else None
         except (LimnerError, ValueError, AttributeError):
             return False
@@ -231,7 +282,7 @@ class RemoteModel(OpenInferenceModel):
         # _forward already split x to at most JSON_BYTES (JSON is about 4× the tensor as text)
         return self._checked(self._post_json(x))
 
-    def _checked(self, resp: httpx.Response) -> np.ndarray:
+    def _checked(self, resp: Answer) -> np.ndarray:
         if resp.status_code != 200:
             raise ModelError(f"{self.url}: scoring {self._answer(resp)}")
         return self._read_output(resp)
@@ -245,10 +296,14 @@ class RemoteModel(OpenInferenceModel):
         """
         try:
             start = time.perf_counter()
-            resp: httpx.Response | None = self._post_binary(x)
+            resp: Answer | None = self._post_binary(x)
             binary_s = time.perf_counter() - start
-        except ModelUnavailableError:  # some servers drop the connection on what they
-            resp = None  # cannot parse; a server that is down fails the JSON try too
+        except ModelUnavailableError as exc:
+            # some servers drop the connection on what they cannot parse (a server that is
+            # down fails the JSON try too); one that ran out of time gets no second try
+            if _timed_out(exc):
+                raise
+            resp = None
         if resp is not None and resp.status_code == 200:
             out = self._read_output(resp)
             if len(x) >= COMPARE_ROWS:  # binary works: is JSON faster on this server?
@@ -264,10 +319,12 @@ class RemoteModel(OpenInferenceModel):
         self._binary = False
         try:
             return self._infer(x)
-        except ModelUnavailableError:  # the refusal may have closed a kept-alive connection
-            return self._infer(x)
+        except ModelUnavailableError as exc:
+            if _timed_out(exc):
+                raise
+            return self._infer(x)  # the refusal may have closed a kept-alive connection
 
-    def _post_binary(self, x: np.ndarray) -> httpx.Response:
+    def _post_binary(self, x: np.ndarray) -> Answer:
         dtype = DATATYPE_OF[x.dtype]
         message: dict[str, Any] = {
             "inputs": [{"name": self._input_name, "shape": list(x.shape), "datatype": dtype}],
@@ -279,11 +336,12 @@ class RemoteModel(OpenInferenceModel):
         return self._send(
             "POST",
             f"{self.url}/infer",
+            max_bytes=self._answer_cap(len(x)),
             content=body,
             headers={"Content-Type": "application/octet-stream", HEADER_LENGTH: str(length)},
         )
 
-    def _post_json(self, x: np.ndarray) -> httpx.Response:
+    def _post_json(self, x: np.ndarray) -> Answer:
         tensor = {
             "name": self._input_name,
             "shape": list(x.shape),
@@ -295,11 +353,15 @@ class RemoteModel(OpenInferenceModel):
         return self._send(
             "POST",
             f"{self.url}/infer",
+            max_bytes=self._answer_cap(len(x)),
             content=_json_body(body, x.reshape(-1)),
             headers={"Content-Type": "application/json"},
         )
 
-    def _read_output(self, resp: httpx.Response) -> np.ndarray:
+    def _read_output(self, resp: Answer) -> np.ndarray:
+        """The chosen output of an inference answer. The errors say what is wrong, never what
+        the server sent, unless its errors are quoted (``quote_errors``)."""
+        bad = f"{self.url}: not an Open Inference response"
         try:
             length = resp.headers.get(HEADER_LENGTH)
             message, raws = unpack_binary(
@@ -308,11 +370,16 @@ class RemoteModel(OpenInferenceModel):
             outputs = [ResponseOutput.model_validate(o) for o in message["outputs"]]
             chosen = outputs[self._pick([o.name for o in outputs])]
             array = decode_value(chosen, raws.get(chosen.name))
+        except ValidationError as exc:  # its text quotes the values it refused
+            raise ModelError(f"{bad} (an output is not a tensor: name, shape, datatype)") from exc
         except (LimnerError, ValueError, KeyError, TypeError, IndexError) as exc:
-            raise ModelError(f"{self.url}: not an Open Inference response ({exc})") from exc
+            detail = f"{exc}" if self._quote else "its outputs do not decode as tensors"
+            raise ModelError(f"{bad} ({detail})") from exc
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+            raise ModelError(f"{bad} (the output read is not numeric)")
         return np.asarray(array, dtype=np.float32)
 
-    def _answer(self, resp: httpx.Response) -> str:
+    def _answer(self, resp: Answer) -> str:
         """``answered 401: <the server's message>`` (the message only when errors are quoted),
         whatever error shape the server uses."""
         hint = (
@@ -335,6 +402,11 @@ class RemoteModel(OpenInferenceModel):
         """Close the request threads and the HTTP client."""
         super().close()
         self._client.close()
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is a request abandoned at its deadline (not worth trying again)."""
+    return isinstance(exc.__cause__, DeadlineExceededError)
 
 
 def _json_body(body: dict[str, Any], data: np.ndarray) -> bytes:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from limner.errors import InvalidInputError, ModelError
-from limner.models.metadata import ModelMetadata, merge_hints
+from limner.models.metadata import MAX_CLASSES, ModelMetadata, merge_hints
 
 #: Input settings of raw pixels: uint8 NHWC as decoded (what limner's own server takes).
 RAW_PIXELS: dict[str, Any] = {
@@ -95,10 +95,32 @@ def _from_tensors(desc: ServerDescription) -> dict[str, Any]:
     return {"input": inp} if inp else {}
 
 
-def _limner_served(meta: dict[str, Any]) -> dict[str, Any]:
+#: Input settings a server publishes as numbers (``mean`` and ``std``: a number or a list).
+_NUMERIC_INPUT = ("width", "height", "channels", "scale", "mean", "std")
+
+
+def _published_input(meta: dict[str, Any], url: str) -> dict[str, Any]:
+    """The ``input`` block a server publishes, its numbers checked here: the metadata's own
+    check would quote the value it refused, and an error must not show what a server sent."""
+    inp = meta.get("input") or {}
+    if not isinstance(inp, dict):
+        raise ModelError(f"{url}: the server publishes an 'input' that is not an object")
+    for key in _NUMERIC_INPUT:
+        value = inp.get(key)
+        values = value if isinstance(value, list) and key in ("mean", "std") else [value]
+        if value is not None and not all(_is_number(v) for v in values):
+            raise ModelError(f"{url}: the server publishes an input {key!r} that is not a number")
+    return dict(inp)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _limner_served(meta: dict[str, Any], url: str) -> dict[str, Any]:
     """limner's own server preprocesses itself: send it raw pixels, read probabilities."""
     data = dict(meta)
-    data["input"] = {**dict(meta.get("input") or {}), **RAW_PIXELS}
+    data["input"] = {**_published_input(meta, url), **RAW_PIXELS}
     data["output"] = "probabilities"
     data["input_name"] = "image"
     data["output_name"] = "probability"
@@ -117,7 +139,7 @@ def resolve_metadata(
     without labels, they are ``class_0, class_1, ...`` for the published output size, or for
     the size of one answer to a black image (``count_outputs(input_settings)``).
     """
-    base = _limner_served(desc.limner_model) if desc.limner_model else _from_tensors(desc)
+    base = _limner_served(desc.limner_model, url) if desc.limner_model else _from_tensors(desc)
     data = merge_hints(base, hints)
     inp = dict(data.get("input") or {})
     if not inp.get("width") or not inp.get("height"):
@@ -134,6 +156,11 @@ def resolve_metadata(
         data["output_name"] = desc.output_name
     if not data.get("labels"):
         n = desc.output_count or count_outputs(inp)
+        if n > MAX_CLASSES:  # before making a label for each
+            raise ModelError(
+                f"{url}: the model answers {n} scores an image; a model may have at most "
+                f"{MAX_CLASSES} classes"
+            )
         data["labels"] = [f"class_{i}" for i in range(max(n, 2))]
     if data.get("name", "model") == "model":
         data["name"] = desc.name or url.rstrip("/").rsplit("/", 1)[-1] or "model"

@@ -9,12 +9,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from limner.errors import BadRequestError, InvalidInputError, UnsupportedMediaError
 
 M = TypeVar("M", bound=BaseModel)
+
+#: JSON bodies up to this many bytes are parsed on the event loop (quicker than a thread hop).
+INLINE_JSON_BYTES = 64 * 1024
 
 
 def media_type(request: Request) -> str:
@@ -23,13 +27,24 @@ def media_type(request: Request) -> str:
 
 
 async def read_json(request: Request) -> Any:
-    """The JSON body (400 when it is not JSON)."""
+    """The JSON body (400 when it is not JSON).
+
+    The body is read whole (bounded by ``LIMNER_MAX_BODY_BYTES``,
+    :class:`limner.service.limits.BodyLimitMiddleware`); one over
+    :data:`INLINE_JSON_BYTES` is parsed in a worker thread, not on the event loop.
+    """
     raw = await request.body()
     if not raw:
         raise BadRequestError("the request has no body; send JSON")
+    if len(raw) <= INLINE_JSON_BYTES:
+        return _loads(raw)
+    return await run_in_threadpool(_loads, raw)
+
+
+def _loads(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequestError(f"the body is not valid JSON ({exc})") from exc
 
 

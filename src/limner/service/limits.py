@@ -12,6 +12,9 @@ from limner.service.errors import error_body
 #: Bodies this much over the limit are not read to the end before answering.
 _DRAIN_FACTOR = 4
 
+#: The media types that get a path's upload limit (:class:`BodyLimitMiddleware`).
+UPLOAD_MEDIA_TYPES = frozenset({"multipart/form-data"})
+
 
 class BodyTooLarge(HTTPException):
     """Raised from ``receive`` once a streamed body passes its limit (answered as 413)."""
@@ -27,6 +30,10 @@ class BodyLimitMiddleware:
     the bytes are counted as the app reads them, and the read that passes the limit raises
     :class:`BodyTooLarge`, so a client that lies about ``Content-Length`` or streams a chunked
     body is stopped at the limit without the body being held here.
+
+    ``upload_paths`` gives paths a larger limit for ``multipart/form-data`` bodies only (file
+    uploads, which are spooled to disk as they stream in); any other body sent there (JSON,
+    which is read whole and parsed in memory) keeps ``max_bytes``.
     """
 
     def __init__(
@@ -40,7 +47,9 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
-        limit = self.upload_paths.get(scope["path"].rstrip("/"), self.max_bytes)
+        limit = self.max_bytes
+        if _media_type(scope) in UPLOAD_MEDIA_TYPES:
+            limit = self.upload_paths.get(scope["path"].rstrip("/"), self.max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._drain(receive, int(declared), limit)
@@ -89,6 +98,15 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _media_type(scope: Scope) -> str:
+    """The request's media type, read as the routes read it (:func:`limner.service.bodies.
+    media_type`): the first ``Content-Type`` header, lower case, without parameters."""
+    for name, value in scope.get("headers") or []:
+        if name == b"content-type":
+            return str(value.decode("latin-1").split(";")[0].strip().lower())
+    return ""
 
 
 def _mb(limit: int) -> str:

@@ -4,8 +4,9 @@ Loading a model (unpacking an upload, reading it, fetching a remote model's meta
 long. It must not hold the threads that answer ``/healthz``, scoring and every other route, nor
 pile up: at most ``model_loads`` run at once on a small pool of their own. A deploy that finds
 every slot taken waits a moment, then gets 503 with ``Retry-After``. A load that runs past
-``model_load_timeout`` fails its deploy; its thread finishes in the background (a Python thread
-cannot be stopped) and keeps its slot until then, and what it loaded is closed and cleaned up.
+``model_load_timeout`` fails its deploy. The load itself runs in a model worker process
+(:mod:`limner.jobs.workers`) that is killed at the same limit, so the thread and its slot are
+free again at once; what it loaded is closed and cleaned up.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from limner.errors import ModelUnavailableError, ServiceBusyError
+from limner.errors import LimnerError, ModelUnavailableError, ServiceBusyError
 
 T = TypeVar("T")
 
@@ -91,8 +92,13 @@ class ModelLoads:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
         except TimeoutError:
-            if future.done() and future.exception() is not None:  # the load's own error
-                raise
+            if future.done() and future.exception() is not None:  # failed right at the limit
+                own = future.exception()
+                if isinstance(own, LimnerError):
+                    raise own from None
+                raise ModelUnavailableError(
+                    f"the model did not load within {self.timeout:g} s"
+                ) from None
             give_up()
             raise ModelUnavailableError(
                 f"the model did not load within {self.timeout:g} s"

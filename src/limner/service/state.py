@@ -9,6 +9,7 @@ from limner.jobs import JobRunner, ModelProvider, make_executor
 from limner.service.guard import FailedKeyLimiter
 from limner.service.loads import ModelLoads
 from limner.service.metrics import Metrics, serve_operator_metrics
+from limner.service.slots import SpaceSlots
 from limner.settings import Settings
 from limner.store import Database, open_blob_store
 from limner.store.blobs import BlobStore
@@ -27,6 +28,7 @@ class ServiceState:
     metrics: Metrics
     loads: ModelLoads
     key_limiter: FailedKeyLimiter
+    scoring_slots: SpaceSlots
     metrics_server: Any = None
 
     @classmethod
@@ -51,6 +53,7 @@ class ServiceState:
             lease_seconds=settings.lease_seconds,
             poll_seconds=settings.poll_seconds,
             fair_share=max(1, settings.workers // 2),
+            job_timeout=settings.job_timeout,
         )
         runner.resume()
         loads = ModelLoads(max_concurrent=settings.model_loads, timeout=settings.model_load_timeout)
@@ -58,7 +61,12 @@ class ServiceState:
         if settings.metrics_port is not None:
             server = serve_operator_metrics(metrics, settings.metrics_host, settings.metrics_port)
         limiter = FailedKeyLimiter(settings.max_failed_keys, settings.failed_key_window_seconds)
-        return cls(settings, db, blobs, models, runner, metrics, loads, limiter, server)
+        slots = SpaceSlots(
+            settings.space_scoring_concurrency,
+            what="scoring requests",
+            setting="LIMNER_SPACE_SCORING_CONCURRENCY",
+        )
+        return cls(settings, db, blobs, models, runner, metrics, loads, limiter, slots, server)
 
     def close(self) -> None:
         """Stop the jobs, unload the models, close the database."""

@@ -25,6 +25,9 @@ class Space(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    #: Bytes of the space's transaction images (the sum of ``transactions.image_bytes``, kept
+    #: with every insert and delete of transactions): part of its storage quota.
+    image_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -86,12 +89,15 @@ class Transaction(Base):
 
     ``scoring_id`` is the id clients see, unique within its space (two spaces may use the same
     one); ``id`` is the internal, globally unique key that explanations point at.
+    ``image_bytes`` is what the image counts against the space's quota.
     """
 
     __tablename__ = "transactions"
     __table_args__ = (
         Index("ix_transactions_sub_seq", "subscription_id", "seq"),
         Index("ix_transactions_space_scoring", "space_id", "scoring_id", unique=True),
+        # whether a blob is still referenced before it is deleted (blobs are shared by content)
+        Index("ix_transactions_image_blob", "image_blob"),
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -100,6 +106,8 @@ class Transaction(Base):
     space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
     image_blob: Mapped[str] = mapped_column(String(64))
+    #: Bytes of the stored image, counted in ``spaces.image_bytes`` (0: logged before 0004).
+    image_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     label: Mapped[str] = mapped_column(String(200), index=True)

@@ -7,9 +7,11 @@ import json
 import shutil
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -26,10 +28,13 @@ from limner.errors import (
     UnsupportedMediaError,
 )
 from limner.jobs.models import UPLOAD_PREFIX, is_url
-from limner.models import METADATA_FILE, Model, load_model
+from limner.models import METADATA_FILE, Model
 from limner.models.huggingface import CONFIG as HF_CONFIG
 from limner.models.huggingface import is_hf_directory
-from limner.models.policy import check_tenant_model, model_format
+from limner.models.keras import CONFIG as KERAS_CONFIG
+from limner.models.keras import MAX_CONFIG_BYTES as KERAS_MAX_CONFIG_BYTES
+from limner.models.keras import check_config_size as check_keras_config_size
+from limner.models.policy import model_format
 from limner.models.remote_grpc import is_grpc_url
 from limner.models.zoo import BUILTIN_MODELS
 from limner.net import UrlPolicy
@@ -78,21 +83,14 @@ async def create_from_spec(
     else:
         target = str(_server_path(state, space, spec))
 
-    def load() -> Model:
-        client = state.models.http_client() if is_url(target) else None
-        return _load(
-            lambda: load_model(
-                target,
-                device=state.settings.device,
-                metadata=hints,
-                headers=headers,
-                client=client,
-            )
-        )
+    load_spec = state.models.spec(target, metadata=hints, headers=headers)
 
-    model = await state.loads.run(load, discard=_close)
+    def load() -> tuple[Model, int]:
+        return _load(lambda: state.models.start(load_spec)), 0
+
+    model, size = await state.loads.run(load, discard=_close_first)
     return await run_in_threadpool(
-        _insert, state, space, new_id(), name, target, model, 0, headers or None
+        _insert, state, space, new_id(), name, target, model, size, headers or None
     )
 
 
@@ -142,10 +140,10 @@ async def create_from_upload(
         private_tree(folder)
         size = _disk_size(folder)
         limits.check(size)
-        if not space.is_admin:
-            check_tenant_model(spec)
-        model = _load(lambda: load_model(str(spec), device=state.settings.device))
-        return spec, size, model
+        # the tenant policy is checked in the worker too: reading an artifact is its work
+        load_spec = state.models.spec(str(spec), tenant=not space.is_admin, folder=folder)
+        model = _load(lambda: state.models.start(load_spec))
+        return spec, _counted(model, size, limits.room), model
 
     def discard(result: tuple[Path, int, Model] | None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
@@ -170,15 +168,20 @@ def _upload_ref(folder: Path, spec: Path) -> str:
     return rel if rel != "." else "./"
 
 
-def space_usage(state: ServiceState, space: SpaceRef) -> int:
-    """Bytes the space's uploaded models take (``deployments.size_bytes``)."""
+def space_usage(state: ServiceState, space: SpaceRef | str) -> int:
+    """Bytes the space (a ref or its id) takes against ``LIMNER_SPACE_QUOTA_BYTES``: its
+    deployments (``deployments.size_bytes``) and its transactions' images
+    (``spaces.image_bytes``: each transaction its image's bytes, shared blobs too)."""
+    from limner.store.tables import Space
+
+    space_id = space if isinstance(space, str) else space.id
+    models = select(func.coalesce(func.sum(Deployment.size_bytes), 0)).where(
+        Deployment.space_id == space_id
+    )
     with state.db.session() as s:
-        total = s.scalar(
-            select(func.coalesce(func.sum(Deployment.size_bytes), 0)).where(
-                Deployment.space_id == space.id
-            )
-        )
-    return int(total or 0)
+        images = s.scalar(select(Space.image_bytes).where(Space.id == space_id))
+        total = int(s.scalar(models) or 0) + int(images or 0)
+    return total
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,7 @@ def _unpack(
         return root
     if suffix == ".keras":
         path = folder / "model.keras"
-        path.write_bytes(data)
+        _store_keras(io.BytesIO(data), path, limits, "the .keras file")
         if metadata is not None:
             _write_metadata(folder, metadata)
         return path
@@ -244,23 +247,15 @@ def _write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
 
 
 def _unzip(folder: Path, data: bytes, limits: _Limits) -> Path:
-    """Unpack a model archive, counting the bytes actually written (declared sizes can lie)."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise InvalidInputError("the upload is not a readable .zip archive") from exc
-    with archive:
-        infos = archive.infolist()
-        if len(infos) > MAX_ZIP_MEMBERS:
-            raise PayloadTooLargeError(f"the .zip holds more than {MAX_ZIP_MEMBERS} files")
-        limits.check(sum(i.file_size for i in infos))
-        base = folder.resolve()
-        for info in infos:
-            target = (folder / info.filename).resolve()
-            if not target.is_relative_to(base):
-                raise InvalidInputError(f"the .zip holds an unsafe path {info.filename!r}")
+    """Unpack a model archive, counting the bytes actually written (declared sizes can lie).
+
+    A ``.keras`` archive inside it is stored again uncompressed (:func:`_store_keras`), so that
+    what Keras reads of it is counted too.
+    """
+    with _open_zip(io.BytesIO(data), "the upload", ".zip") as archive:
+        infos = _sized_members(archive, folder, limits, "the .zip")
         written = 0
-        try:
+        with _unpacking("the .zip"):
             for info in infos:
                 target = (folder / info.filename).resolve()
                 if info.is_dir():
@@ -268,14 +263,13 @@ def _unzip(folder: Path, data: bytes, limits: _Limits) -> Path:
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as src, target.open("wb") as dst:
-                    while chunk := src.read(_CHUNK):
-                        written += len(chunk)
-                        limits.check(written)
-                        dst.write(chunk)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise InvalidInputError(f"the .zip is corrupt ({_zip_problem(exc)})") from exc
-        except (NotImplementedError, RuntimeError) as exc:  # unknown compression, encrypted
-            raise InvalidInputError(f"the .zip cannot be unpacked ({exc})") from exc
+                    written = _copy(src, dst, written, limits)
+    for nested in sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".keras"):
+        if nested.is_file() and zipfile.is_zipfile(nested):
+            others = written - nested.stat().st_size
+            stored = nested.with_name(nested.name + ".stored")
+            written = others + _store_keras(nested, stored, limits, nested.name, others)
+            stored.replace(nested)
     for marker in (METADATA_FILE, HF_CONFIG):  # the folder that holds the model
         if (folder / marker).exists():
             return folder
@@ -283,6 +277,124 @@ def _unzip(folder: Path, data: bytes, limits: _Limits) -> Path:
         if found:
             return found[0]
     return folder
+
+
+def _store_keras(
+    source: Path | IO[bytes], target: Path, limits: _Limits, what: str, others: int = 0
+) -> int:
+    """Write the ``.keras`` archive ``source`` to ``target`` with every member stored
+    (uncompressed), sized before anything reads it; return the bytes it unpacked to.
+
+    A ``.keras`` is an archive: Keras reads its ``config.json`` whole and, for an archive of
+    more than its own three members, extracts every member to a temporary folder while it
+    loads. So its members are counted and sized here like a ``.zip``'s (declared sizes first,
+    then the bytes actually unpacked, against ``limits`` with ``others`` bytes of the upload
+    already on disk), its configuration is held to
+    :data:`~limner.models.keras.MAX_CONFIG_BYTES`, and the file on disk is as large as what it
+    unpacks to: what Keras reads or extracts is what was counted, and the space's quota counts
+    the unpacked size, not the compressed upload.
+    """
+    with _open_zip(source, what, ".keras") as archive:
+        infos = _sized_members(archive, target.parent, limits, what, others)
+        check_keras_config_size(archive, what)
+        names = [info.filename for info in infos]
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"{what} holds a file twice")
+        written = others
+        try:
+            with _unpacking(what), zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
+                for info in infos:
+                    if info.is_dir():
+                        continue
+                    member = zipfile.ZipInfo(info.filename)
+                    member.file_size = info.file_size  # zipfile reads no more than declared
+                    with archive.open(info) as src, out.open(member, "w") as dst:
+                        written = _copy(src, dst, written, limits, _keras_cap(info, what))
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+    return written - others
+
+
+def _open_zip(source: Path | IO[bytes], what: str, kind: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise InvalidInputError(f"{what} is not a readable {kind} archive") from exc
+
+
+def _sized_members(
+    archive: zipfile.ZipFile, folder: Path, limits: _Limits, what: str, others: int = 0
+) -> list[zipfile.ZipInfo]:
+    """The archive's members, refused before any is read: too many (413), declaring more than
+    ``limits`` allow with ``others`` bytes already written (413), compressed other than by
+    deflate or not at all (422: bzip2 and LZMA members inflate without bound on each read), or
+    named to land outside ``folder`` (422)."""
+    infos = archive.infolist()
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise PayloadTooLargeError(f"{what} holds more than {MAX_ZIP_MEMBERS} files")
+    limits.check(others + sum(info.file_size for info in infos))
+    base = folder.resolve()
+    for info in infos:
+        if info.compress_type not in _ZIP_METHODS:
+            raise InvalidInputError(
+                f"{what} holds {info.filename!r} compressed by a method limner does not unpack "
+                "(zip it with deflate, the default)"
+            )
+        if not (folder / info.filename).resolve().is_relative_to(base):
+            raise InvalidInputError(f"{what} holds an unsafe path {info.filename!r}")
+    return infos
+
+
+#: Compression methods of the members limner unpacks (each read inflates a bounded amount).
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+
+def _keras_cap(info: zipfile.ZipInfo, what: str) -> Callable[[int], None] | None:
+    """For a ``.keras``'s ``config.json``: refuses it (413) once it has unpacked to more than
+    :data:`~limner.models.keras.MAX_CONFIG_BYTES`."""
+    if info.filename != KERAS_CONFIG:
+        return None
+
+    def check(size: int) -> None:
+        if size > KERAS_MAX_CONFIG_BYTES:
+            raise PayloadTooLargeError(
+                f"{what}: the Keras configuration ({KERAS_CONFIG}) is larger than "
+                f"{KERAS_MAX_CONFIG_BYTES} bytes"
+            )
+
+    return check
+
+
+def _copy(
+    src: IO[bytes],
+    dst: IO[bytes],
+    written: int,
+    limits: _Limits,
+    member_check: Callable[[int], None] | None = None,
+) -> int:
+    """Copy one member, counting every byte against ``limits`` (and the member's own
+    ``member_check`` of its size so far) before it is written; return the new count."""
+    size = 0
+    while chunk := src.read(_CHUNK):
+        size += len(chunk)
+        written += len(chunk)
+        if member_check is not None:
+            member_check(size)
+        limits.check(written)
+        dst.write(chunk)
+    return written
+
+
+@contextmanager
+def _unpacking(what: str) -> Iterator[None]:
+    """Errors of reading an archive's members as 422s that say what went wrong."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise InvalidInputError(f"{what} is corrupt ({_zip_problem(exc)})") from exc
+    except (NotImplementedError, RuntimeError) as exc:  # unknown compression, encrypted
+        raise InvalidInputError(f"{what} cannot be unpacked ({exc})") from exc
 
 
 def _zip_problem(exc: Exception) -> str:
@@ -303,9 +415,23 @@ def _load(load: Any) -> Model:
         raise ModelError(f"the model cannot be loaded: {exc}") from exc
 
 
-def _close(model: Model | None) -> None:
-    if model is not None:
+def _close_first(result: tuple[Model, int] | None) -> None:
+    if result is not None:
+        result[0].close()
+
+
+def _counted(model: Model, disk_bytes: int, room: int) -> int:
+    """What a deployment counts against its space's quota: its unpacked files, parameters
+    included (a ``.keras`` is stored uncompressed, so weights that compress to nothing count at
+    their full size); refused (413) when that is over ``room``. What the model takes in memory
+    beyond its files is bounded by its worker's limit (``LIMNER_WORKER_MEMORY_BYTES``)."""
+    if disk_bytes > room:
         model.close()
+        raise PayloadTooLargeError(
+            "the space's storage quota is full (LIMNER_SPACE_QUOTA_BYTES): remove a "
+            "deployment first"
+        )
+    return disk_bytes
 
 
 def _check_free(state: ServiceState, space: SpaceRef, name: str) -> None:

@@ -82,10 +82,12 @@ def score(
 ) -> Scores:
     """Score ``items`` with the deployment's model (sharing batches with concurrent callers);
     when the deployment is subscribed, log each scoring as a transaction before answering."""
-    loaded = state.models.for_deployment(dep)
-    w, h = loaded.model.input_size
-    batch = np.stack([resize(item.pixels, w, h) for item in items])
-    probs = loaded.batcher.predict(loaded.model.preprocess(batch))
+    with state.scoring_slots.take(dep.space_id):  # 429 when the space has enough in flight
+        loaded = state.models.for_deployment(dep)
+        w, h = loaded.model.input_size
+        batch = np.stack([resize(item.pixels, w, h) for item in items])
+        x = loaded.model.preprocess(batch)
+        probs = loaded.batcher.predict(x, timeout=state.settings.model_call_timeout)
     state.metrics.scored.labels(dep.space_id, dep.name).inc(len(items))
     ids: list[str | None] = [None] * len(items)
     if log:
@@ -105,15 +107,26 @@ def _log(
     items: list[ImageItem],
     probs: np.ndarray,
 ) -> list[str]:
+    """Store the images and log one transaction each; 413 (nothing logged) when the images
+    would take the space over ``LIMNER_SPACE_QUOTA_BYTES``."""
+    from limner.service.core.subscriptions import check_storage_room, record_transactions
+    from limner.store.blobs import releases
+
+    images = [
+        item.encoded if item.encoded is not None else encode_png(item.pixels) for item in items
+    ]
+    check_storage_room(state, space_id, sum(len(data) for data in images))
+    since = releases()
+    stored: dict[str, bytes] = {}
     rows = []
-    for item, p in zip(items, probs, strict=True):
-        blob = state.blobs.put(
-            item.encoded if item.encoded is not None else encode_png(item.pixels)
-        )
+    for item, data, p in zip(items, images, probs, strict=True):
+        blob = state.blobs.put(data)
+        stored[blob] = data
         size = (item.pixels.shape[1], item.pixels.shape[0])
-        rows.append(_row(space_id, sub_id, new_id(), blob, size, labels, p, None))
-    with state.db.session() as s:
-        s.add_all(rows)
+        row = _row(space_id, sub_id, new_id(), blob, size, labels, p, None)
+        row.image_bytes = len(data)
+        rows.append(row)
+    record_transactions(state, space_id, rows, stored, since)
     state.metrics.transactions.labels(space_id).inc(len(rows))
     return [r.scoring_id for r in rows]
 
@@ -160,7 +173,11 @@ def log_record(
     Idempotent: a record whose ``scoring_id`` is logged already in this subscription is
     acknowledged, not doubled. Scoring ids are scoped to the space: another space's use of the
     same id is invisible here; one used by another subscription of this space is a conflict.
+    A new record whose image would take the space over its quota is refused (413).
     """
+    from limner.service.core.subscriptions import check_storage_room, record_transactions
+    from limner.store.blobs import releases
+
     labels = list(sub.model_metadata["labels"])
     if len(probabilities) != len(labels):
         raise InvalidInputError(
@@ -170,12 +187,14 @@ def log_record(
         return scoring_id, False
     # the pixels are not needed, only the check that they decode and the size
     size = check_image(image, max_pixels=state.settings.max_pixels)
+    check_storage_room(state, space.id, len(image))  # 413 over LIMNER_SPACE_QUOTA_BYTES
+    since = releases()
     blob = state.blobs.put(image)
     sid = scoring_id or new_id()
     row = _row(space.id, sub.id, sid, blob, size, labels, np.asarray(probabilities), timestamp)
+    row.image_bytes = len(image)
     try:
-        with state.db.session() as s:
-            s.add(row)
+        record_transactions(state, space.id, [row], {blob: image}, since)
     except IntegrityError:
         if _existing(state, sub, sid):
             return sid, False

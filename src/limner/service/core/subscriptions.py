@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from collections.abc import Iterable, Iterator
+
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from limner.errors import ConflictError, InvalidInputError, NotFoundError
+from limner.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from limner.explain import check_method
 from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS
 from limner.jobs import external_metadata
+from limner.jobs.workers import WorkerModel
 from limner.net import UrlPolicy
+from limner.service.core.deployments import space_usage
 from limner.service.core.quotas import check_explanation_settings
 from limner.service.schemas import ExplainabilitySettings, SubscriptionCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
+from limner.store.blobs import referencing, release_blobs
 from limner.store.lookup import list_in_space
-from limner.store.tables import Deployment, Subscription, Transaction
+from limner.store.tables import Deployment, Explanation, Space, Subscription, Transaction
 
 
 def create_subscription(
@@ -79,12 +84,117 @@ def list_subscriptions(state: ServiceState, space: SpaceRef) -> list[Subscriptio
 
 
 def delete_subscription(state: ServiceState, sub: Subscription) -> None:
-    """Remove a subscription with its transactions and explanations."""
-    with state.db.session() as s:
-        row = s.get(Subscription, sub.id)
-        if row is not None:
-            s.delete(row)
+    """Remove a subscription with its transactions and explanations, and the image and pane
+    blobs no remaining row references (blobs are shared by content, across spaces too)."""
+    _purge(state, sub.id)
     state.models.drop_subscription(sub.id)
+
+
+def delete_deployment_subscription(state: ServiceState, deployment_id: str) -> None:
+    """Remove the deployment's subscription, if it has one, as :func:`delete_subscription` does.
+
+    Call it before deleting the deployment: the database's cascade alone would leave the
+    transactions' blobs behind.
+    """
+    with state.db.session() as s:
+        sub_id = s.scalar(
+            select(Subscription.id).where(Subscription.deployment_id == deployment_id)
+        )
+    if sub_id is not None:
+        _purge(state, sub_id)
+        state.models.drop_subscription(sub_id)
+
+
+def check_storage_room(state: ServiceState, space_id: str, incoming: int) -> None:
+    """Refuse (413) to store ``incoming`` bytes of transaction images in a space they would take
+    over ``LIMNER_SPACE_QUOTA_BYTES`` (its deployments and transaction images counted)."""
+    quota = state.settings.space_quota_bytes
+    used = space_usage(state, space_id)
+    if used + incoming > quota:
+        raise PayloadTooLargeError(
+            f"the space's storage quota is full (LIMNER_SPACE_QUOTA_BYTES): it holds "
+            f"{used / 1e6:.1f} MB of {quota / 1e6:g} MB and these images take "
+            f"{incoming / 1e6:.1f} MB more; delete a subscription (its transactions) or a "
+            "deployment first"
+        )
+
+
+def record_transactions(
+    state: ServiceState,
+    space_id: str,
+    rows: list[Transaction],
+    stored: dict[str, bytes],
+    since: int,
+) -> None:
+    """Insert ``rows``, transactions of ``space_id``, and add their ``image_bytes`` to the
+    space's storage, in one database transaction.
+
+    ``stored`` are their images (key → bytes), put after :func:`limner.store.blobs.releases`
+    answered ``since``: a blob a concurrent release deleted meanwhile is stored again.
+    """
+    added = sum(row.image_bytes or 0 for row in rows)
+    with referencing(state.blobs, stored, since), state.db.session() as s:
+        s.add_all(rows)
+        s.execute(
+            update(Space)
+            .where(Space.id == space_id)
+            .values(image_bytes=Space.image_bytes + added)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _purge(state: ServiceState, sub_id: str) -> None:
+    """Delete the subscription row (its transactions and explanations go with it) and take its
+    images off the space's storage, then delete the blobs they referenced that no other row
+    does."""
+    with state.db.session() as s:
+        # locks the row on PostgreSQL: no transaction is added to it while its blobs are listed
+        row = s.get(Subscription, sub_id, with_for_update=True)
+        if row is None:
+            return
+        in_sub = Transaction.subscription_id == sub_id
+        keys = set(s.scalars(select(Transaction.image_blob).where(in_sub).distinct()))
+        freed = s.scalar(select(func.coalesce(func.sum(Transaction.image_bytes), 0)).where(in_sub))
+        panes = s.scalars(
+            select(Explanation.panes)
+            .join(Transaction, Explanation.transaction_id == Transaction.id)
+            .where(in_sub)
+        )
+        keys.update(_pane_keys(panes))
+        s.delete(row)
+        s.execute(
+            update(Space)
+            .where(Space.id == row.space_id)
+            .values(image_bytes=Space.image_bytes - int(freed or 0))
+            .execution_options(synchronize_session=False)
+        )
+    if keys:
+        _release(state, keys)
+
+
+def _release(state: ServiceState, keys: set[str]) -> None:
+    """Delete the blobs of ``keys`` that no transaction and no explanation references."""
+    with state.db.session() as s:  # panes: one pass over the explanations (JSON, no index)
+        rows = s.scalars(select(Explanation.panes).execution_options(yield_per=1000))
+        keys = keys - {key for key in _pane_keys(rows) if key in keys}
+
+    def referenced(batch: list[str]) -> set[str]:
+        with state.db.session() as s:
+            return set(
+                s.scalars(
+                    select(Transaction.image_blob)
+                    .where(Transaction.image_blob.in_(batch))
+                    .distinct()
+                )
+            )
+
+    release_blobs(state.blobs, keys, referenced)
+
+
+def _pane_keys(panes: Iterable[dict[str, str] | None]) -> Iterator[str]:
+    for pane in panes:
+        if isinstance(pane, dict):
+            yield from (key for key in pane.values() if isinstance(key, str))
 
 
 def set_explainability(
@@ -120,7 +230,10 @@ def check_subscription_method(
             f"explained with {', '.join(BLACK_BOX_METHODS)}"
         )
     model = state.models.for_subscription(sub, dep).model
-    check_method(model, method, steps=steps, layer=layer)
+    if isinstance(model, WorkerModel):
+        model.check_method(method, steps=steps, layer=layer)
+    else:
+        check_method(model, method, steps=steps, layer=layer)
 
 
 def list_transactions(

@@ -6,16 +6,21 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from limner.errors import InvalidInputError, UnsupportedMediaError
+from limner.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
 from limner.service.bodies import media_type, parse, read_json
 from limner.service.core import deployments as core
+from limner.service.core import subscriptions
 from limner.service.core.views import deployment_view
 from limner.service.deps import DeploymentDep, SpaceDep, StateDep
 from limner.service.schemas import DeploymentCreate, DeploymentList, DeploymentRead
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+
+#: Largest form field of a multipart upload, and largest ``metadata`` part (field or file).
+MAX_PART_BYTES = 8 * 1024 * 1024
 
 _CREATE_BODY = {
     "requestBody": {
@@ -43,7 +48,7 @@ async def create_deployment(request: Request, space: SpaceDep, state: StateDep) 
     """Deploy a model spec (JSON) or an uploaded artifact (multipart)."""
     kind = media_type(request)
     if kind == "multipart/form-data":
-        form = await request.form(max_part_size=8 * 1024 * 1024)
+        form = await request.form(max_part_size=MAX_PART_BYTES)
         name = parse(DeploymentCreate, {"name": form.get("name"), "model": "upload"}).name
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -54,7 +59,10 @@ async def create_deployment(request: Request, space: SpaceDep, state: StateDep) 
             state, space, name, upload.filename or "", data, metadata
         )
     elif kind in ("application/json", ""):
-        body = parse(DeploymentCreate, await read_json(request))
+        # capped at LIMNER_MAX_BODY_BYTES (only multipart uploads get LIMNER_MAX_UPLOAD_BYTES),
+        # parsed and validated off the event loop
+        data = await read_json(request)
+        body = await run_in_threadpool(parse, DeploymentCreate, data)
         dep = await core.create_from_spec(
             state, space, body.name, body.model, hints=body.hints(), headers=body.headers
         )
@@ -64,12 +72,21 @@ async def create_deployment(request: Request, space: SpaceDep, state: StateDep) 
 
 
 async def _metadata(part: Any) -> dict[str, Any] | None:
+    """The ``metadata`` part (a field or a file, at most :data:`MAX_PART_BYTES`), parsed off the
+    event loop."""
     if part is None:
         return None
-    raw = await part.read() if isinstance(part, UploadFile) else str(part)
+    if isinstance(part, UploadFile):
+        if (part.size or 0) > MAX_PART_BYTES:
+            raise PayloadTooLargeError(
+                f"the 'metadata' part is over {MAX_PART_BYTES // (1024 * 1024)} MB"
+            )
+        raw: bytes | str = await part.read()
+    else:
+        raw = str(part)
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = await run_in_threadpool(json.loads, raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInputError("the 'metadata' part is not valid JSON") from exc
     if not isinstance(data, dict):
         raise InvalidInputError("the 'metadata' part must be a JSON object")
@@ -92,6 +109,8 @@ def read_deployment(dep: DeploymentDep) -> DeploymentRead:
 
 @router.delete("/{deployment_id}", status_code=204)
 def delete_deployment(dep: DeploymentDep, state: StateDep) -> Response:
-    """Remove a deployment, its subscription, transactions and explanations."""
+    """Remove a deployment, its subscription, transactions and explanations (and the image and
+    pane blobs no other row references)."""
+    subscriptions.delete_deployment_subscription(state, dep.id)
     core.delete_deployment(state, dep)
     return Response(status_code=204)
