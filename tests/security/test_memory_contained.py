@@ -75,7 +75,7 @@ def _zeros_zip(path: Path) -> Path:
     """A model directory whose ONNX weights are ``ZERO_BYTES`` of zeros in external data: the
     zip is a few MB, the weights unpack to more than a worker may hold."""
     n = ZERO_BYTES // 4
-    weights = helper.make_tensor("big", TensorProto.FLOAT, [n], vals=[])
+    weights = TensorProto(name="big", data_type=TensorProto.FLOAT, dims=[n])
     weights.data_location = TensorProto.EXTERNAL
     for key, value in (("location", "weights.bin"), ("offset", "0"), ("length", str(n * 4))):
         weights.external_data.add(key=key, value=value)

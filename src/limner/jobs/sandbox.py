@@ -263,10 +263,14 @@ def _explain(conn: Connection, model: Any, image: np.ndarray, settings: dict[str
     return explain(image, model, progress=progress, **settings)
 
 
+#: How native code (ONNX Runtime, torch) says an allocation failed under the worker's limit.
+_OUT_OF_MEMORY = ("std::bad_alloc", "Failed to allocate memory", "DefaultCPUAllocator: can't")
+
+
 def _portable(exc: BaseException, spec: LoadSpec) -> LimnerError:
     """The error as the service should see it: a :class:`LimnerError` that pickles, with no
     server path in its message."""
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or any(m in str(exc) for m in _OUT_OF_MEMORY):
         return ModelError(
             "the model ran out of memory: it needs more than a model worker may use "
             "(LIMNER_WORKER_MEMORY_BYTES)"
