@@ -15,6 +15,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,3 +234,34 @@ def test_the_server_runs_no_tenant_model(attacked: Attacked) -> None:
         assert resp.status_code == 200, resp.text
     assert rss_bytes(server.proc.pid) - idle < 30_000_000
     assert np.isclose(sum(resp.json()["predictions"][0]["probabilities"].values()), 1.0)
+
+
+def _descendants_rss(pid: int) -> int:
+    """Resident memory of every process below ``pid`` (the fork server and the workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        todo += children.get(child, [])
+        with suppress(OSError, AssertionError):  # it may have ended meanwhile
+            total += rss_bytes(child)
+    return total
+
+
+def test_deleting_a_deployment_frees_its_memory(attacked: Attacked, tmp_path: Path) -> None:
+    """The registry closes a removed model: its worker ends and its memory goes back."""
+    server = attacked.server
+    with server.http(attacked.attacker) as http:
+        fat = _deploy(http, "fat", tiny_onnx(tmp_path / "fat.onnx", padding_bytes=120_000_000))
+        resp = http.post(f"/v1/deployments/{fat}/predictions", files={"file": ("a.png", _png(9))})
+        assert resp.status_code == 200, resp.text
+        loaded = _descendants_rss(server.proc.pid)
+        assert http.delete(f"/v1/deployments/{fat}").status_code == 204
+    freed = loaded - _descendants_rss(server.proc.pid)
+    assert freed > 100_000_000, f"{freed / 1e6:.0f} MB freed"
