@@ -33,11 +33,6 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
 
-    def loaded(self) -> list[LoadedModel]:
-        """The models loaded now (for metrics and tests)."""
-        with self._lock:
-            return list(self._models.values())
-
     def get(self, key: str, load: Callable[[], Model]) -> LoadedModel:
         """The model under ``key``, calling ``load()`` once if it is not loaded yet."""
         with self._lock:

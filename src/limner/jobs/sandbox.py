@@ -26,7 +26,7 @@ import logging
 import os
 import pickle
 import resource
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -82,8 +82,6 @@ class LoadSpec:
     input_name: str | None = None
     #: Whether :attr:`metadata` is complete (labels known): used as is, not merged.
     full_metadata: bool = False
-    name: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_url(self) -> bool:
@@ -189,16 +187,8 @@ def describe(model: Any, loaded_bytes: int) -> dict[str, Any]:
         "metadata": model.metadata.to_dict(),
         "name": model.name,
         "preferred_batch_size": int(model.preferred_batch_size),
-        "gradients": _has_gradients(model),
         "loaded_bytes": int(loaded_bytes),
     }
-
-
-def _has_gradients(model: Any) -> bool:
-    """Whether the adapter offers a torch forward (without building it: that may be costly)."""
-    from limner.models import Model
-
-    return type(model).torch_forward is not Model.torch_forward
 
 
 def serve(conn: Connection, spec: LoadSpec, limits: WorkerLimits, tmp: str) -> None:

@@ -135,15 +135,10 @@ class ModelWorker:
                     continue
                 if kind == "ok":
                     return rest[0]
-                self._forget_on_fatal()
                 raise rest[0]
         except (EOFError, OSError, BrokenPipeError):
             self.kill()
             raise WorkerGone from None
-
-    def _forget_on_fatal(self) -> None:
-        if not self.alive:
-            self.kill()
 
     def kill(self) -> None:
         """Stop the worker at once and remove its temporary folder."""
@@ -175,8 +170,6 @@ class WorkerModel(Model):
         info = self._worker.info
         super().__init__(ModelMetadata.from_dict(info["metadata"]), name=info["name"])
         self.preferred_batch_size = int(info["preferred_batch_size"])
-        #: Whether the model offers gradients (its explanations of those methods run inside).
-        self.gradients = bool(info["gradients"])
         #: How much the worker's resident memory grew while loading the model, in bytes.
         self.loaded_bytes = int(info["loaded_bytes"])
         self._block: shared_memory.SharedMemory | None = None

@@ -45,8 +45,3 @@ class SpaceSlots:
                     self._busy[space_id] = left
                 else:
                     del self._busy[space_id]
-
-    def busy(self, space_id: str) -> int:
-        """Slots the space holds now."""
-        with self._lock:
-            return self._busy.get(space_id, 0)
