@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     worker_memory_bytes: int = Field(default=6 * 1024**3, ge=0)
     #: Scoring requests one space may have waiting on its models at once (429 beyond it).
     space_scoring_concurrency: int = Field(default=16, ge=1)
+    #: Keep the hash-chained audit trail of state-changing requests (``false`` only to measure
+    #: what it costs).
+    audit: bool = True
 
     def resolved_model_roots(self) -> list[Path]:
         """The folders of :attr:`model_roots`, resolved."""

@@ -131,15 +131,15 @@ def test_admin_keys_list_and_revoke(tmp_path: Path) -> None:
     admin_line = lines[admin_token[:10]]
     assert "ops" in admin_line and "admin" in admin_line and admin_token not in listed.stdout
     cells = [c.strip() for c in admin_line.split("│")[1:-1]]
-    assert cells[4][:4].isdigit() and cells[5] != "-" and cells[6] == "-"  # created, used, live
-    assert [c.strip() for c in lines[tenant_token[:10]].split("│")[1:-1]][5] != "-"
+    assert cells[5][:4].isdigit() and cells[6] != "-" and cells[7] == "-"  # created, used, live
+    assert [c.strip() for c in lines[tenant_token[:10]].split("│")[1:-1]][6] != "-"
     revoked = limner("keys", "revoke", tenant_token[:10], "--data-dir", str(tmp_path), cwd=tmp_path)
     assert revoked.returncode == 0, revoked.stderr
     assert space_for_key(db, tenant_token) is None and space_for_key(db, admin_token) is not None
     db.close()
     after = limner("keys", "list", "--data-dir", str(tmp_path), cwd=tmp_path)
     row = next(x for x in after.stdout.splitlines() if tenant_token[:10] in x)
-    assert [c.strip() for c in row.split("│")[1:-1]][6] != "-"
+    assert [c.strip() for c in row.split("│")[1:-1]][7] != "-"
     unknown = limner("keys", "revoke", "lmn_nothing", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
 

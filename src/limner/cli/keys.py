@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from limner.cli.common import console, err_console, fail, report_error
@@ -18,7 +19,7 @@ from limner.cli.serve import locate_store, settings_with
 from limner.settings import Settings
 
 if TYPE_CHECKING:
-    from limner.store import Database
+    from limner.store import Database, KeyInfo
 
 _DATA_DIR_HELP = "Service data directory; else env LIMNER_DATA_DIR, else ./limner-data."
 _DATABASE_HELP = "Database URL; else env LIMNER_DATABASE_URL, else SQLite in the data dir."
@@ -36,22 +37,33 @@ def register(app: typer.Typer) -> None:
         space: str = typer.Option(
             ..., "--space", help="Space the key belongs to (created if new)."
         ),
-        admin: bool = typer.Option(
-            False, "--admin", help="An operator key (role admin) instead of a tenant key."
+        role: str = typer.Option(
+            "tenant",
+            "--role",
+            help="viewer (reads, explains, annotates, exports), tenant (also deploys and "
+            "changes its space) or admin (the operator's own).",
+        ),
+        admin: bool = typer.Option(False, "--admin", help="Same as --role admin."),
+        name: str = typer.Option(
+            "", "--name", help="Who holds the key; shown wherever the key acts."
         ),
         data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
         database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
     ) -> None:
         """Create an API key and print it once; only its hash is stored."""
-        from limner.store import Database, create_key
+        from limner.store import ROLES, Database, create_key_info
 
+        if admin:
+            role = "admin"
+        if role not in ROLES:
+            fail(f"--role is one of {', '.join(ROLES)}, not {role!r}")
         settings = settings_with(data_dir=data_dir, database_url=database_url)
         where = locate_store(settings)
-        role = "admin" if admin else "tenant"
         db = Database(settings.resolved_database_url())
         try:
             db.migrate()
-            token = create_key(db, space, role=role)
+            token, info = create_key_info(db, space, role=role, name=name)
+            _audit(db, info, "key.create")
         finally:
             db.close()
         if not where.exists:
@@ -65,8 +77,10 @@ def register(app: typer.Typer) -> None:
             highlight=False,
             soft_wrap=True,
         )
+        named = f" named [bold]{escape(info.name)}[/]" if info.name else ""
         err_console.print(
-            f"New {role} API key for space [bold]{space}[/] (shown once, keep it safe):"
+            f"New {role} API key{named} for space [bold]{escape(space)}[/] "
+            "(shown once, keep it safe):"
         )
         print(token)
 
@@ -75,7 +89,7 @@ def register(app: typer.Typer) -> None:
         data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
         database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
     ) -> None:
-        """List every key: prefix, id, space, role, created, last used, revoked."""
+        """List every key: prefix, id, space, role, name, created, last used, revoked."""
         from limner.store import list_keys
 
         db = _existing(settings_with(data_dir=data_dir, database_url=database_url))
@@ -83,13 +97,14 @@ def register(app: typer.Typer) -> None:
             rows = list_keys(db)
         finally:
             db.close()
-        table = Table("prefix", "id", "space", "role", "created", "last used", "revoked")
+        table = Table("prefix", "id", "space", "role", "name", "created", "last used", "revoked")
         for k in rows:
             table.add_row(
                 k.prefix,
                 k.id,
-                k.space,
+                escape(k.space),
                 k.role,
+                escape(k.name),
                 _when(k.created_at),
                 _when(k.last_used_at),
                 _when(k.revoked_at),
@@ -98,7 +113,9 @@ def register(app: typer.Typer) -> None:
 
     @keys.command("revoke")
     def revoke(
-        key: str = typer.Argument(..., help="The key's prefix or id, as `keys list` shows it."),
+        key: str = typer.Argument(
+            ..., help="The key itself, its prefix or its id (as `keys list` shows them)."
+        ),
         data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
         database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
     ) -> None:
@@ -109,6 +126,7 @@ def register(app: typer.Typer) -> None:
         db = _existing(settings_with(data_dir=data_dir, database_url=database_url))
         try:
             info = revoke_key(db, key)
+            _audit(db, info, "key.revoke")
         finally:
             db.close()
         console.print(
@@ -118,6 +136,25 @@ def register(app: typer.Typer) -> None:
         )
 
     app.add_typer(keys, name="keys")
+
+
+def _audit(db: Database, info: KeyInfo, action: str) -> None:
+    """Record an operator's key change in the key's space's audit trail."""
+    from limner.store import AuditEntry, AuditLog
+    from limner.store.keys import ensure_space
+
+    space = ensure_space(db, info.space)
+    AuditLog(db).append(
+        space.id,
+        AuditEntry(
+            action=action,
+            outcome="ok",
+            target=info.id,
+            role="operator",
+            client="cli",
+            detail={"key_role": info.role, "key_name": info.name, "prefix": info.prefix},
+        ),
+    )
 
 
 def _existing(settings: Settings) -> Database:

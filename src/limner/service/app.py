@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from limner import __version__
 from limner.errors import LimnerError
+from limner.service.audit import AuditMiddleware
 from limner.service.deps import current_space
 from limner.service.errors import install_error_handlers
 from limner.service.guard import SCOPE_SPACE, KeyGuardMiddleware
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         upload_paths={"/v1/deployments": settings.max_upload_bytes},
     )
+    app.add_middleware(AuditMiddleware)  # records once the key is known and the route ran
     app.add_middleware(KeyGuardMiddleware)  # runs before the body limit
     app.middleware("http")(_count_requests)
     for module in PROTECTED:

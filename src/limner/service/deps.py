@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from limner.errors import NotFoundError
+from limner.service.audit import authorize
 from limner.service.guard import SCOPE_SPACE, space_of_authorization
 from limner.service.state import ServiceState
 from limner.store import SpaceRef
@@ -28,7 +29,8 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
 def current_space(request: Request, state: StateDep) -> SpaceRef:
-    """The space of the request's ``Authorization: Bearer KEY`` (401 without a known key).
+    """The space of the request's ``Authorization: Bearer KEY`` (401 without a known key; 403
+    for a viewer's key on a route that changes the space: :func:`authorize`).
 
     :class:`~limner.service.guard.KeyGuardMiddleware` checks the key before the body is read
     and leaves the space in the scope; a request that did not pass it is checked here.
@@ -37,6 +39,7 @@ def current_space(request: Request, state: StateDep) -> SpaceRef:
     if not isinstance(space, SpaceRef):
         space = space_of_authorization(state.db, request.headers.get("authorization", ""))
     request.state.space = space
+    authorize(request, space)
     return space
 
 

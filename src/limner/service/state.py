@@ -11,7 +11,7 @@ from limner.service.loads import ModelLoads
 from limner.service.metrics import Metrics, serve_operator_metrics
 from limner.service.slots import SpaceSlots
 from limner.settings import Settings
-from limner.store import Database, open_blob_store
+from limner.store import AuditLog, Database, open_blob_store
 from limner.store.blobs import BlobStore
 from limner.store.private import private_dir
 
@@ -29,6 +29,7 @@ class ServiceState:
     loads: ModelLoads
     key_limiter: FailedKeyLimiter
     scoring_slots: SpaceSlots
+    audit: AuditLog
     metrics_server: Any = None
 
     @classmethod
@@ -66,7 +67,10 @@ class ServiceState:
             what="scoring requests",
             setting="LIMNER_SPACE_SCORING_CONCURRENCY",
         )
-        return cls(settings, db, blobs, models, runner, metrics, loads, limiter, slots, server)
+        audit = AuditLog(db, enabled=settings.audit)
+        return cls(
+            settings, db, blobs, models, runner, metrics, loads, limiter, slots, audit, server
+        )
 
     def close(self) -> None:
         """Stop the jobs, unload the models, close the database."""

@@ -19,8 +19,16 @@ from limner.store.tables import ApiKey, Space, utcnow
 TOKEN_PREFIX = "lmn_"
 
 
-#: Roles a key may have: ``tenant`` keys are untrusted, ``admin`` is the operator's own.
-ROLES = ("tenant", "admin")
+#: Roles a key may have, least rights first: ``viewer`` reads, explains, annotates and
+#: exports; ``tenant`` (untrusted) also deploys and changes its space; ``admin`` is the
+#: operator's own.
+ROLES = ("viewer", "tenant", "admin")
+
+#: Characters of a token stored unhashed (``keys list`` shows them).
+PREFIX_LENGTH = 10
+
+#: Longest key name.
+MAX_KEY_NAME = 200
 
 #: ``last_used_at`` is written at most this often per key (seconds), not on every request.
 LAST_USED_RESOLUTION = 60.0
@@ -33,11 +41,20 @@ class SpaceRef:
     id: str
     name: str
     role: str = "tenant"
+    #: The key that acts (``None`` for the operator's own tools, such as the CLI) and its name.
+    key_id: str | None = None
+    key_name: str = ""
 
     @property
     def is_admin(self) -> bool:
         """Whether the key is the operator's (``admin``)."""
         return self.role == "admin"
+
+    @property
+    def can_write(self) -> bool:
+        """Whether the key may change its space (deploy, delete, subscribe, settings, upload):
+        every role but ``viewer``."""
+        return self.role != "viewer"
 
 
 def hash_key(token: str) -> str:
@@ -70,29 +87,50 @@ def ensure_space(db: Database, name: str) -> SpaceRef:
     raise InvalidInputError(f"space {name!r} could not be created")
 
 
-def create_key(db: Database, space_name: str, *, role: str = "tenant") -> str:
+def create_key(db: Database, space_name: str, *, role: str = "tenant", name: str = "") -> str:
     """Create an API key for the space ``space_name`` (created if needed); return the token.
 
     Args:
         db: the database.
         space_name: the key's space.
-        role: ``tenant`` (untrusted, the default) or ``admin`` (the operator's own).
+        role: ``viewer``, ``tenant`` (untrusted, the default) or ``admin`` (the operator's own).
+        name: who holds the key, shown wherever the key acts.
     """
+    return create_key_info(db, space_name, role=role, name=name)[0]
+
+
+def create_key_info(
+    db: Database, space_name: str, *, role: str = "tenant", name: str = ""
+) -> tuple[str, KeyInfo]:
+    """:func:`create_key`, with what may be shown of the new key."""
     if role not in ROLES:
-        raise InvalidInputError(f"a key's role is tenant or admin, not {role!r}")
+        raise InvalidInputError(f"a key's role is one of {', '.join(ROLES)}, not {role!r}")
+    name = check_key_name(name)
     space = ensure_space(db, space_name)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        id=new_id(),
+        space_id=space.id,
+        key_hash=hash_key(token),
+        prefix=token[:10],
+        role=role,
+        name=name,
+        created_at=utcnow(),
+    )
     with db.session() as s:
-        s.add(
-            ApiKey(
-                id=new_id(),
-                space_id=space.id,
-                key_hash=hash_key(token),
-                prefix=token[:10],
-                role=role,
-            )
-        )
-    return token
+        s.add(key)
+        info = _info(key, space.name)
+    return token, info
+
+
+def check_key_name(name: str) -> str:
+    """A key name, stripped; printable text of at most :data:`MAX_KEY_NAME` characters."""
+    name = " ".join(name.split())
+    if len(name) > MAX_KEY_NAME:
+        raise InvalidInputError(f"a key name has at most {MAX_KEY_NAME} characters")
+    if any(not ch.isprintable() for ch in name):
+        raise InvalidInputError("a key name must be printable text")
+    return name
 
 
 def space_for_key(db: Database, token: str) -> SpaceRef | None:
@@ -102,7 +140,7 @@ def space_for_key(db: Database, token: str) -> SpaceRef | None:
     """
     with db.session() as s:
         row = s.execute(
-            select(Space.id, Space.name, ApiKey.role, ApiKey.id, ApiKey.last_used_at)
+            select(Space.id, Space.name, ApiKey.role, ApiKey.id, ApiKey.last_used_at, ApiKey.name)
             .join(ApiKey, ApiKey.space_id == Space.id)
             .where(ApiKey.key_hash == hash_key(token), ApiKey.revoked_at.is_(None))
         ).first()
@@ -115,7 +153,7 @@ def space_for_key(db: Database, token: str) -> SpaceRef | None:
     if last is None or (now - last).total_seconds() > LAST_USED_RESOLUTION:
         with db.session() as s:
             s.execute(update(ApiKey).where(ApiKey.id == row[3]).values(last_used_at=now))
-    return SpaceRef(row[0], row[1], row[2] or "tenant")
+    return SpaceRef(row[0], row[1], row[2] or "tenant", row[3], row[5] or "")
 
 
 def live_key_space(db: Database, key_id: str, space_id: str | None = None) -> SpaceRef | None:
@@ -126,7 +164,7 @@ def live_key_space(db: Database, key_id: str, space_id: str | None = None) -> Sp
     cache. With ``space_id``, a key of another space counts as gone.
     """
     query = (
-        select(Space.id, Space.name, ApiKey.role)
+        select(Space.id, Space.name, ApiKey.role, ApiKey.name)
         .join(ApiKey, ApiKey.space_id == Space.id)
         .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
     )
@@ -134,7 +172,7 @@ def live_key_space(db: Database, key_id: str, space_id: str | None = None) -> Sp
         query = query.where(Space.id == space_id)
     with db.session() as s:
         row = s.execute(query).first()
-    return SpaceRef(row[0], row[1], row[2] or "tenant") if row else None
+    return SpaceRef(row[0], row[1], row[2] or "tenant", key_id, row[3] or "") if row else None
 
 
 def count_keys(db: Database) -> int:
@@ -151,6 +189,7 @@ class KeyInfo:
     prefix: str
     space: str
     role: str
+    name: str
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
@@ -162,6 +201,7 @@ def _info(key: ApiKey, space: str) -> KeyInfo:
         key.prefix,
         space,
         key.role or "tenant",
+        key.name or "",
         key.created_at,
         key.last_used_at,
         key.revoked_at,
@@ -180,7 +220,8 @@ def list_keys(db: Database) -> list[KeyInfo]:
 
 
 def revoke_key(db: Database, prefix_or_id: str) -> KeyInfo:
-    """Revoke the key whose id or prefix (as ``keys list`` shows it) is ``prefix_or_id``.
+    """Revoke the key whose id, prefix (as ``keys list`` shows it, or any longer start of the
+    token) or whole token is ``prefix_or_id``.
 
     From then on the key gets 401 over HTTP and ``UNAUTHENTICATED`` over gRPC, cannot log into
     the dashboard, and the dashboard sessions and one-time login links it opened stop working
@@ -191,14 +232,19 @@ def revoke_key(db: Database, prefix_or_id: str) -> KeyInfo:
     """
     text = prefix_or_id.strip()
     with db.session() as s:
+        query = select(ApiKey, Space.name).join(Space, ApiKey.space_id == Space.id)
         rows = s.execute(
-            select(ApiKey, Space.name)
-            .join(Space, ApiKey.space_id == Space.id)
-            .where(or_(ApiKey.id == text, ApiKey.prefix == text))
+            query.where(
+                or_(ApiKey.id == text, ApiKey.prefix == text, ApiKey.key_hash == hash_key(text))
+            )
         ).all()
+        if not rows and text.startswith(TOKEN_PREFIX) and len(text) > PREFIX_LENGTH:
+            # a longer start of a token (only its first characters are stored unhashed)
+            rows = s.execute(query.where(ApiKey.prefix == text[:PREFIX_LENGTH])).all()
         if not rows:
+            shown = text[:PREFIX_LENGTH] + "…" if text.startswith(TOKEN_PREFIX) else text
             raise NotFoundError(
-                f"no API key has the id or prefix {text!r} (see `limner keys list`)"
+                f"no API key has the id, prefix or token {shown!r} (see `limner keys list`)"
             )
         if len(rows) > 1:
             ids = ", ".join(key.id for key, _ in rows)

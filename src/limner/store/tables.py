@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -40,8 +51,12 @@ class ApiKey(Base):
     space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
-    #: ``tenant`` (the default; untrusted) or ``admin`` (the operator's own key).
+    #: ``viewer`` (reads, explains, annotates and exports), ``tenant`` (the default; untrusted,
+    #: may also deploy and change its space) or ``admin`` (the operator's own key).
     role: Mapped[str] = mapped_column(String(16), default="tenant", server_default="tenant")
+    #: Who holds the key ("Dana, model risk"): shown in ``keys list``, the dashboard header and
+    #: every record the key makes.
+    name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -62,6 +77,10 @@ class Deployment(Base):
     headers: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     #: Bytes an uploaded model takes on disk (counted against the space's quota).
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: SHA-256 of the model artifact (the uploaded file, or the file a server path names).
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: When a deletion kept the deployment's reviewed history: it no longer scores or loads.
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -98,6 +117,8 @@ class Transaction(Base):
         Index("ix_transactions_space_scoring", "space_id", "scoring_id", unique=True),
         # whether a blob is still referenced before it is deleted (blobs are shared by content)
         Index("ix_transactions_image_blob", "image_blob"),
+        # a case or request id names one transaction of a subscription
+        Index("ix_transactions_sub_external", "subscription_id", "external_id", unique=True),
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -114,6 +135,11 @@ class Transaction(Base):
     class_index: Mapped[int] = mapped_column(Integer)
     probability: Mapped[float] = mapped_column(Float)
     probabilities: Mapped[list[float]] = mapped_column(JSON)
+    #: The caller's case or request id (unique per subscription), the image's file name, and
+    #: the true label once known (feedback).
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    feedback: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -128,6 +154,17 @@ class Explanation(Base):
         ForeignKey("transactions.id", ondelete="CASCADE"), index=True
     )
     status: Mapped[str] = mapped_column(String(16), index=True)
+    #: The deployment whose model explains (``None``: the transaction's own model). Several
+    #: deployments explaining one transaction share a ``compare_group``.
+    deployment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    compare_group: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    #: The key that asked (id, name and role at the time).
+    requested_by_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    requested_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    requested_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: When a report or download first carried it: exported explanations outlive a deletion
+    #: of their deployment (it is retired instead) until an admin purges them.
+    exported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -140,3 +177,49 @@ class Explanation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Annotation(Base):
+    """A reviewer's note and verdict on an explanation."""
+
+    __tablename__ = "annotations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    explanation_id: Mapped[str] = mapped_column(
+        ForeignKey("explanations.id", ondelete="CASCADE"), index=True
+    )
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    key_name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    #: ``accepted``, ``needs-follow-up``, ``rejected`` or ``None`` (a note only).
+    verdict: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditRecord(Base):
+    """One state-changing request, chained to the record before it in its space.
+
+    ``n`` counts the space's records from 1; ``hash`` is the SHA-256 of the record's fields and
+    ``prev_hash`` (the previous record's ``hash``), so altering, removing or reordering any
+    record breaks every hash after it (:func:`limner.store.audit.verify`).
+    """
+
+    __tablename__ = "audit_records"
+    __table_args__ = (UniqueConstraint("space_id", "n", name="uq_audit_space_n"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    space_id: Mapped[str] = mapped_column(String(32), index=True)
+    n: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    key_name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    client: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(200), default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -42,7 +43,14 @@ from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
 from limner.store.lookup import list_in_space
 from limner.store.private import private_dir, private_tree
-from limner.store.tables import Deployment
+from limner.store.tables import (
+    Annotation,
+    Deployment,
+    Explanation,
+    Subscription,
+    Transaction,
+    utcnow,
+)
 
 #: Most members a model archive may hold.
 MAX_ZIP_MEMBERS = 10_000
@@ -89,9 +97,23 @@ async def create_from_spec(
         return _load(lambda: state.models.start(load_spec)), 0
 
     model, size = await state.loads.run(load, discard=_close_first)
+    digest = await run_in_threadpool(file_sha256, target)
     return await run_in_threadpool(
-        _insert, state, space, new_id(), name, target, model, size, headers or None
+        _insert, state, space, new_id(), name, target, model, size, headers or None, digest
     )
+
+
+def file_sha256(target: str) -> str | None:
+    """The SHA-256 of a model that is a file on this server (``None`` for URLs, built-in names
+    and folders)."""
+    path = Path(target)
+    if is_url(target) or target in BUILTIN_MODELS or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _server_path(state: ServiceState, space: SpaceRef, spec: str) -> Path:
@@ -153,7 +175,10 @@ async def create_from_upload(
     try:
         spec, size, model = await state.loads.run(unpack_check_load, discard=discard)
         ref = UPLOAD_PREFIX + _upload_ref(folder, spec)
-        return await run_in_threadpool(_insert, state, space, dep_id, name, ref, model, size)
+        digest = await run_in_threadpool(lambda: hashlib.sha256(data).hexdigest())
+        return await run_in_threadpool(
+            _insert, state, space, dep_id, name, ref, model, size, None, digest
+        )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -452,6 +477,7 @@ def _insert(
     model: Model,
     size_bytes: int,
     headers: dict[str, str] | None = None,
+    artifact_sha256: str | None = None,
 ) -> Deployment:
     dep = Deployment(
         id=dep_id,
@@ -461,6 +487,7 @@ def _insert(
         model_metadata=model.metadata.to_dict(),
         size_bytes=size_bytes,
         headers=headers,
+        artifact_sha256=artifact_sha256,
     )
     try:
         with state.db.session() as s:
@@ -473,8 +500,8 @@ def _insert(
 
 
 def list_deployments(state: ServiceState, space: SpaceRef) -> list[Deployment]:
-    """The space's deployments, oldest first."""
-    return list_in_space(state.db, Deployment, space.id)
+    """The space's deployments (retired ones left out), oldest first."""
+    return [d for d in list_in_space(state.db, Deployment, space.id) if d.retired_at is None]
 
 
 def find_deployment(state: ServiceState, space: SpaceRef, name: str) -> Deployment:
@@ -483,6 +510,7 @@ def find_deployment(state: ServiceState, space: SpaceRef, name: str) -> Deployme
         dep = s.scalar(
             select(Deployment).where(
                 Deployment.space_id == space.id,
+                Deployment.retired_at.is_(None),
                 or_(Deployment.name == name, Deployment.id == name),
             )
         )
@@ -492,10 +520,61 @@ def find_deployment(state: ServiceState, space: SpaceRef, name: str) -> Deployme
 
 
 def delete_deployment(state: ServiceState, dep: Deployment) -> None:
-    """Remove a deployment with its subscription, transactions and explanations."""
+    """Remove a deployment with its subscription, transactions and explanations (see
+    :func:`has_reviewed_history`: the route retires instead unless an admin purges)."""
     with state.db.session() as s:
         row = s.get(Deployment, dep.id)
         if row is not None:
             s.delete(row)
     state.models.drop_deployment(dep.id)
     shutil.rmtree(state.settings.data_dir / "models" / dep.id, ignore_errors=True)
+
+
+def check_live(dep: Deployment) -> None:
+    """Refuse (409) to score or explain with a retired deployment."""
+    if dep.retired_at is not None:
+        raise ConflictError(
+            f"deployment {dep.name!r} is retired: it keeps its reviewed history but no longer "
+            "scores or explains"
+        )
+
+
+def has_reviewed_history(state: ServiceState, dep: Deployment) -> bool:
+    """Whether an explanation of the deployment (of its transactions, or made with its model)
+    was exported or annotated: what a deletion keeps unless an admin purges it."""
+    with state.db.session() as s:
+        sub_id = s.scalar(select(Subscription.id).where(Subscription.deployment_id == dep.id))
+        mine = [Explanation.deployment_id == dep.id]
+        if sub_id is not None:
+            tx_ids = select(Transaction.id).where(Transaction.subscription_id == sub_id)
+            mine.append(Explanation.transaction_id.in_(tx_ids))
+        annotated = select(Annotation.explanation_id).where(Annotation.space_id == dep.space_id)
+        found = s.scalar(
+            select(Explanation.id)
+            .where(
+                Explanation.space_id == dep.space_id,
+                or_(*mine),
+                or_(Explanation.exported_at.is_not(None), Explanation.id.in_(annotated)),
+            )
+            .limit(1)
+        )
+    return found is not None
+
+
+def retire_deployment(state: ServiceState, dep: Deployment) -> Deployment:
+    """Retire a deployment instead of deleting it: its transactions, explanations and
+    annotations stay readable; its model is unloaded and its files deleted; its name is free
+    again (the retired one reads ``NAME (retired ID)``)."""
+    with state.db.session() as s:
+        row = s.get(Deployment, dep.id)
+        if row is None:
+            raise NotFoundError(f"no deployment {dep.id!r}")
+        if row.retired_at is None:
+            row.retired_at = utcnow()
+            row.name = f"{row.name[:170]} (retired {row.id[:8]})"
+            row.size_bytes = 0
+        s.flush()
+        s.expunge(row)
+    state.models.drop_deployment(dep.id)
+    shutil.rmtree(state.settings.data_dir / "models" / dep.id, ignore_errors=True)
+    return row

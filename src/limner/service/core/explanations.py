@@ -10,13 +10,14 @@ from limner.errors import ConflictError, InvalidInputError
 from limner.explain import DEFAULT_METHOD
 from limner.explain.methods import GRADIENT_METHODS
 from limner.jobs import QUEUED
+from limner.service.core.deployments import check_live
 from limner.service.core.quotas import check_explanation_settings, check_jobs_in_flight
 from limner.service.core.subscriptions import check_subscription_method
 from limner.service.schemas import ExplanationCreate
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
 from limner.store.lookup import find_in_space
-from limner.store.tables import Explanation, Subscription, Transaction
+from limner.store.tables import Deployment, Explanation, Subscription, Transaction
 
 #: Settings of the subscription that a request may override.
 _OVERRIDABLE = (
@@ -41,6 +42,11 @@ def request_explanation(
     beyond the sample and segment limits, 429 while the space has too many jobs in flight)."""
     with state.db.session() as s:
         sub = s.get(Subscription, tx.subscription_id)
+    if sub is not None and sub.deployment_id is not None:
+        with state.db.session() as s:
+            dep = s.get(Deployment, sub.deployment_id)
+        if dep is not None:
+            check_live(dep)
     if sub is None or not sub.explainability.get("enabled"):
         raise ConflictError(
             "explainability is off for this subscription; turn it on with "
@@ -75,6 +81,9 @@ def request_explanation(
         settings=settings,
         panes={},
         attempts=0,
+        requested_by_key=space.key_id,
+        requested_by=space.key_name,
+        requested_role=space.role,
     )
     with state.db.session() as s:
         s.add(job)

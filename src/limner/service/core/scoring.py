@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from limner.errors import ConflictError, InvalidInputError, PayloadTooLargeError
 from limner.imaging import check_image, decode_image, encode_png, header_pixels, resize
+from limner.service.core.deployments import check_live
 from limner.service.state import ServiceState
 from limner.settings import Settings
 from limner.store import SpaceRef, new_id
@@ -82,6 +83,7 @@ def score(
 ) -> Scores:
     """Score ``items`` with the deployment's model (sharing batches with concurrent callers);
     when the deployment is subscribed, log each scoring as a transaction before answering."""
+    check_live(dep)
     with state.scoring_slots.take(dep.space_id):  # 429 when the space has enough in flight
         loaded = state.models.for_deployment(dep)
         w, h = loaded.model.input_size

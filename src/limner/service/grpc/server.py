@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import grpc
 
 from limner import __version__
-from limner.errors import InvalidInputError, LimnerError
+from limner.errors import ForbiddenError, InvalidInputError, LimnerError
 from limner.protocol import (
     CONTENTS_FIELDS,
     TensorValue,
@@ -157,6 +157,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
         """Score an image tensor; answer raw contents when the request came raw."""
         space = self._space(context)
+        if not space.can_write:
+            raise ForbiddenError("a viewer's key reads and explains; it does not score")
         raw = len(request.raw_input_contents) > 0
         if raw and len(request.raw_input_contents) != len(request.inputs):
             raise InvalidInputError(

@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from limner.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
+from limner.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    UnsupportedMediaError,
+)
+from limner.service.audit import audit_note
 from limner.service.bodies import media_type, parse, read_json
 from limner.service.core import deployments as core
 from limner.service.core import subscriptions
@@ -68,6 +74,7 @@ async def create_deployment(request: Request, space: SpaceDep, state: StateDep) 
         )
     else:
         raise UnsupportedMediaError(f"cannot read {kind!r}; send JSON or multipart/form-data")
+    audit_note(request, target=dep.id, name=dep.name, artifact_sha256=dep.artifact_sha256)
     return deployment_view(dep)
 
 
@@ -108,9 +115,28 @@ def read_deployment(dep: DeploymentDep) -> DeploymentRead:
 
 
 @router.delete("/{deployment_id}", status_code=204)
-def delete_deployment(dep: DeploymentDep, state: StateDep) -> Response:
+def delete_deployment(
+    request: Request,
+    dep: DeploymentDep,
+    space: SpaceDep,
+    state: StateDep,
+    purge: bool = Query(False, description="Erase reviewed history too (an admin key only)."),
+) -> Response:
     """Remove a deployment, its subscription, transactions and explanations (and the image and
-    pane blobs no other row references)."""
+    pane blobs no other row references).
+
+    When an explanation of it was exported or annotated, the deployment is retired instead:
+    its model is unloaded and deleted, its history stays readable. ``?purge=true`` with an
+    admin key erases everything anyway (and the audit trail says so).
+    """
+    if purge and not space.is_admin:
+        raise ForbiddenError("erasing reviewed history (purge) needs an admin key")
+    if not purge and core.has_reviewed_history(state, dep):
+        core.retire_deployment(state, dep)
+        audit_note(request, action="deployment.retire")
+        return Response(status_code=204)
     subscriptions.delete_deployment_subscription(state, dep.id)
     core.delete_deployment(state, dep)
+    if purge:
+        audit_note(request, action="deployment.purge")
     return Response(status_code=204)

@@ -7,6 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from limner.errors import NotFoundError
+from limner.service.audit import audit_note
 from limner.service.core import explanations as core
 from limner.service.core.views import explanation_view
 from limner.service.deps import ExplanationDep, SpaceDep, StateDep, load_transaction
@@ -23,11 +24,13 @@ router = APIRouter(prefix="/v1/explanations", tags=["explanations"])
 
 @router.post("", status_code=202, response_model=ExplanationQueued)
 def create_explanation(
-    body: ExplanationCreate, space: SpaceDep, state: StateDep
+    request: Request, body: ExplanationCreate, space: SpaceDep, state: StateDep
 ) -> ExplanationQueued:
     """Queue an explanation of a transaction (409 while explainability is off)."""
+    audit_note(request, target=body.scoring_id)
     tx = load_transaction(body.scoring_id, space, state)
     job = core.request_explanation(state, space, tx, body)
+    audit_note(request, target=job.id, scoring_id=tx.scoring_id)
     return ExplanationQueued(
         id=job.id, explanation_id=job.id, scoring_id=tx.scoring_id, status="queued"
     )

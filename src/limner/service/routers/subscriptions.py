@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 
 from limner.imaging import header_pixels
+from limner.service.audit import audit_note
 from limner.service.bodies import b64decode
 from limner.service.core import subscriptions as core
 from limner.service.core.scoring import check_request_pixels, log_record
@@ -26,10 +27,12 @@ router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
 @router.post("", status_code=201, response_model=SubscriptionRead)
 def create_subscription(
-    body: SubscriptionCreate, space: SpaceDep, state: StateDep
+    request: Request, body: SubscriptionCreate, space: SpaceDep, state: StateDep
 ) -> SubscriptionRead:
     """Subscribe a deployment (``deployment_id``) or an external model."""
-    return subscription_view(core.create_subscription(state, space, body))
+    sub = core.create_subscription(state, space, body)
+    audit_note(request, target=sub.id, deployment_id=sub.deployment_id)
+    return subscription_view(sub)
 
 
 @router.get("", response_model=SubscriptionList)
@@ -54,9 +57,10 @@ def delete_subscription(sub: SubscriptionDep, state: StateDep) -> Response:
 
 @router.put("/{subscription_id}/explainability", response_model=SubscriptionRead)
 def set_explainability(
-    body: ExplainabilitySettings, sub: SubscriptionDep, state: StateDep
+    request: Request, body: ExplainabilitySettings, sub: SubscriptionDep, state: StateDep
 ) -> SubscriptionRead:
     """Turn explanations on or off and choose how they are made."""
+    audit_note(request, settings=body.model_dump(exclude_none=True))
     return subscription_view(core.set_explainability(state, sub, body))
 
 

@@ -16,6 +16,7 @@ from limner.service.ui.deps import (
     CsrfRejected,
     LoginRequired,
     PageNotFound,
+    ViewerRefused,
     get_auth,
     login_url,
     render,
@@ -40,6 +41,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PageNotFound)
     async def _not_found(request: Request, exc: PageNotFound) -> Response:
         return _error_page(request, 404, "Not found", exc.message)
+
+    @app.exception_handler(ViewerRefused)
+    async def _viewer(request: Request, _exc: ViewerRefused) -> Response:
+        return _error_page(
+            request,
+            403,
+            "Not allowed",
+            "Your key is a viewer's: it reads, explains, annotates and exports, but cannot "
+            "change the space. Ask the space's owner.",
+        )
 
     @app.exception_handler(CsrfRejected)
     async def _csrf(request: Request, _exc: CsrfRejected) -> Response:

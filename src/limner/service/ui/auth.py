@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from limner.errors import AuthenticationError
+from limner.service.audit import record
 from limner.service.deps import SpaceDep
 from limner.service.guard import FailedKeyLimiter, client_address
 from limner.service.ui.deps import (
@@ -118,6 +119,7 @@ def login(
         message = "That API key is not known." if key.strip() else "Enter an API key."
         return _login_page(request, target, error=message, status=401)
     space, key_id = identity
+    record(request.app.state.limner.audit, space, "login", "ok", target=key_id, client=client)
     response = RedirectResponse(target, status_code=303)
     _set_session(request, response, auth.issue(space.id, key_id))
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/ui")
@@ -145,6 +147,17 @@ def use_link(
     value = auth.redeem_link(token)
     if value is None:
         return RedirectResponse(login_url(target) + "&expired=1", status_code=303)
+    session = auth.check(value)
+    if session is not None:
+        record(
+            request.app.state.limner.audit,
+            session.space,
+            "login",
+            "ok",
+            target=session.key_id,
+            client=client_address(request.scope),
+            via="link",
+        )
     # A page, not a redirect: a navigation that starts on another site (a mail, a chat) would
     # not send the new SameSite=Strict cookie along a redirect; the page's own link does.
     response = render(request, "continue.html", {"next": target})

@@ -15,7 +15,9 @@ from urllib.parse import quote
 from fastapi import Depends, Form, Request
 from fastapi.templating import Jinja2Templates
 
+from limner.service.audit import record
 from limner.service.deps import StateDep
+from limner.service.guard import client_address
 from limner.service.ui.sessions import SESSION_COOKIE, UiAuth, UiSession, load_secret
 from limner.store.lookup import Owned, find_in_space
 from limner.store.tables import Explanation, Subscription, Transaction
@@ -53,6 +55,10 @@ class PageNotFound(Exception):
 
 class CsrfRejected(Exception):
     """A POST form without the session's CSRF token."""
+
+
+class ViewerRefused(Exception):
+    """A viewer's session sent a form that changes the space."""
 
 
 def get_auth(request: Request, state: StateDep) -> UiAuth:
@@ -95,6 +101,26 @@ def check_csrf(session: SessionDep, auth: AuthDep, csrf: str = Form("")) -> UiSe
 
 
 CsrfSessionDep = Annotated[UiSession, Depends(check_csrf)]
+
+
+def check_writer(request: Request, session: CsrfSessionDep, state: StateDep) -> UiSession:
+    """A POST form's session whose key may change the space (a viewer's gets 403, recorded in
+    the audit trail)."""
+    if not session.space.can_write:
+        record(
+            state.audit,
+            session.space,
+            "dashboard." + request.url.path.rsplit("/", 1)[-1],
+            "denied",
+            target=request.url.path,
+            client=client_address(request.scope),
+            status=403,
+        )
+        raise ViewerRefused()
+    return session
+
+
+WriterSessionDep = Annotated[UiSession, Depends(check_writer)]
 
 
 def safe_next(value: str | None) -> str:

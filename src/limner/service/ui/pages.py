@@ -10,16 +10,19 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
 from limner.errors import ConflictError, InvalidInputError, RateLimitError
+from limner.service.audit import record
 from limner.service.core import explanations as explanations_core
 from limner.service.core import subscriptions as subscriptions_core
 from limner.service.core.views import top_classes
 from limner.service.deps import StateDep
+from limner.service.guard import client_address
 from limner.service.schemas import ExplainabilitySettings, ExplanationCreate
 from limner.service.ui.deps import (
     AuthDep,
     CsrfSessionDep,
     PageNotFound,
     SessionDep,
+    WriterSessionDep,
     find_explanation,
     find_subscription,
     find_transaction,
@@ -99,28 +102,61 @@ def transactions(
 
 @router.post("/subscriptions/{subscription_id}/explainability")
 def enable_explainability(
-    subscription_id: str, session: CsrfSessionDep, state: StateDep
+    request: Request, subscription_id: str, session: WriterSessionDep, state: StateDep
 ) -> RedirectResponse:
     """Turn explanations on with the default settings."""
     sub = find_subscription(state, session, subscription_id)
     subscriptions_core.set_explainability(state, sub, ExplainabilitySettings())
+    record(
+        state.audit,
+        session.space,
+        "subscription.settings",
+        "ok",
+        target=sub.id,
+        client=client_address(request.scope),
+        via="dashboard",
+        enabled=True,
+    )
     return RedirectResponse(f"/ui/subscriptions/{sub.id}?notice=enabled", status_code=303)
 
 
 @router.post("/transactions/{scoring_id}/explain")
-def explain(scoring_id: str, session: CsrfSessionDep, state: StateDep) -> RedirectResponse:
+def explain(
+    request: Request, scoring_id: str, session: CsrfSessionDep, state: StateDep
+) -> RedirectResponse:
     """Queue an explanation of a transaction with its subscription's settings."""
     tx = find_transaction(state, session, scoring_id)
+    client = client_address(request.scope)
     try:
         job = explanations_core.request_explanation(
             state, session.space, tx, ExplanationCreate(scoring_id=tx.scoring_id)
         )
     except (ConflictError, RateLimitError, InvalidInputError) as exc:
+        record(
+            state.audit,
+            session.space,
+            "explanation.request",
+            "failed",
+            target=tx.scoring_id,
+            client=client,
+            via="dashboard",
+            status=exc.status,
+        )
         notice = {RateLimitError: "busy", InvalidInputError: "limits"}.get(type(exc), "off")
         return RedirectResponse(
             f"/ui/subscriptions/{tx.subscription_id}?notice={notice}#explainability",
             status_code=303,
         )
+    record(
+        state.audit,
+        session.space,
+        "explanation.request",
+        "ok",
+        target=job.id,
+        client=client,
+        via="dashboard",
+        scoring_id=tx.scoring_id,
+    )
     return RedirectResponse(f"/ui/explanations/{job.id}", status_code=303)
 
 

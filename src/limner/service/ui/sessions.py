@@ -100,11 +100,13 @@ class UiAuth:
         """The space and key id of an API key, or ``None`` for an unknown or revoked key."""
         with self.db.session() as s:
             row = s.execute(
-                select(Space.id, Space.name, ApiKey.id)
+                select(Space.id, Space.name, ApiKey.id, ApiKey.role, ApiKey.name)
                 .join(ApiKey, ApiKey.space_id == Space.id)
                 .where(ApiKey.key_hash == hash_key(token.strip()), ApiKey.revoked_at.is_(None))
             ).first()
-        return (SpaceRef(row[0], row[1]), row[2]) if row else None
+        if row is None:
+            return None
+        return SpaceRef(row[0], row[1], row[3] or "tenant", row[2], row[4] or ""), row[2]
 
     def issue(self, space_id: str, key_id: str) -> str:
         """A new session cookie value for ``key_id`` in ``space_id``."""
@@ -142,7 +144,7 @@ class UiAuth:
         space = live_key_space(self.db, key_id, space_id)
         if space is None:  # the key was revoked or deleted: its sessions end with it
             return None
-        return UiSession(SpaceRef(space.id, space.name), key_id, nonce, expires)
+        return UiSession(space, key_id, nonce, expires)
 
     def end(self, session: UiSession) -> None:
         """Log a session out: its cookie is refused from now on."""
