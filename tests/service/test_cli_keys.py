@@ -171,3 +171,59 @@ def test_serve_finds_the_data_dir_as_keys_does(tmp_path: Path) -> None:
         serve.terminate()
         serve.communicate(timeout=30)
     assert f"data dir {env_dir}," in first and "(new)" not in first
+
+
+def test_keys_revoke_takes_the_key_itself_or_a_longer_start(tmp_path: Path) -> None:
+    """A user who leaked a key has the key, not its id: revoking with it (or with more than the
+    10 characters `keys list` shows) works, and the error for an unknown key never echoes it."""
+    made = [
+        limner("keys", "create", "--space", "team", "--data-dir", str(tmp_path), cwd=tmp_path)
+        for _ in range(2)
+    ]
+    whole, longer = (m.stdout.strip() for m in made)
+    for text in (whole, longer[:16]):
+        out = limner("keys", "revoke", text, "--data-dir", str(tmp_path), cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert text[:10] in out.stdout and whole[10:] not in out.stdout
+    db = Database(Settings(data_dir=tmp_path, database_url="").resolved_database_url())
+    assert space_for_key(db, whole) is None and space_for_key(db, longer) is None
+    db.close()
+    unknown = "lmn_" + "x" * 40
+    out = limner("keys", "revoke", unknown, "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert out.returncode == 2 and unknown not in out.stderr and unknown[:10] in out.stderr
+
+
+def test_keys_create_names_and_roles(tmp_path: Path) -> None:
+    viewer = limner(
+        "keys",
+        "create",
+        "--space",
+        "team",
+        "--role",
+        "viewer",
+        "--name",
+        "Dana (risk)",
+        "--data-dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert viewer.returncode == 0, viewer.stderr
+    db = Database(Settings(data_dir=tmp_path, database_url="").resolved_database_url())
+    space = space_for_key(db, viewer.stdout.strip())
+    db.close()
+    assert space is not None and space.role == "viewer" and space.key_name == "Dana (risk)"
+    assert not space.can_write
+    listed = limner("keys", "list", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert "Dana (risk)" in listed.stdout and "viewer" in listed.stdout
+    bad = limner(
+        "keys",
+        "create",
+        "--space",
+        "team",
+        "--role",
+        "owner",
+        "--data-dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2 and "viewer, tenant, admin" in bad.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,18 +63,25 @@ def ensure_first_key(settings: Settings) -> str | None:
 
 def check_port_free(host: str, port: int, what: str) -> None:
     """Fail with one line when ``host:port`` cannot be listened on (taken, or not an address)."""
-    import socket
+    listen_socket(host, port, what).close()
 
+
+def listen_socket(host: str, port: int, what: str) -> socket.socket:
+    """A socket bound to ``host:port`` (one line, exit 2, when the port is taken or the address
+    is not one of this machine's): bound before anything says the server serves, and handed to
+    the server as it is, so no other process can take the port in between."""
     from limner.errors import InvalidInputError
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            message = f"{what} cannot listen on {host}:{port} ({exc.strerror})"
-            raise InvalidInputError(message) from exc
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InvalidInputError(f"{what} cannot listen on {host}:{port} ({reason})") from exc
+    return sock
 
 
 def register(app: typer.Typer) -> None:
@@ -114,6 +122,7 @@ def register(app: typer.Typer) -> None:
             grpc_port=grpc_port,
             grpc_host=host,
         )
+        sock = listen_socket(host, port, "limner")
         if grpc_port is not None:
             check_port_free(host, grpc_port, "gRPC")
         where = locate_store(settings)
@@ -130,9 +139,11 @@ def register(app: typer.Typer) -> None:
                 "(shown once, keep it safe):"
             )
             print(token, flush=True)
+        port = sock.getsockname()[1]
         err_console.print(
             f"limner serving on http://{host}:{port} — API docs /docs, dashboard /ui"
             + (f"; gRPC on {host}:{settings.grpc_port}" if settings.grpc_port else ""),
             highlight=False,
         )
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        config = uvicorn.Config(create_app(settings), log_level="warning")
+        uvicorn.Server(config).run(sockets=[sock])
