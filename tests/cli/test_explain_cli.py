@@ -214,3 +214,51 @@ def test_table_shows_fit_and_warnings(tmp_path):
     assert "R²" in proc.stdout
     assert "warning" in proc.stdout and "only 2 regions" in proc.stdout
     assert list((tmp_path / "out" / "tiny").rglob("*-regions.png"))
+
+
+def test_a_folder_of_20_stays_readable_at_80_columns(tmp_path):
+    """Twenty files under a long shared folder: every file name whole at 80 columns, each
+    warning once per image (not once per class of a binary model), and the total wall time."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
+    from sec_helpers import TINY_META, tiny_onnx
+
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY_META))
+    folder = tmp_path / "data_binary_experiment" / "validation_images_of_the_second_round"
+    folder.mkdir(parents=True)
+    rng = __import__("numpy").random.default_rng(0)
+    for i in range(20):
+        pixels = rng.integers(0, 255, (24, 24, 3), dtype="uint8")
+        Image.fromarray(pixels).save(folder / f"sample_{i:02d}.png")
+    proc = subprocess.run(
+        [
+            *LIMNER,
+            "explain",
+            str(folder),
+            "--model",
+            str(model),
+            "--metadata",
+            str(tmp_path / "tiny.json"),
+            "--segmentation",
+            "grid",
+            "--segments",
+            "2",
+            "--samples",
+            "16",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "COLUMNS": "80"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for i in range(20):
+        assert sum(f"sample_{i:02d}.png" in line for line in lines if "│" in line) >= 1
+    warned = [line for line in lines if line.startswith("warning")]
+    assert warned and len(warned) == len(set(warned))
+    assert sum("sample_00.png" in w for w in warned) == 1
+    assert "20 explained in" in proc.stdout

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from limner.cli.common import console, progress_bar, report_error
@@ -157,8 +160,22 @@ def explain_command(
     folders = output_folders(inputs, out, method)
     clf: Model | None = None  # loaded with the first readable image
     results = []
-    table = Table("image", "label", "probability", "top regions (id: share)", "R²", "seconds")
-    warnings: list[str] = []
+    names = short_names(inputs)
+    prefix = common_folder(inputs)
+    table = Table(
+        "image",
+        "label",
+        "p",
+        "top regions (id: share)",
+        "R²",
+        "s",
+    )
+    table.columns[0].overflow = "fold"
+    table.columns[0].min_width = min(24, max((len(n) for n in names.values()), default=5))
+    table.columns[3].overflow = "fold"
+    warnings: dict[str, list[str]] = {}  # warning text -> what it was said of, in order
+    classes_of: dict[str, int] = {}  # image -> how many classes it explained
+    started = time.perf_counter()
     try:
         with progress_bar("explaining", None) as update:
             for path, folder in zip(inputs, folders, strict=True):
@@ -197,27 +214,60 @@ def explain_command(
                 for ce in result["explanations"]:
                     top = ", ".join(f"{r['id']}: {r['share']:.0f}%" for r in ce["regions"][:3])
                     table.add_row(
-                        str(path),
+                        names[path],
                         ce["label"],
                         f"{ce['probability']:.3f}",
                         top + ("" if ce["settled"] else " (not settled)"),
                         f"{ce['fit_r2']:.2f}",
                         f"{result['seconds']:.2f}",
                     )
-                    warnings += [f"{path.name} ({ce['label']}): {w}" for w in ce["warnings"]]
+                    for w in ce["warnings"]:
+                        said_of = warnings.setdefault(f"{names[path]}: {w}", [])
+                        said_of.append(ce["label"])
+                classes_of[names[path]] = len(result["explanations"])
     finally:
         if clf is not None:
             clf.close()
     if as_json:
         print(json.dumps({"results": results, "errors": errors}, indent=2))
     elif results:
+        if prefix:
+            console.print(f"images in {escape(prefix)}/", highlight=False)
         console.print(table)
-        for w in warnings:
-            console.print(f"[yellow]warning[/yellow] {w}", highlight=False)
+        for w, labels_ in warnings.items():  # once per image, however many classes it concerns
+            image, _, text = w.partition(": ")
+            some = len(labels_) < classes_of.get(image, 1)
+            classes_ = f" ({', '.join(labels_)})" if some else ""
+            console.print(
+                f"[yellow]warning[/yellow] {escape(image)}{escape(classes_)}: {escape(text)}",
+                highlight=False,
+            )
         failed = f"; {len(errors)} could not be read" if errors else ""
-        console.print(f"{len(results)} explained{failed}; panes written under {out}/")
+        wall = time.perf_counter() - started
+        console.print(
+            f"{len(results)} explained in {wall:.1f} s{failed}; panes written under {out}/",
+            highlight=False,
+        )
     if errors:
         raise typer.Exit(2)
+
+
+def common_folder(paths: list[Path]) -> str:
+    """The folder all ``paths`` share (empty when they share none, or for one file)."""
+    if len(paths) < 2:
+        return ""
+    try:
+        common = os.path.commonpath([str(p.parent) for p in paths])
+    except ValueError:  # absolute and relative paths mixed
+        return ""
+    return "" if common in ("", ".") else common
+
+
+def short_names(paths: list[Path]) -> dict[Path, str]:
+    """Each path as the table shows it: relative to :func:`common_folder` (the table's header
+    names that folder), so a long shared prefix does not crowd out the file names."""
+    prefix = common_folder(paths)
+    return {p: os.path.relpath(p, prefix) if prefix else str(p) for p in paths}
 
 
 #: Files a folder given as input contributes (by suffix, case-insensitive).
