@@ -6,6 +6,9 @@ Both work on uint8 maps with Pillow and small numpy comparisons, so large photos
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -51,45 +54,81 @@ def with_legend(pane: np.ndarray, max_abs: float) -> np.ndarray:
     return _draw_legend(pane, max_abs, (w, h), (0, 0))
 
 
-def _legend_box(width: int, height: int) -> tuple[int, int, int, int, int, int] | None:
-    """Where the legend of a ``width``×``height`` pane goes: ``(x0, y0, bar width, bar height,
-    font size, margin)``, its box running from ``(x0, y0)`` to the bottom-right corner (None
-    when the pane is too small for it)."""
-    bar_w = max(60, width // 4)
-    bar_h = max(6, height // 40)
-    size = max(9, bar_h + 2)
-    margin = max(4, width // 100)
-    x0, y0 = width - bar_w - 2 * margin, height - (bar_h + size + 3 * margin)
+@dataclass(frozen=True)
+class LegendLayout:
+    """Where the legend of a pane goes: its box from ``(x0, y0)`` to the pane's bottom-right
+    corner, the bar, the font size and the three labels' boxes ``(left, top, right, bottom)``
+    in pane coordinates (they never overlap)."""
+
+    x0: int
+    y0: int
+    bar: tuple[int, int, int, int]
+    font_size: int
+    labels: dict[str, tuple[int, int, int, int]]
+
+
+def legend_size(width: int, height: int) -> int:
+    """The legend's font size: a fixed share of the pane, so it reads the same at any photo
+    size once the pane is shown at screen size (10 px at least)."""
+    return max(10, round(max(width, height) / 36))
+
+
+def legend_layout(width: int, height: int, max_abs: float) -> LegendLayout | None:
+    """The legend's layout for a ``width``×``height`` pane: at :func:`legend_size`, smaller
+    when the labels would not fit, None when the pane is too small even for 8-px labels."""
+    for size in range(legend_size(width, height), 7, -1):
+        layout = _layout_at(width, height, max_abs, size)
+        if layout is not None:
+            return layout
+    return None
+
+
+def _layout_at(width: int, height: int, max_abs: float, size: int) -> LegendLayout | None:
+    font = _font(size)
+    texts = {"low": f"-{max_abs:.3g}", "zero": "0", "high": f"+{max_abs:.3g}"}
+    widths = {k: math.ceil(font.getlength(t)) for k, t in texts.items()}
+    margin = max(4, size // 3)
+    gap = max(4, size // 2)
+    label_w = max(widths["low"], widths["high"])
+    bar_w = max(width // 3, 2 * label_w + widths["zero"] + 2 * gap)
+    bar_h = max(6, size // 2)
+    x0 = width - bar_w - 2 * margin
+    y0 = height - (bar_h + size + 3 * margin)
     if x0 < 0 or y0 < 0:
         return None
-    return x0, y0, bar_w, bar_h, size, margin
+    bx, by = x0 + margin, y0 + margin
+    ty = by + bar_h + margin
+    mid = bx + bar_w // 2
+    labels = {
+        "low": (bx, ty, bx + widths["low"], ty + size),
+        "zero": (mid - widths["zero"] // 2, ty, mid + (widths["zero"] + 1) // 2, ty + size),
+        "high": (bx + bar_w - widths["high"], ty, bx + bar_w, ty + size),
+    }
+    return LegendLayout(x0, y0, (bx, by, bx + bar_w, by + bar_h), size, labels)
 
 
 def _draw_legend(
     pane: np.ndarray, max_abs: float, full_size: tuple[int, int], origin: tuple[int, int]
 ) -> np.ndarray:
     """Draw the legend of a ``full_size`` pane onto ``pane``, the part of it from ``origin``."""
-    img = Image.fromarray(pane).convert("RGB")
     w, h = full_size
-    ox, oy = origin
-    box = _legend_box(w, h)
-    if box is None:
+    layout = legend_layout(w, h, max_abs)
+    if layout is None:
         return pane
-    x0, y0, bar_w, bar_h, size, margin = box
-    font = _font(size)
-    x0, y0, w, h = x0 - ox, y0 - oy, w - ox, h - oy  # in this canvas's coordinates
+    img = Image.fromarray(pane).convert("RGB")
+    ox, oy = origin
+    font = _font(layout.font_size)
     draw = ImageDraw.Draw(img)
-    draw.rectangle((x0, y0, w - 1, h - 1), fill=(255, 255, 255))
-    t = np.linspace(-1.0, 1.0, bar_w)
+    draw.rectangle((layout.x0 - ox, layout.y0 - oy, w - ox - 1, h - oy - 1), fill=(255, 255, 255))
+    bx0, by0, bx1, by1 = layout.bar
+    t = np.linspace(-1.0, 1.0, bx1 - bx0)
     strength = np.abs(t)[:, None] * 0.75
     colour = np.where(t[:, None] < 0, np.array(_BLUE), np.array(_RED))
     row = (200 * (1 - strength) + colour * strength).astype(np.uint8)
-    bar = np.repeat(row[None], bar_h, axis=0)
-    img.paste(Image.fromarray(bar), (x0 + margin, y0 + margin))
-    ty = y0 + 2 * margin + bar_h
-    draw.text((x0 + margin, ty), f"-{max_abs:.3g}", fill=(0, 0, 0), font=font, anchor="lt")
-    draw.text((x0 + margin + bar_w // 2, ty), "0", fill=(0, 0, 0), font=font, anchor="mt")
-    draw.text((x0 + margin + bar_w, ty), f"+{max_abs:.3g}", fill=(0, 0, 0), font=font, anchor="rt")
+    img.paste(Image.fromarray(np.repeat(row[None], by1 - by0, axis=0)), (bx0 - ox, by0 - oy))
+    texts = {"low": f"-{max_abs:.3g}", "zero": "0", "high": f"+{max_abs:.3g}"}
+    for key, (left, top, _right, _bottom) in layout.labels.items():
+        draw.text((left - ox, top - oy), texts[key], fill=(0, 0, 0), font=font, anchor="lt")
     return np.asarray(img)
 
 
@@ -158,9 +197,9 @@ def regions_strip(
 def legend_patch(width: int, height: int, max_abs: float) -> tuple[int, int, np.ndarray] | None:
     """The heatmap's colour legend alone: ``(x0, y0, patch)``, the patch covering the pane from
     ``(x0, y0)`` to its bottom-right corner (None when the pane is too small for it)."""
-    box = _legend_box(width, height)
-    if box is None:
+    layout = legend_layout(width, height, max_abs)
+    if layout is None:
         return None
-    x0, y0 = box[:2]
+    x0, y0 = layout.x0, layout.y0
     blank = np.zeros((height - y0, width - x0, 3), np.uint8)
     return x0, y0, _draw_legend(blank, max_abs, (width, height), (x0, y0))
