@@ -67,3 +67,39 @@ def test_library_explanation_repr_is_short(explanation):
     assert len(text) < 200 and "\n" not in text
     assert "200×300" in text and "bright" in text and "kernelshap" in text
     assert "array" not in text
+
+
+@pytest.mark.parametrize("size", [(1200, 300), (300, 1200), (2, 2)])
+def test_show_keeps_titles_apart_at_any_aspect(size):
+    """A tall photo's title does not overlap the pane titles; a tiny image is drawn as pixels."""
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from limner.imaging.figure import show_panes
+
+    h, w = size
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, size=(h, w, 3)).astype(np.uint8)
+    fig = show_panes(
+        image,
+        image,
+        image,
+        label="cat",
+        probability=0.9,
+        method="kernelshap",
+        notes=["fit R² 0.91 · top regions settled", "warning: something to say"],
+    )
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        top = fig._suptitle.get_window_extent(renderer)
+        notes = fig._supxlabel.get_window_extent(renderer)
+        for ax in fig.axes:
+            title = ax.title.get_window_extent(renderer)
+            assert not top.overlaps(title)
+            assert not ax.get_window_extent(renderer).overlaps(top)
+            assert not ax.get_window_extent(renderer).overlaps(notes)
+        if max(size) < 64:
+            assert fig.axes[0].get_images()[0].get_interpolation() == "nearest"
+    finally:
+        plt.close(fig)

@@ -42,20 +42,33 @@ def show_panes(
     if saliency is not None:
         panes.append(("saliency (pixels)", saliency))
         figsize = (figsize[0] * 4 / 3, figsize[1])
-    fig, axes = plt.subplots(1, len(panes), figsize=figsize)
-    for ax, (title, pane) in zip(axes, panes, strict=True):
-        ax.imshow(_rgb(pane))
+    pictures = [_rgb(pane) for _, pane in panes]
+    figsize = _fitted(figsize, pictures[0].size, len(panes), len(notes))
+    # constrained layout keeps the title, the pane titles and the notes apart at any aspect
+    fig, axes = plt.subplots(1, len(panes), figsize=figsize, layout="constrained")
+    for ax, (title, _), picture in zip(axes, panes, pictures, strict=True):
+        ax.imshow(picture, interpolation="nearest" if max(picture.size) < 64 else "antialiased")
         ax.set_title(title)
         ax.axis("off")
     fig.suptitle(f"{label} ({probability:.1%}), {method}")
     if notes:
-        fig.text(0.01, 0.01, "\n".join(notes), fontsize=9, va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, min(0.5, 0.035 * len(notes)), 1, 1))
+        fig.supxlabel("\n".join(notes), fontsize=9, x=0.01, ha="left")
     if in_notebook():
         plt.close(fig)  # the notebook shows the returned figure; pyplot would show it again
     else:
         plt.show()
     return fig
+
+
+def _fitted(
+    figsize: tuple[float, float], image_size: tuple[int, int], columns: int, notes: int
+) -> tuple[float, float]:
+    """``figsize`` with a height that fits panes of the image's aspect (a tall photo gets a
+    tall figure rather than panes squeezed under the titles)."""
+    width, _ = figsize
+    w, h = image_size
+    pane_height = width / columns * (h / max(w, 1))
+    return width, max(figsize[1], min(3 * width, pane_height + 1.0 + 0.2 * notes))
 
 
 def caption_lines(entry: dict[str, Any]) -> list[str]:
