@@ -82,3 +82,18 @@ def test_notebook_runs_top_to_bottom(name: str, figures: int, tmp_path: Path) ->
         )
         found = re.search(r"model B, validation accuracy: ([\d.]+)", printed)
         assert found is not None and float(found.group(1)) >= 0.9, printed
+
+
+def test_running_the_tutorial_leaves_the_tracked_notebooks_alone(tmp_path: Path) -> None:
+    """``examples/execute.py`` writes executed copies beside the notebooks, not over them."""
+    sys.path.insert(0, str(EXAMPLES))
+    import execute
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    before = path.read_bytes()
+    assert execute.main([str(path), "--timeout", "60"]) == 0
+    assert path.read_bytes() == before
+    done = nbformat.read(execute.executed_path(path), as_version=4)
+    assert done.cells[0].outputs[0]["text"].strip() == "42"
