@@ -12,19 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ui_helpers import Dashboard
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from ui_helpers import CHROMIUM, Dashboard, chromium_page
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the dev extra (playwright)")
 pytestmark = [
@@ -46,15 +34,8 @@ def shots(pytestconfig: pytest.Config) -> Path:
 @pytest.fixture(scope="module")
 def page(dashboard: Dashboard) -> Iterator[sync_api.Page]:
     """A Chromium page on a laptop-sized screen."""
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.set_default_timeout(30_000)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
+    with chromium_page() as page:
+        yield page
 
 
 def _all_images_loaded(page: sync_api.Page, selector: str) -> None:

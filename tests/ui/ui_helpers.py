@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import httpx
 
 from limner.client import APIClient
 from limner.settings import Settings
 from limner.store import Database, create_key
+
+#: Debian's Chromium, driven by Playwright (never `playwright install`).
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 #: Explanation settings that keep the tests quick.
 FAST = {"method": "kernelshap", "samples": 64, "segmentation": "grid", "segments": 8}
@@ -52,3 +69,19 @@ def logged_in(url: str, key: str) -> httpx.Client:
     response = http.post("/ui/login", data={"key": key, "csrf": csrf_of(page.text)})
     assert response.status_code == 303, response.text
     return http
+
+
+@contextmanager
+def chromium_page(**context_options: Any) -> Iterator[Any]:
+    """A Chromium page on a laptop-sized screen (``context_options`` go to the context)."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, **context_options)
+        context.set_default_timeout(30_000)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
