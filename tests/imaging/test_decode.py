@@ -109,7 +109,7 @@ def test_paths_and_arrays(tmp_path, rgb):
     with pytest.raises(InvalidInputError, match="no such file"):
         read_image(tmp_path / "missing.png")
     assert decode_image(np.zeros((5, 6), np.uint8)).shape == (5, 6, 3)
-    assert decode_image(np.ones((5, 6, 3), np.float32)).max() == 255
+    assert decode_image(np.ones((5, 6, 3), np.float32), scale=255).max() == 255
     with pytest.raises(InvalidInputError):
         decode_image(np.zeros((5, 6, 7), np.uint8))
 
@@ -124,3 +124,26 @@ def test_encoded_panes_decode_to_the_same_pixels(size):
     data = encode_png(arr)
     assert data.startswith(b"\x89PNG")
     assert np.array_equal(decode_image(data), arr)
+
+
+def test_an_array_of_ambiguous_scale_is_refused_unless_its_scale_is_given():
+    """Floats within [0, 1], negative values (a normalized tensor) and values over 255 are not
+    guessed at: one line says what to give."""
+    rng = np.random.default_rng(0)
+    unit = rng.random((6, 5, 3)).astype(np.float32)
+    with pytest.raises(InvalidInputError, match="ambiguous: give scale=255") as exc:
+        decode_image(unit)
+    assert "\n" not in str(exc.value)
+    assert np.array_equal(decode_image(unit, scale=255), np.round(unit * 255).astype(np.uint8))
+    normalized = (unit - 0.45) / 0.225
+    with pytest.raises(InvalidInputError, match="normalized tensor"):
+        decode_image(normalized)
+    wide = (unit * 65535).astype(np.uint16)
+    with pytest.raises(InvalidInputError, match="over 255"):
+        decode_image(wide)
+    assert abs(int(decode_image(wide, scale=255 / 65535).max()) - round(unit.max() * 255)) <= 1
+    on_255 = (unit * 255).astype(np.float64)
+    assert np.array_equal(decode_image(on_255), np.round(on_255).astype(np.uint8))
+    assert decode_image(np.zeros((4, 4, 3), np.float32)).max() == 0  # black in any scale
+    with pytest.raises(InvalidInputError, match="positive number"):
+        decode_image(unit, scale=-1)

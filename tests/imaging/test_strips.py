@@ -101,7 +101,7 @@ def test_arrays_convert_like_whole_array_arithmetic(photo: np.ndarray) -> None:
     unit = photo.astype(np.float32) / 255.0
     unit[5, 5, 0] = np.nan
     expected = np.clip(np.nan_to_num(unit * 255.0), 0, 255).round().astype(np.uint8)
-    assert np.array_equal(decode_image(unit), expected)
+    assert np.array_equal(decode_image(unit, scale=255), expected)
     rgba = np.dstack([photo, photo[..., :1]])
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
     blended = rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)

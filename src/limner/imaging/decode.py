@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -53,19 +54,28 @@ def _read_file(p: Path) -> bytes:
         raise InvalidInputError(f"{p}: cannot be read ({exc.strerror})") from exc
 
 
-def decode_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(
+    image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, scale: float | None = None
+) -> np.ndarray:
     """Turn a path, encoded bytes, a PIL image or an array into RGB uint8 ``(H, W, 3)``.
 
     Gray, palette, RGBA (composited on white), CMYK and 16-bit images become RGB uint8; EXIF
     orientation is applied; GIF and other animations give their first frame.
 
+    An array is read as pixel values on 0–255 (uint8, or other numbers within 0–255), or as
+    ``value × scale`` when ``scale`` is given (``scale=255`` for floats where 1.0 is white,
+    ``255/65535`` for 16-bit values). An array whose scale cannot be told is refused rather
+    than guessed: floats all within [0, 1] (a [0, 1] image, or a very dark 0–255 one), values
+    over 255, and negative values (a normalized tensor, which no scale turns back into pixels).
+
     Raises:
         ImageDecodeError: empty, corrupt or non-image bytes.
         PayloadTooLargeError: more than ``max_pixels`` pixels, checked before decoding.
-        InvalidInputError: an array of the wrong shape or a missing file.
+        InvalidInputError: an array of the wrong shape or of an ambiguous scale, or a missing
+            file.
     """
     if isinstance(image, np.ndarray):
-        return _from_array(image, max_pixels)
+        return _from_array(image, max_pixels, scale)
     if isinstance(image, Image.Image):
         _check_size(image.width, image.height, max_pixels)
         return _to_rgb(image)
@@ -238,28 +248,62 @@ def _on_white(strip: Image.Image) -> np.ndarray:
     return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
 
 
-def _from_array(arr: np.ndarray, max_pixels: int) -> np.ndarray:
+def _from_array(arr: np.ndarray, max_pixels: int, scale: float | None = None) -> np.ndarray:
     if arr.ndim != 2 and (arr.ndim != 3 or arr.shape[2] not in (1, 3, 4)):
         raise InvalidInputError(f"an image array must have shape (H, W, 3), got {tuple(arr.shape)}")
     _check_size(arr.shape[1], arr.shape[0], max_pixels)
     if arr.ndim == 2:
         arr = arr[..., None]
-    if arr.dtype == np.uint8 and arr.shape[2] == 3:
+    if arr.dtype == np.uint8 and arr.shape[2] == 3 and scale is None:
         return np.ascontiguousarray(arr)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise InvalidInputError(f"an image array must hold numbers, not {arr.dtype}")
     # converted strip by strip: a float copy of a whole photo is 12 bytes a pixel or more
     h, w = arr.shape[:2]
     strips = list(row_ranges(h, w))
-    unit = False  # floats in [0, 1] are scaled to [0, 255]
-    if np.issubdtype(_array_values(arr[:1]).dtype, np.floating):
-        peak = max(float(np.nanmax(_array_values(arr[t:b]), initial=0)) for t, b in strips)
-        unit = peak <= 1.0
+    factor = array_scale(arr, strips, scale)
     out = np.empty((h, w, 3), np.uint8)
     for t, b in strips:
-        values = _array_values(arr[t:b])
+        part = arr[t:b]
+        if factor != 1.0 or part.dtype != np.uint8:
+            part = part.astype(np.float32) * np.float32(factor)
+        values = _array_values(part)
         if values.dtype != np.uint8:
-            values = np.clip(np.nan_to_num(values * 255.0 if unit else values), 0, 255).round()
+            values = np.clip(np.nan_to_num(values), 0, 255).round()
         out[t:b] = values
     return out
+
+
+def array_scale(arr: np.ndarray, strips: list[tuple[int, int]], scale: float | None) -> float:
+    """What an array's values are multiplied by to give 0–255 pixels: ``scale`` when given,
+    else 1 for values that can only be 0–255; an ambiguous array is refused (one line)."""
+    if scale is not None:
+        if not (math.isfinite(scale) and scale > 0):
+            raise InvalidInputError(f"an image scale must be a positive number, not {scale}")
+        return float(scale)
+    if arr.dtype == np.uint8 or arr.dtype == np.bool_:
+        return 255.0 if arr.dtype == np.bool_ else 1.0
+    colour = slice(0, min(arr.shape[2], 3))
+    with warnings.catch_warnings():  # an all-NaN strip: nan, which no test below fails
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo = min(float(np.nanmin(arr[t:b, :, colour])) for t, b in strips)
+        hi = max(float(np.nanmax(arr[t:b, :, colour])) for t, b in strips)
+    if lo < 0:
+        raise InvalidInputError(
+            f"the image array has negative values (down to {lo:.3g}): it looks like a "
+            "normalized tensor; give the RGB image (0–255) instead"
+        )
+    if hi > 255:
+        raise InvalidInputError(
+            f"the image array has values up to {hi:.6g}, over 255: give its scale "
+            "(e.g. 255/65535 for 16-bit values)"
+        )
+    if np.issubdtype(arr.dtype, np.floating) and 0 < hi <= 1:
+        raise InvalidInputError(
+            "a float image array with every value within [0, 1] is ambiguous: give scale=255 "
+            "when 1.0 means white, or scale=1 when its values are on 0–255"
+        )
+    return 1.0
 
 
 def _array_values(arr: np.ndarray) -> np.ndarray:
