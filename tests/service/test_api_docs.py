@@ -170,6 +170,8 @@ def test_malformed_json_is_400_on_every_json_route(ctx) -> None:
         "deployment_id": ctx["dep"]["id"],
         "subscription_id": ctx["sub"]["id"],
         "name": ctx["dep"]["name"],
+        "scoring_id": "no-such-transaction",  # the body is read before the id is looked up
+        "explanation_id": "no-such-explanation",
     }
     routes = _json_routes(doc)
     assert ("post", "/v1/explanations") in routes and len(routes) >= 6

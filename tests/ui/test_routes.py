@@ -138,9 +138,9 @@ def test_explain_when_explainability_is_off_offers_the_defaults(dashboard: Dashb
 
 
 def test_transactions_are_paged(dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch) -> None:
-    from limner.service.ui import pages
+    from limner.service.ui import find_pages
 
-    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
+    monkeypatch.setattr(find_pages, "PAGE_SIZE", 2)
     http = logged_in(dashboard.url, dashboard.key)
     path = f"/ui/subscriptions/{dashboard.subscription_id}"
     first, second = http.get(path).text, http.get(path, params={"page": 2}).text

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from limner.client._comparison import Comparison, Comparisons
 from limner.client._core import Core, error_from_response
 from limner.client._explanation import Explanation, ExplanationFailedError
 from limner.client._resources import (
@@ -70,24 +71,46 @@ class APIClient:
         self.subscriptions = Subscriptions(self._core)
         self.transactions = Transactions(self._core)
         self.explanations = Explanations(self._core)
+        self.comparisons = Comparisons(self._core)
 
     @property
     def base_url(self) -> str:
         """The service's base URL."""
         return self._core.base_url
 
-    def score(self, deployment: Deployment | str, image: ImageLike) -> Scoring:
-        """Score one image (a path, encoded bytes, a PIL image or an RGB uint8 array)."""
-        return self.score_many(deployment, [image])[0]
+    def score(
+        self, deployment: Deployment | str, image: ImageLike, *, external_id: str | None = None
+    ) -> Scoring:
+        """Score one image (a path, encoded bytes, a PIL image or an RGB uint8 array); a
+        subscribed deployment logs it with ``external_id`` (your case or request id, unique in
+        the subscription) and, for a path, the file name as its ``source``."""
+        ids: list[str | None] | None = None if external_id is None else [external_id]
+        return self.score_many(deployment, [image], external_ids=ids)[0]
 
-    def score_many(self, deployment: Deployment | str, images: list[ImageLike]) -> list[Scoring]:
-        """Score several images in one request."""
+    def score_many(
+        self,
+        deployment: Deployment | str,
+        images: list[ImageLike],
+        *,
+        external_ids: list[str | None] | None = None,
+    ) -> list[Scoring]:
+        """Score several images in one request (``external_ids``: one per image, or none)."""
+        if external_ids is not None and len(external_ids) != len(images):
+            raise ValueError(f"{len(images)} images but {len(external_ids)} external_ids")
         dep_id = getattr(deployment, "id", deployment)
-        files = [
-            ("file", (f"image{i}.png", _encode(im), "application/octet-stream"))
-            for i, im in enumerate(images)
-        ]
-        data = self._core.json("POST", f"/v1/deployments/{dep_id}/predictions", files=files)
+        files = []
+        sources = []
+        for i, im in enumerate(images):
+            name = _source(im)
+            files.append(
+                ("file", (name or f"image{i}.png", _encode(im), "application/octet-stream"))
+            )
+            sources.append(name or "")
+        form: dict[str, list[str]] = {"source": sources}
+        if external_ids is not None:
+            form["external_id"] = [e or "" for e in external_ids]
+        path = f"/v1/deployments/{dep_id}/predictions"
+        data = self._core.json("POST", path, files=files, data=form)
         return [Scoring(**p) for p in data["predictions"]]
 
     def close(self) -> None:
@@ -99,6 +122,13 @@ class APIClient:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _source(image: ImageLike) -> str | None:
+    """The file name of an image given as a path (``None`` otherwise)."""
+    if isinstance(image, (str, os.PathLike)):
+        return Path(image).name or None
+    return None
 
 
 def _encode(image: ImageLike) -> bytes:
@@ -117,6 +147,7 @@ def _encode(image: ImageLike) -> bytes:
 
 __all__ = [
     "APIClient",
+    "Comparison",
     "Deployment",
     "Explanation",
     "ExplanationFailedError",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from limner.client._core import error_from_response
 from limner.client._explanation import Explanation
 
 if TYPE_CHECKING:
@@ -67,18 +69,17 @@ class Subscription:
         return self
 
     def transactions(
-        self, *, limit: int = 50, offset: int = 0, label: str | None = None
+        self, *, limit: int = 50, offset: int = 0, label: str | None = None, **filters: Any
     ) -> list[dict[str, Any]]:
-        """The subscription's transactions, newest first."""
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if label is not None:
-            params["label"] = label
+        """The subscription's transactions, newest first; ``filters`` as in
+        :meth:`Transactions.list`."""
+        params = query_params(limit=limit, offset=offset, label=label, **filters)
         data = self._core.json("GET", f"/v1/subscriptions/{self.id}/transactions", params=params)
         return list(data["transactions"])
 
     def log_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Log scorings of an external model: ``{"scoring_id"?, "image": base64,
-        "probabilities": [...], "timestamp"?}``."""
+        "probabilities": [...], "timestamp"?, "external_id"?, "source"?, "feedback"?}``."""
         data = self._core.json(
             "POST", f"/v1/subscriptions/{self.id}/payload-records", json={"records": records}
         )
@@ -218,6 +219,33 @@ class Transactions:
         """The transaction's image as scored."""
         return self._core.request("GET", f"/v1/transactions/{scoring_id}/image").content
 
+    def list(self, *, limit: int = 50, offset: int = 0, **filters: Any) -> TransactionPage:
+        """The space's transactions that ``filters`` select, newest first: ``label``,
+        ``true_label``, ``misclassified``, ``deployment_id``, ``subscription_id``, ``since``,
+        ``until`` (datetimes or ISO 8601), ``explained``, ``external_id``."""
+        params = query_params(limit=limit, offset=offset, **filters)
+        data = self._core.json("GET", "/v1/transactions", params=params)
+        return TransactionPage(list(data["transactions"]), int(data["total"]))
+
+    def set_feedback(self, scoring_id: str, label: str | None) -> dict[str, Any]:
+        """Record the true label of a transaction (``None`` clears it)."""
+        path = f"/v1/transactions/{scoring_id}/feedback"
+        return dict(self._core.json("PUT", path, json={"label": label}))
+
+
+@dataclass
+class TransactionPage:
+    """A page of transactions, and how many the filters select in all."""
+
+    transactions: list[dict[str, Any]]
+    total: int
+
+    def __iter__(self) -> Any:
+        return iter(self.transactions)
+
+    def __len__(self) -> int:
+        return len(self.transactions)
+
 
 class Explanations:
     """``client.explanations``."""
@@ -241,11 +269,50 @@ class Explanations:
         """One explanation."""
         return Explanation(self._core, self._core.json("GET", f"/v1/explanations/{explanation_id}"))
 
-    def list(self, scoring_id: str | None = None) -> list[Explanation]:
-        """Explanations (of one transaction with ``scoring_id``), newest first."""
-        params = {"scoring_id": scoring_id} if scoring_id else None
+    def list(
+        self, scoring_id: str | None = None, *, limit: int = 50, offset: int = 0, **filters: Any
+    ) -> list[Explanation]:
+        """Explanations that ``filters`` select, newest first: ``scoring_id``, ``status``,
+        ``method``, ``class_`` (a label or an index), ``deployment_id``, ``requested_by`` (a
+        key's name or id), ``settled``, ``warnings``, ``max_r2``, ``since``, ``until``."""
+        params = query_params(scoring_id=scoring_id, limit=limit, offset=offset, **filters)
         data = self._core.json("GET", "/v1/explanations", params=params)["explanations"]
         return [Explanation(self._core, d) for d in data]
+
+    def explain_many(
+        self,
+        *,
+        settings: dict[str, Any] | None = None,
+        limit: int | None = None,
+        **filters: Any,
+    ) -> dict[str, Any]:
+        """Queue an explanation of every transaction ``filters`` select (those of
+        :meth:`Transactions.list`; the newest ``limit``, at most 500), with ``settings``
+        overriding the subscription's; until the space's jobs in flight reach their limit.
+        Returns ``{"matched", "queued": [...], "not_queued", "reasons": [...]}``."""
+        body: dict[str, Any] = {"filter": _json_filters(filters)}
+        if settings:
+            body["settings"] = settings
+        if limit is not None:
+            body["limit"] = limit
+        return dict(self._core.json("POST", "/v1/explanations/batch", json=body))
+
+    def export_jsonl(self, path: str | Path, **filters: Any) -> int:
+        """Write the explanations ``filters`` select (as :meth:`list` takes them, and
+        ``limit``/``offset``), with their RESULTs, to ``path`` as JSON Lines; return how many.
+        The server marks each one exported."""
+        params = query_params(**filters)
+        count = 0
+        with self._core.http.stream("GET", "/v1/explanations/export.jsonl", params=params) as r:
+            if r.status_code >= 400:
+                r.read()
+                raise error_from_response(r)
+            with Path(path).open("wb") as out:
+                for line in r.iter_lines():
+                    if line.strip():
+                        out.write(line.encode() + b"\n")
+                        count += 1
+        return count
 
 
 def _metadata_dict(metadata: dict[str, Any] | str | Path) -> dict[str, Any]:
@@ -257,3 +324,26 @@ def _metadata_dict(metadata: dict[str, Any] | str | Path) -> dict[str, Any]:
 
 def _id(obj: Any) -> str:
     return str(getattr(obj, "id", obj))
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return getattr(value, "id", value)
+
+
+def query_params(**values: Any) -> dict[str, Any]:
+    """Keyword filters as query parameters (``class_`` is ``class``; ``None`` left out)."""
+    return {k.rstrip("_"): _value(v) for k, v in values.items() if v is not None}
+
+
+def _json_filters(values: dict[str, Any]) -> dict[str, Any]:
+    """Keyword filters as a JSON filter object."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if v is None:
+            continue
+        out[k.rstrip("_")] = v.isoformat() if isinstance(v, datetime) else getattr(v, "id", v)
+    return out

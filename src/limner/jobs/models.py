@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,9 @@ class ModelProvider:
             return self.spec(
                 spec, metadata=dep.model_metadata, full_metadata=True, headers=dep.headers
             )
-        return self.spec(spec, headers=dep.headers)
+        # called as when it was deployed (the deployment's name, unless its metadata names it)
+        named = str(dep.model_metadata.get("name") or dep.name)
+        return replace(self.spec(spec, headers=dep.headers), name=named)
 
     def for_subscription(self, sub: Subscription, dep: Deployment | None) -> LoadedModel:
         """The model that explains a subscription's transactions."""
@@ -157,6 +160,15 @@ class ModelProvider:
             input_name="image",
         )
         return self.registry.get(f"subscription:{sub.id}", lambda: self.start(spec))
+
+    def for_explanation(
+        self, sub: Subscription, dep: Deployment | None, explaining: Deployment | None
+    ) -> LoadedModel:
+        """The model that explains a job: the deployment it names (``explaining``, another
+        deployment with the same labels), else its subscription's own model."""
+        if explaining is not None:
+            return self.for_deployment(explaining)
+        return self.for_subscription(sub, dep)
 
     def drop_deployment(self, dep_id: str) -> None:
         """Forget a removed deployment's model (its worker stops)."""

@@ -18,9 +18,12 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session
 
-from limner.errors import LimnerError, ModelTimeoutError, NotFoundError
+from limner.errors import ConflictError, LimnerError, ModelTimeoutError, NotFoundError
 from limner.explain.methods import GRADIENT_METHODS
+from limner.explain.segmentation import RegionMap
+from limner.explain.shared_regions import load_regions
 from limner.imaging import decode_image
 from limner.jobs.executor import Executor, RemoteJobs
 from limner.jobs.models import ModelProvider
@@ -37,8 +40,26 @@ MAX_ATTEMPTS = 3
 PROGRESS_INTERVAL = 0.5
 #: Most jobs taken in by one look at the store.
 POLL_LIMIT = 1000
+#: The job setting naming the blob of a region map that several jobs share (a comparison's
+#: explanations are all made on the same regions); the rest of the settings go to ``explain``.
+REGIONS_SETTING = "shared_regions"
 
 JobOutcome = tuple[dict[str, Any], dict[str, str]]
+
+
+def _explaining_deployment(s: Session, job: Explanation, sub: Subscription) -> Deployment | None:
+    """The other deployment whose model explains ``job`` (None: the transaction's own model);
+    it must still be in the job's space and live."""
+    if job.deployment_id is None or job.deployment_id == sub.deployment_id:
+        return None
+    dep = s.get(Deployment, job.deployment_id)
+    if dep is None or dep.space_id != job.space_id:
+        raise NotFoundError("the deployment that was to explain this transaction no longer exists")
+    if dep.retired_at is not None:
+        raise ConflictError(
+            f"deployment {dep.name!r} was retired before it explained this transaction"
+        )
+    return dep
 
 
 def pane_path(explanation_id: str, class_index: int, kind: str) -> str:
@@ -337,13 +358,17 @@ class JobRunner:
             if sub is None:
                 raise NotFoundError("the subscription of this transaction no longer exists")
             dep = s.get(Deployment, sub.deployment_id) if sub.deployment_id else None
+            explaining = _explaining_deployment(s, job, sub)
             settings = dict(job.settings)
             image_key = tx.image_blob
         image = decode_image(self.blobs.get(image_key), max_pixels=self.max_pixels)
+        shared = settings.pop(REGIONS_SETTING, None)
+        if shared is not None:
+            settings["regions"] = self._shared_regions(str(shared))
         if self.models is None:
             raise RuntimeError("this runner has no models; it hands model work to its executor")
         deadline = Deadline(self.job_timeout)
-        loaded = self.models.for_subscription(sub, dep)
+        loaded = self.models.for_explanation(sub, dep, explaining)
         progress = self._progress_writer(job_id, attempt)
         model = loaded.model
         if isinstance(model, WorkerModel) and settings.get("method") in GRADIENT_METHODS:
@@ -368,6 +393,14 @@ class JobRunner:
             panes[f"{ci}/{kind}"] = drawn[source]
         result = exp.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
         return result, panes
+
+    def _shared_regions(self, key: str) -> RegionMap:
+        """The region map a comparison's explanations share (stored when it was asked)."""
+        try:
+            data = self.blobs.get(key)
+        except (NotFoundError, OSError):
+            raise NotFoundError("the regions this comparison shares are no longer stored") from None
+        return load_regions(data)
 
     def _progress_writer(self, job_id: str, attempt: int) -> Callable[[int, int], None]:
         """Writes ``done / total`` at most every ``PROGRESS_INTERVAL`` seconds, never lower than

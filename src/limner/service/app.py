@@ -18,7 +18,10 @@ from limner.service.errors import install_error_handlers
 from limner.service.guard import SCOPE_SPACE, KeyGuardMiddleware
 from limner.service.limits import BodyLimitMiddleware
 from limner.service.metrics import NO_SPACE
+from limner.service.routers import annotations as annotation_routes
 from limner.service.routers import (
+    audit,
+    compare,
     deployments,
     explanations,
     inference,
@@ -36,7 +39,17 @@ if TYPE_CHECKING:
     from limner.service.grpc.server import GrpcServer
 
 #: Routers behind an API key, all scoped to the key's space.
-PROTECTED = (deployments, predictions, inference, subscriptions, transactions, explanations)
+PROTECTED = (
+    deployments,
+    predictions,
+    inference,
+    subscriptions,
+    transactions,
+    explanations,
+    audit,
+    compare,
+    annotation_routes,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

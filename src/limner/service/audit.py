@@ -6,7 +6,8 @@ viewers and left out of the trail until someone decides otherwise:
 - :data:`VIEWER_MAY`: the requests other than reads that a ``viewer`` key may make (explain,
   compare, annotate, export, its own login link); every other non-read request of a viewer is
   403 (:func:`authorize`, run by :func:`limner.service.deps.current_space` for every keyed
-  route).
+  route). The dashboard's forms that a viewer's session may send are listed too (the others
+  depend on ``WriterSessionDep``), so that one table says what a viewer may do.
 - :data:`AUDITED`: the requests that append a record to the space's hash chain, with the
   action's name. :class:`AuditMiddleware` appends the record when the response starts, so the
   record is stored before the client hears the outcome; refusals (403, 409, 422 …) are recorded
@@ -34,7 +35,15 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Non-read requests a viewer key may make: (method, route path).
 VIEWER_MAY: set[tuple[str, str]] = {
     ("POST", "/v1/explanations"),
+    ("POST", "/v1/explanations/{explanation_id}/annotations"),
+    ("POST", "/v1/reports"),
+    ("POST", "/v1/explanations/batch"),
+    ("POST", "/v1/comparisons"),
     ("POST", "/ui/login-links"),
+    # the dashboard's forms a viewer may send
+    ("POST", "/ui/transactions/{scoring_id}/explain"),
+    ("POST", "/ui/subscriptions/{subscription_id}/explain-selected"),
+    ("POST", "/ui/explanations/{explanation_id}/compare"),
 }
 
 #: Requests that append an audit record: (method, route path) -> action.
@@ -45,6 +54,14 @@ AUDITED: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/subscriptions/{subscription_id}"): "subscription.delete",
     ("PUT", "/v1/subscriptions/{subscription_id}/explainability"): "subscription.settings",
     ("POST", "/v1/explanations"): "explanation.request",
+    ("POST", "/v1/explanations/{explanation_id}/annotations"): "annotation.create",
+    ("GET", "/v1/explanations/{explanation_id}/report.html"): "explanation.export",
+    ("GET", "/v1/explanations/{explanation_id}/report.pdf"): "explanation.export",
+    ("POST", "/v1/reports"): "explanation.export",
+    ("POST", "/v1/explanations/batch"): "explanation.request_many",
+    ("GET", "/v1/explanations/export.jsonl"): "explanation.export",
+    ("PUT", "/v1/transactions/{scoring_id}/feedback"): "transaction.feedback",
+    ("POST", "/v1/comparisons"): "explanation.compare",
     ("POST", "/ui/login-links"): "login_link.create",
 }
 

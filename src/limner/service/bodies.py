@@ -11,9 +11,10 @@ import numpy as np
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from limner.errors import BadRequestError, InvalidInputError, UnsupportedMediaError
+from limner.service.core.scoring import MAX_EXTERNAL_ID, MAX_SOURCE, ImagePayload
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -80,26 +81,109 @@ async def form_files(request: Request, field: str) -> list[bytes]:
     return [await f.read() for f in files]
 
 
-async def image_payload(request: Request) -> list[bytes] | list[np.ndarray]:
-    """Images of a predictions request: files (multipart or base64) or a pixel array."""
+async def image_payload(request: Request) -> ImagePayload:
+    """Images of a predictions request: files (multipart or base64) or a pixel array, with
+    the caller's case ids and file names where given.
+
+    Multipart: ``file`` parts (each one's file name is its ``source``), and optionally one
+    ``external_id`` and one ``source`` field per ``file`` part, in the same order (an empty
+    one: none). JSON ``images``: base64 strings, or objects ``{"image": base64,
+    "external_id"?, "source"?}``.
+    """
     kind = media_type(request)
     if kind == "multipart/form-data":
-        return await form_files(request, "file")
+        return await _multipart_images(request)
     if kind not in ("application/json", ""):
         raise UnsupportedMediaError(
             f"cannot read {kind!r}; send multipart/form-data with 'file' parts or JSON"
         )
     body = await read_json(request)
     if isinstance(body, dict) and "images" in body:
-        images = body["images"]
-        if not isinstance(images, list):
-            raise InvalidInputError("'images' must be a list of base64 strings")
-        return [b64decode(x, f"images[{i}]") for i, x in enumerate(images)]
+        return _json_images(body["images"])
     if isinstance(body, dict) and "input_data" in body:
-        return pixels_from_input_data(body["input_data"])
+        return ImagePayload(pixels_from_input_data(body["input_data"]))
     raise InvalidInputError(
         "send {'images': [base64, ...]} or {'input_data': [{'values': pixels}]}"
     )
+
+
+async def _multipart_images(request: Request) -> ImagePayload:
+    form = await request.form(max_files=1000)
+    parts = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+    if not parts:
+        raise InvalidInputError("the multipart body has no file part named 'file'")
+    images = [await f.read() for f in parts]
+    external_ids = _per_file(form, "external_id", len(parts), MAX_EXTERNAL_ID)
+    sources = _per_file(form, "source", len(parts), MAX_SOURCE)
+    if sources is None:
+        sources = [file_name(f.filename) for f in parts]
+    return ImagePayload(images, external_ids, sources)
+
+
+def file_name(name: str | None) -> str | None:
+    """The last part of an uploaded file's name (browsers may send a path), at most
+    :data:`MAX_SOURCE` characters; ``None`` for none."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return base[:MAX_SOURCE] or None
+
+
+def _per_file(form: FormData, field: str, n: int, max_length: int) -> list[str | None] | None:
+    """The ``field`` values of a multipart body, one per file part (``None`` if none given)."""
+    values = form.getlist(field)
+    if not values:
+        return None
+    if len(values) != n:
+        raise InvalidInputError(
+            f"give one {field!r} field per 'file' part, in the same order (an empty one for "
+            f"none): {n} file(s), {len(values)} {field!r} field(s)"
+        )
+    out: list[str | None] = []
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise InvalidInputError(f"{field}[{i}] must be a text field, not a file")
+        out.append(_checked_text(value or None, f"{field}[{i}]", max_length))
+    return out
+
+
+def _checked_text(value: Any, what: str, max_length: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{what} must be a non-empty string or null")
+    if len(value) > max_length:
+        raise InvalidInputError(f"{what} is longer than {max_length} characters")
+    return value
+
+
+def _json_images(images: Any) -> ImagePayload:
+    """``images`` of a JSON body: base64 strings or ``{"image", "external_id"?, "source"?}``."""
+    if not isinstance(images, list):
+        raise InvalidInputError(
+            "'images' must be a list of base64 strings or {'image': base64, 'external_id'?, "
+            "'source'?} objects"
+        )
+    data: list[bytes] = []
+    external_ids: list[str | None] = []
+    sources: list[str | None] = []
+    for i, entry in enumerate(images):
+        if isinstance(entry, dict):
+            extra = set(entry) - {"image", "external_id", "source"}
+            if extra:
+                raise InvalidInputError(f"images[{i}]: unknown field {sorted(extra)[0]!r}")
+            if "image" not in entry:
+                raise InvalidInputError(f"images[{i}] has no 'image'")
+            data.append(b64decode(entry["image"], f"images[{i}].image"))
+            external_ids.append(
+                _checked_text(entry.get("external_id"), f"images[{i}].external_id", MAX_EXTERNAL_ID)
+            )
+            sources.append(_checked_text(entry.get("source"), f"images[{i}].source", MAX_SOURCE))
+        else:
+            data.append(b64decode(entry, f"images[{i}]"))
+            external_ids.append(None)
+            sources.append(None)
+    return ImagePayload(data, external_ids, sources)
 
 
 def pixels_from_input_data(input_data: Any) -> list[np.ndarray]:

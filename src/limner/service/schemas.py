@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Method = Literal["lime", "kernelshap", "occlusion", "rise", "integrated-gradients", "gradcam"]
 Segmentation = Literal["slic", "quickshift", "felzenszwalb", "grid"]
@@ -157,6 +157,11 @@ class PayloadRecord(Strict):
     image: str = Field(min_length=1)
     probabilities: list[float] = Field(min_length=1)
     timestamp: datetime | None = None
+    #: The caller's case or request id (unique in the subscription), the image's file name,
+    #: and the true label when it is known already.
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
+    source: str | None = Field(default=None, min_length=1, max_length=500)
+    feedback: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class PayloadRecords(Strict):
@@ -203,6 +208,16 @@ class TransactionRead(BaseModel):
     height: int
     image_url: str
     created_at: Timestamp
+    #: The caller's case or request id, the image's file name, the true label (feedback).
+    external_id: str | None = None
+    source: str | None = None
+    feedback: str | None = None
+    #: Whether ``label`` differs from ``feedback`` (null while there is no feedback).
+    misclassified: bool | None = None
+    #: The subscription's deployment (null for an external model).
+    deployment_id: str | None = None
+    #: Whether it has an explanation queued, running or finished (a failed one does not count).
+    explained: bool | None = None
 
 
 class TransactionList(BaseModel):
@@ -233,10 +248,9 @@ class Predictions(BaseModel):
 # --- explanations ----------------------------------------------------------------------------
 
 
-class ExplanationCreate(Strict):
-    """``POST /v1/explanations``: explain a transaction, optionally overriding the settings."""
+class ExplanationOverrides(Strict):
+    """Settings of one explanation request that replace the subscription's."""
 
-    scoring_id: str = Field(min_length=1, max_length=64)
     classes: list[str | int] | None = Field(default=None, min_length=1, max_length=20)
     top_k: int | None = Field(default=None, ge=1, le=20)
     seed: int | None = Field(default=None, ge=0)
@@ -251,6 +265,12 @@ class ExplanationCreate(Strict):
     baseline: Baseline | None = None
     steps: int | None = Field(default=None, ge=2, le=1024)
     layer: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ExplanationCreate(ExplanationOverrides):
+    """``POST /v1/explanations``: explain a transaction, optionally overriding the settings."""
+
+    scoring_id: str = Field(min_length=1, max_length=64)
 
 
 class ExplanationQueued(BaseModel):
@@ -276,9 +296,122 @@ class ExplanationRead(BaseModel):
     created_at: Timestamp
     started_at: OptionalTimestamp
     finished_at: OptionalTimestamp
+    #: The deployment whose model explains (null: an external model's transaction).
+    deployment_id: str | None = None
+    #: The name and role of the key that asked.
+    requested_by: str | None = None
+    requested_role: str | None = None
+    #: When a download or report first carried it.
+    exported_at: OptionalTimestamp = None
 
 
 class ExplanationList(BaseModel):
-    """``GET /v1/explanations``."""
+    """``GET /v1/explanations``, newest first."""
 
     explanations: list[ExplanationRead]
+    total: int | None = None
+    limit: int | None = None
+    offset: int | None = None
+
+
+# --- finding transactions and explanations ---------------------------------------------------
+
+#: Most transactions one ``POST /v1/explanations/batch`` considers.
+MAX_BATCH = 500
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """A time filter in UTC (a time without an offset is taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class _TimeRange(Strict):
+    """``since`` (inclusive) and ``until`` (exclusive), ISO 8601, UTC unless an offset is given."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> _TimeRange:
+        self.since, self.until = _as_utc(self.since), _as_utc(self.until)
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be before until")
+        return self
+
+
+class TransactionFilter(_TimeRange):
+    """Which transactions: every field given must hold (``GET /v1/transactions``)."""
+
+    #: The predicted label, and the true one (feedback).
+    label: str | None = Field(default=None, min_length=1, max_length=200)
+    true_label: str | None = Field(default=None, min_length=1, max_length=200)
+    #: With feedback that differs from (true) or equals (false) the predicted label.
+    misclassified: bool | None = None
+    deployment_id: str | None = Field(default=None, min_length=1, max_length=64)
+    subscription_id: str | None = Field(default=None, min_length=1, max_length=64)
+    #: With an explanation queued, running or finished (true), or none of those (false).
+    explained: bool | None = None
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ExplanationFilter(_TimeRange):
+    """Which explanations: every field given must hold (``GET /v1/explanations``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    scoring_id: str | None = Field(default=None, min_length=1, max_length=64)
+    status: Status | None = None
+    method: Method | None = None
+    #: An explained class of the RESULT: a label, or a class index.
+    class_: str | None = Field(default=None, alias="class", min_length=1, max_length=200)
+    deployment_id: str | None = Field(default=None, min_length=1, max_length=64)
+    #: The name or the id of the key that asked.
+    requested_by: str | None = Field(default=None, min_length=1, max_length=200)
+    #: Every explained class settled (true), or at least one not (false).
+    settled: bool | None = None
+    #: At least one explained class with warnings (true), or none (false).
+    warnings: bool | None = None
+    #: At least one explained class whose fit R² is below this value.
+    max_r2: float | None = Field(default=None, allow_inf_nan=False)
+
+    @property
+    def on_result(self) -> bool:
+        """Whether a filter reads the RESULT (only finished explanations can match)."""
+        return any(v is not None for v in (self.class_, self.settled, self.warnings, self.max_r2))
+
+
+class FeedbackSet(Strict):
+    """``PUT /v1/transactions/{scoring_id}/feedback``: the true label, or null to clear it."""
+
+    label: str | None = Field(min_length=1, max_length=200)
+
+
+class ExplanationBatch(Strict):
+    """``POST /v1/explanations/batch``: explain the transactions a filter selects."""
+
+    filter: TransactionFilter = Field(default_factory=TransactionFilter)
+    settings: ExplanationOverrides | None = None
+    #: The newest ``limit`` selected transactions are considered (at most 500).
+    limit: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
+
+
+class NotQueued(BaseModel):
+    """Why some selected transactions were not queued, and how many."""
+
+    code: str
+    message: str
+    count: int
+
+
+class ExplanationBatchQueued(BaseModel):
+    """Answer to ``POST /v1/explanations/batch``."""
+
+    #: Transactions the filter selects (the newest ``limit`` of them are considered).
+    matched: int
+    queued: list[ExplanationQueued]
+    not_queued: int
+    reasons: list[NotQueued]

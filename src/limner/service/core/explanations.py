@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from limner.errors import ConflictError, InvalidInputError
+from limner.errors import ConflictError, InvalidInputError, LimnerError, RateLimitError
 from limner.explain import DEFAULT_METHOD
 from limner.explain.methods import GRADIENT_METHODS
-from limner.jobs import QUEUED
+from limner.jobs import QUEUED, RUNNING
 from limner.service.core.deployments import check_live
+from limner.service.core.find import find_explanations, find_transactions
 from limner.service.core.quotas import check_explanation_settings, check_jobs_in_flight
 from limner.service.core.subscriptions import check_subscription_method
-from limner.service.schemas import ExplanationCreate
+from limner.service.schemas import (
+    ExplanationCreate,
+    ExplanationFilter,
+    ExplanationOverrides,
+    TransactionFilter,
+)
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
-from limner.store.lookup import find_in_space
 from limner.store.tables import Deployment, Explanation, Subscription, Transaction
 
 #: Settings of the subscription that a request may override.
@@ -109,13 +116,75 @@ def list_explanations(
     state: ServiceState, space: SpaceRef, scoring_id: str | None
 ) -> list[Explanation]:
     """The space's explanations (of one transaction when ``scoring_id`` is given), newest first."""
-    where = [Explanation.space_id == space.id]
-    if scoring_id is not None:
-        tx = find_in_space(state.db, Transaction, scoring_id, space.id)
-        if tx is None:
-            return []
-        where.append(Explanation.transaction_id == tx.id)
+    rows, _ = find_explanations(
+        state, space, ExplanationFilter(scoring_id=scoring_id), limit=None, offset=0
+    )
+    return rows
+
+
+@dataclass
+class BatchOutcome:
+    """What :func:`explain_many` did: the jobs it queued (with their transactions), how many
+    transactions the filter selected, and why the others were not queued."""
+
+    matched: int
+    queued: list[tuple[Explanation, Transaction]] = field(default_factory=list)
+    #: (error code, message) → how many transactions.
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @property
+    def not_queued(self) -> int:
+        """Selected transactions that were not queued."""
+        return sum(self.reasons.values())
+
+
+def explain_many(
+    state: ServiceState,
+    space: SpaceRef,
+    flt: TransactionFilter,
+    overrides: ExplanationOverrides | None,
+    limit: int,
+) -> BatchOutcome:
+    """Queue an explanation of each of the newest ``limit`` transactions ``flt`` selects, as
+    :func:`request_explanation` does, until the space's jobs in flight reach
+    ``LIMNER_MAX_JOBS_PER_SPACE`` (422 for overrides over the limits, before anything)."""
+    extra = overrides.model_dump(exclude_none=True) if overrides is not None else {}
+    settings = {k: v for k, v in extra.items() if k in _OVERRIDABLE}
+    check_explanation_settings(settings, state.settings)
+    rows, matched = find_transactions(state, space, flt, limit=limit)
+    out = BatchOutcome(matched)
+    if matched > len(rows):
+        message = f"only the newest {limit} selected transactions are considered per request"
+        out.reasons["limit", message] += matched - len(rows)
+    room = state.settings.max_jobs_per_space - _in_flight(state, space.id)
+    for i, tx in enumerate(rows):
+        if room <= 0:
+            message = (
+                f"the space has {state.settings.max_jobs_per_space} explanations queued or "
+                "running, its limit (LIMNER_MAX_JOBS_PER_SPACE); explain the rest when some "
+                "have finished"
+            )
+            out.reasons[RateLimitError.code, message] += len(rows) - i
+            break
+        body = ExplanationCreate.model_validate({"scoring_id": tx.scoring_id, **extra})
+        try:
+            job = request_explanation(state, space, tx, body)
+        except RateLimitError as exc:
+            out.reasons[exc.code, exc.message] += len(rows) - i
+            break
+        except LimnerError as exc:  # explainability off, a retired deployment, a method …
+            out.reasons[exc.code, exc.message] += 1
+            continue
+        out.queued.append((job, tx))
+        room -= 1
+    return out
+
+
+def _in_flight(state: ServiceState, space_id: str) -> int:
     with state.db.session() as s:
-        return list(
-            s.scalars(select(Explanation).where(*where).order_by(Explanation.created_at.desc()))
+        n = s.scalar(
+            select(func.count())
+            .select_from(Explanation)
+            .where(Explanation.space_id == space_id, Explanation.status.in_((QUEUED, RUNNING)))
         )
+    return int(n or 0)

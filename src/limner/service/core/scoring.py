@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import select
@@ -19,14 +19,41 @@ from limner.store.tables import Deployment, Subscription, Transaction, utcnow
 
 #: Most images one scoring request may carry.
 MAX_IMAGES_PER_REQUEST = 256
+#: Longest case id and file name a transaction keeps (the columns' sizes).
+MAX_EXTERNAL_ID = 200
+MAX_SOURCE = 500
 
 
 @dataclass
 class ImageItem:
-    """A decoded image and, when it came as a file, the file's bytes (kept as scored)."""
+    """A decoded image and, when it came as a file, the file's bytes (kept as scored); the
+    caller's case id and the file name, kept with its transaction."""
 
     pixels: np.ndarray
     encoded: bytes | None = None
+    external_id: str | None = None
+    source: str | None = None
+
+
+@dataclass
+class ImagePayload:
+    """The images of a scoring request (encoded files, or uint8 pixel arrays), with a case id
+    and a file name per image where the caller gave them."""
+
+    images: list[bytes] | list[np.ndarray]
+    external_ids: list[str | None] | None = None
+    sources: list[str | None] | None = None
+
+    def items(self, settings: Settings) -> list[ImageItem]:
+        """The decoded images (see :func:`decode_files`, :func:`from_pixels`)."""
+        if self.images and isinstance(self.images[0], bytes):
+            items = decode_files(self.images, settings)  # type: ignore[arg-type]
+        else:
+            items = from_pixels(self.images, settings)  # type: ignore[arg-type]
+        for i, item in enumerate(items):
+            item.external_id = self.external_ids[i] if self.external_ids else None
+            item.source = self.sources[i] if self.sources else None
+        return items
 
 
 @dataclass
@@ -82,8 +109,15 @@ def score(
     state: ServiceState, dep: Deployment, items: list[ImageItem], *, log: bool = True
 ) -> Scores:
     """Score ``items`` with the deployment's model (sharing batches with concurrent callers);
-    when the deployment is subscribed, log each scoring as a transaction before answering."""
+    when the deployment is subscribed, log each scoring as a transaction before answering
+    (409, before anything is scored, for a case id the subscription has logged already)."""
     check_live(dep)
+    sub_id = None
+    if log:
+        with state.db.session() as s:
+            sub_id = s.scalar(select(Subscription.id).where(Subscription.deployment_id == dep.id))
+        if sub_id is not None:
+            check_external_ids(state, sub_id, [item.external_id for item in items])
     with state.scoring_slots.take(dep.space_id):  # 429 when the space has enough in flight
         loaded = state.models.for_deployment(dep)
         w, h = loaded.model.input_size
@@ -92,13 +126,43 @@ def score(
         probs = loaded.batcher.predict(x, timeout=state.settings.model_call_timeout)
     state.metrics.scored.labels(dep.space_id, dep.name).inc(len(items))
     ids: list[str | None] = [None] * len(items)
-    if log:
-        with state.db.session() as s:
-            sub_id = s.scalar(select(Subscription.id).where(Subscription.deployment_id == dep.id))
-        if sub_id is not None:
-            labels = loaded.model.labels
-            ids = list(_log(state, dep.space_id, sub_id, labels, items, probs))
+    if sub_id is not None:
+        labels = loaded.model.labels
+        ids = list(_log(state, dep.space_id, sub_id, labels, items, probs))
     return Scores(probs, ids)
+
+
+def check_external_ids(
+    state: ServiceState,
+    sub_id: str,
+    external_ids: list[str | None],
+    scoring_ids: list[str | None] | None = None,
+) -> None:
+    """Refuse (409, naming it) a case id given twice, or logged already in the subscription
+    (unless by the same ``scoring_id``: a record sent again)."""
+    sids = scoring_ids or [None] * len(external_ids)
+    given = [(e, sid) for e, sid in zip(external_ids, sids, strict=True) if e is not None]
+    if not given:
+        return
+    seen: set[str] = set()
+    for external_id, _ in given:
+        if external_id in seen:
+            raise ConflictError(f"external_id {external_id!r} is given twice in this request")
+        seen.add(external_id)
+    with state.db.session() as s:
+        logged = dict(
+            s.execute(
+                select(Transaction.external_id, Transaction.scoring_id).where(
+                    Transaction.subscription_id == sub_id, Transaction.external_id.in_(seen)
+                )
+            ).all()
+        )
+    for external_id, scoring_id in given:
+        if external_id in logged and (scoring_id is None or logged[external_id] != scoring_id):
+            raise ConflictError(
+                f"external_id {external_id!r} names transaction {logged[external_id]!r} of "
+                "this subscription already"
+            )
 
 
 def _log(
@@ -127,8 +191,16 @@ def _log(
         size = (item.pixels.shape[1], item.pixels.shape[0])
         row = _row(space_id, sub_id, new_id(), blob, size, labels, p, None)
         row.image_bytes = len(data)
+        row.external_id, row.source = item.external_id, item.source
         rows.append(row)
-    record_transactions(state, space_id, rows, stored, since)
+    try:
+        record_transactions(state, space_id, rows, stored, since)
+    except IntegrityError as exc:  # a concurrent request logged one of the case ids first
+        if any(item.external_id for item in items):
+            raise ConflictError(
+                "an external_id of this request was logged by another request meanwhile"
+            ) from exc
+        raise
     state.metrics.transactions.labels(space_id).inc(len(rows))
     return [r.scoring_id for r in rows]
 
@@ -156,8 +228,15 @@ def _row(
         class_index=ci,
         probability=float(p[ci]),
         probabilities=[float(x) for x in p],
-        created_at=timestamp or utcnow(),
+        created_at=_utc(timestamp) or utcnow(),
     )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time in UTC (one without an offset is taken as UTC already)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def log_record(
@@ -169,8 +248,15 @@ def log_record(
     image: bytes,
     probabilities: list[float],
     timestamp: datetime | None,
+    external_id: str | None = None,
+    source: str | None = None,
+    feedback: str | None = None,
 ) -> tuple[str, bool]:
     """Log one scoring of an external model; return ``(scoring_id, created)``.
+
+    ``external_id`` (the caller's case id, unique in the subscription: 409 when another
+    transaction has it), ``source`` (the file name) and ``feedback`` (the true label: 422 when
+    it is not one of the model's) are kept with the transaction.
 
     Idempotent: a record whose ``scoring_id`` is logged already in this subscription is
     acknowledged, not doubled. Scoring ids are scoped to the space: another space's use of the
@@ -185,8 +271,11 @@ def log_record(
         raise InvalidInputError(
             f"a record has {len(probabilities)} probabilities for {len(labels)} labels"
         )
+    if feedback is not None and feedback not in labels:
+        raise InvalidInputError(f"feedback {feedback!r} is not one of the model's labels")
     if scoring_id is not None and _existing(state, sub, scoring_id):
         return scoring_id, False
+    check_external_ids(state, sub.id, [external_id])
     # the pixels are not needed, only the check that they decode and the size
     size = check_image(image, max_pixels=state.settings.max_pixels)
     check_storage_room(state, space.id, len(image))  # 413 over LIMNER_SPACE_QUOTA_BYTES
@@ -195,11 +284,15 @@ def log_record(
     sid = scoring_id or new_id()
     row = _row(space.id, sub.id, sid, blob, size, labels, np.asarray(probabilities), timestamp)
     row.image_bytes = len(image)
+    row.external_id, row.source, row.feedback = external_id, source, feedback
     try:
         record_transactions(state, space.id, [row], {blob: image}, since)
-    except IntegrityError:
+    except IntegrityError as exc:
         if _existing(state, sub, sid):
             return sid, False
+        if external_id is not None:
+            check_external_ids(state, sub.id, [external_id])  # 409 naming it
+            raise ConflictError(f"external_id {external_id!r} is logged already") from exc
         raise
     state.metrics.transactions.labels(space.id).inc()
     return sid, True

@@ -75,8 +75,16 @@ def top_classes(probabilities: list[float], labels: list[str], k: int) -> list[C
     ]
 
 
-def transaction_view(tx: Transaction, labels: list[str], base_url: str) -> TransactionRead:
-    """A transaction as JSON (with its top classes and the URL of its image)."""
+def transaction_view(
+    tx: Transaction,
+    labels: list[str],
+    base_url: str,
+    *,
+    deployment_id: str | None = None,
+    explained: bool | None = None,
+) -> TransactionRead:
+    """A transaction as JSON (with its top classes, the URL of its image, its case id, file
+    name and feedback; ``deployment_id`` and ``explained`` as the caller found them)."""
     return TransactionRead(
         id=tx.scoring_id,
         scoring_id=tx.scoring_id,
@@ -89,6 +97,12 @@ def transaction_view(tx: Transaction, labels: list[str], base_url: str) -> Trans
         height=tx.height,
         image_url=f"{base_url}/v1/transactions/{tx.scoring_id}/image",
         created_at=tx.created_at,
+        external_id=tx.external_id,
+        source=tx.source,
+        feedback=tx.feedback,
+        misclassified=None if tx.feedback is None else tx.feedback != tx.label,
+        deployment_id=deployment_id,
+        explained=explained,
     )
 
 
@@ -104,9 +118,12 @@ def prediction_view(p: np.ndarray, labels: list[str], scoring_id: str | None) ->
     )
 
 
-def explanation_view(exp: Explanation, scoring_id: str, base_url: str) -> ExplanationRead:
+def explanation_view(
+    exp: Explanation, scoring_id: str, base_url: str, *, deployment_id: str | None = None
+) -> ExplanationRead:
     """An explanation (of the transaction ``scoring_id``) as JSON; pane references become
-    absolute URLs."""
+    absolute URLs. ``deployment_id`` is the transaction's own deployment, shown when the
+    explanation names none of its own."""
     result = copy.deepcopy(exp.result) if exp.result else None
     if result:
         for item in result.get("explanations", []):
@@ -126,4 +143,8 @@ def explanation_view(exp: Explanation, scoring_id: str, base_url: str) -> Explan
         created_at=exp.created_at,
         started_at=exp.started_at,
         finished_at=exp.finished_at,
+        deployment_id=exp.deployment_id or deployment_id,
+        requested_by=exp.requested_by,
+        requested_role=exp.requested_role,
+        exported_at=exp.exported_at,
     )

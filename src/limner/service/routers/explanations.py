@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from limner.errors import NotFoundError
 from limner.service.audit import audit_note
 from limner.service.core import explanations as core
-from limner.service.core.views import explanation_view
+from limner.service.core import find
 from limner.service.deps import ExplanationDep, SpaceDep, StateDep, load_transaction
+from limner.service.query import ExplanationFilterDep, KnownQuery
 from limner.service.schemas import (
+    ExplanationBatch,
+    ExplanationBatchQueued,
     ExplanationCreate,
     ExplanationList,
     ExplanationQueued,
     ExplanationRead,
+    NotQueued,
 )
-from limner.store.lookup import scoring_ids
 
 router = APIRouter(prefix="/v1/explanations", tags=["explanations"])
 
@@ -36,27 +40,96 @@ def create_explanation(
     )
 
 
-@router.get("", response_model=ExplanationList)
+@router.post("/batch", status_code=202, response_model=ExplanationBatchQueued)
+def explain_many(
+    request: Request, body: ExplanationBatch, space: SpaceDep, state: StateDep
+) -> ExplanationBatchQueued:
+    """Queue an explanation of every transaction a filter selects (the newest ``limit``),
+    until the space's jobs in flight reach their limit; say which were queued, and why the
+    others were not."""
+    flt = body.filter.model_dump(mode="json", exclude_none=True)
+    audit_note(request, filter=flt)
+    out = core.explain_many(state, space, body.filter, body.settings, body.limit)
+    audit_note(
+        request,
+        queued=len(out.queued),
+        not_queued=out.not_queued,
+        explanation_ids=[job.id for job, _ in out.queued],
+    )
+    return ExplanationBatchQueued(
+        matched=out.matched,
+        queued=[
+            ExplanationQueued(
+                id=job.id, explanation_id=job.id, scoring_id=tx.scoring_id, status="queued"
+            )
+            for job, tx in out.queued
+        ],
+        not_queued=out.not_queued,
+        reasons=[
+            NotQueued(code=code, message=message, count=count)
+            for (code, message), count in out.reasons.items()
+        ],
+    )
+
+
+@router.get("", response_model=ExplanationList, dependencies=[KnownQuery])
 def list_explanations(
     request: Request,
     space: SpaceDep,
     state: StateDep,
-    scoring_id: str | None = Query(None, max_length=64),
+    flt: ExplanationFilterDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ExplanationList:
-    """The space's explanations, of one transaction with ``scoring_id``."""
-    base = str(request.base_url).rstrip("/")
-    rows = core.list_explanations(state, space, scoring_id)
-    sids = scoring_ids(state.db, [e.transaction_id for e in rows])
+    """The space's explanations that the filters select, newest first."""
+    rows, total = find.find_explanations(state, space, flt, limit=limit, offset=offset)
     return ExplanationList(
-        explanations=[explanation_view(e, sids.get(e.transaction_id, ""), base) for e in rows]
+        explanations=find.explanation_views(state, rows, _base(request)),
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get(
+    "/export.jsonl",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+    dependencies=[KnownQuery],
+)
+def export_explanations(
+    request: Request,
+    space: SpaceDep,
+    state: StateDep,
+    flt: ExplanationFilterDep,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StreamingResponse:
+    """The explanations that the filters select, newest first, one JSON object per line (as
+    ``GET /v1/explanations/{id}`` shows it, with its RESULT); each is marked exported."""
+    ids = list(find.matching_explanation_ids(state, space, flt))
+    ids = ids[offset : None if limit is None else offset + limit]
+    find.mark_exported(state.db, ids)
+    shown = flt.model_dump(mode="json", by_alias=True, exclude_none=True)
+    audit_note(request, count=len(ids), filter=shown)
+    return StreamingResponse(
+        find.export_lines(state, ids, _base(request)),
+        media_type="application/x-ndjson",
+        headers={
+            "Content-Disposition": 'attachment; filename="explanations.jsonl"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
 @router.get("/{explanation_id}", response_model=ExplanationRead)
 def read_explanation(request: Request, exp: ExplanationDep, state: StateDep) -> ExplanationRead:
     """Status, progress, error and (once finished) the RESULT."""
-    sid = scoring_ids(state.db, [exp.transaction_id]).get(exp.transaction_id, "")
-    return explanation_view(exp, sid, str(request.base_url).rstrip("/"))
+    return find.explanation_views(state, [exp], _base(request))[0]
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
 @router.get(

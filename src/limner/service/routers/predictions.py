@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from limner.service.bodies import image_payload
-from limner.service.core.scoring import decode_files, from_pixels, score
+from limner.service.core.scoring import score
 from limner.service.core.views import prediction_view
 from limner.service.deps import DeploymentDep, StateDep
 from limner.service.schemas import Predictions
@@ -21,7 +21,9 @@ _BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "external_id": {"type": "array", "items": {"type": "string"}},
+                        "source": {"type": "array", "items": {"type": "string"}},
                     },
                 }
             },
@@ -45,11 +47,7 @@ async def predict(request: Request, dep: DeploymentDep, state: StateDep) -> Pred
     settings = state.settings
 
     def work() -> Predictions:
-        if payload and isinstance(payload[0], bytes):
-            items = decode_files(payload, settings)  # type: ignore[arg-type]
-        else:
-            items = from_pixels(payload, settings)  # type: ignore[arg-type]
-        scores = score(state, dep, items)
+        scores = score(state, dep, payload.items(settings))
         labels = list(dep.model_metadata["labels"])
         return Predictions(
             predictions=[

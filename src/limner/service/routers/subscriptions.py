@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query, Request, Response
 
+from limner.errors import InvalidInputError
 from limner.imaging import header_pixels
 from limner.service.audit import audit_note
 from limner.service.bodies import b64decode
+from limner.service.core import find
 from limner.service.core import subscriptions as core
-from limner.service.core.scoring import check_request_pixels, log_record
-from limner.service.core.views import subscription_view, transaction_view
+from limner.service.core.scoring import check_external_ids, check_request_pixels, log_record
+from limner.service.core.views import subscription_view
 from limner.service.deps import SpaceDep, StateDep, SubscriptionDep
+from limner.service.query import KnownQuery, TransactionFilterDep
 from limner.service.schemas import (
     ExplainabilitySettings,
     PayloadRecords,
@@ -68,7 +73,17 @@ def set_explainability(
 def log_payload_records(
     body: PayloadRecords, sub: SubscriptionDep, space: SpaceDep, state: StateDep
 ) -> RecordAcks:
-    """Log scorings of an external model (idempotent on ``scoring_id``)."""
+    """Log scorings of an external model (idempotent on ``scoring_id``), with their case ids,
+    file names and true labels where given."""
+    labels = [str(x) for x in sub.model_metadata["labels"]]
+    for i, r in enumerate(body.records):
+        if r.feedback is not None and r.feedback not in labels:
+            raise InvalidInputError(
+                f"records[{i}].feedback: {r.feedback!r} is not one of the model's labels"
+            )
+    check_external_ids(
+        state, sub.id, [r.external_id for r in body.records], [r.scoring_id for r in body.records]
+    )
     images = [b64decode(r.image, f"records[{i}].image") for i, r in enumerate(body.records)]
     check_request_pixels([header_pixels(image) for image in images], state.settings)
     acks = []
@@ -81,27 +96,27 @@ def log_payload_records(
             image=image,
             probabilities=record.probabilities,
             timestamp=record.timestamp,
+            external_id=record.external_id,
+            source=record.source,
+            feedback=record.feedback,
         )
         acks.append(RecordAck(scoring_id=sid, created=created))
     return RecordAcks(records=acks)
 
 
-@router.get("/{subscription_id}/transactions", response_model=TransactionList)
+@router.get(
+    "/{subscription_id}/transactions", response_model=TransactionList, dependencies=[KnownQuery]
+)
 def list_transactions(
     request: Request,
     sub: SubscriptionDep,
+    space: SpaceDep,
     state: StateDep,
-    limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
-    label: str | None = Query(None, max_length=200),
+    flt: TransactionFilterDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> TransactionList:
-    """The subscription's transactions, newest first."""
-    rows, total = core.list_transactions(state, sub, limit=limit, offset=offset, label=label)
+    """The subscription's transactions that the filters select, newest first."""
+    rows, total = find.find_transactions(state, space, flt, limit=limit, offset=offset, sub=sub)
     base = str(request.base_url).rstrip("/")
-    labels = list(sub.model_metadata["labels"])
-    return TransactionList(
-        transactions=[transaction_view(t, labels, base) for t in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    return find.transaction_page(state, rows, total, limit, offset, base)

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from limner.service.ui import auth, media, pages
+from limner.service.ui import auth, compare_pages, find_pages, media, pages
 from limner.service.ui.deps import (
     HERE,
     CsrfRejected,
@@ -30,8 +30,10 @@ def install(app: FastAPI) -> None:
     """Serve the dashboard from ``app`` under ``/ui``."""
     app.include_router(auth.router)
     app.include_router(auth.api)
+    app.include_router(find_pages.router)  # before pages: /ui/explanations/export.jsonl
     app.include_router(pages.router)
     app.include_router(media.router)
+    app.include_router(compare_pages.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
 
     @app.exception_handler(LoginRequired)

@@ -1,11 +1,11 @@
-"""Dashboard pages: subscriptions, a subscription's transactions, an explanation."""
+"""Dashboard pages: subscriptions and an explanation (a subscription's transactions and the
+explanations list: :mod:`limner.service.ui.find_pages`)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
@@ -13,7 +13,6 @@ from limner.errors import ConflictError, InvalidInputError, RateLimitError
 from limner.service.audit import record
 from limner.service.core import explanations as explanations_core
 from limner.service.core import subscriptions as subscriptions_core
-from limner.service.core.views import top_classes
 from limner.service.deps import StateDep
 from limner.service.guard import client_address
 from limner.service.schemas import ExplainabilitySettings, ExplanationCreate
@@ -32,9 +31,6 @@ from limner.service.ui.sessions import UiSession
 from limner.store.tables import Explanation, Subscription, Transaction
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-
-#: Transactions on one page.
-PAGE_SIZE = 20
 
 
 def _latest_explanations(state: StateDep, ids: list[str]) -> dict[str, Explanation]:
@@ -64,40 +60,6 @@ def subscriptions(request: Request, session: SessionDep, auth: AuthDep, state: S
         )
     rows = [{"sub": sub, "count": int(counts.get(sub.id, 0))} for sub in subs]
     return render(request, "subscriptions.html", {"rows": rows}, session=session, auth=auth)
-
-
-@router.get("/subscriptions/{subscription_id}")
-def transactions(
-    request: Request,
-    subscription_id: str,
-    session: SessionDep,
-    auth: AuthDep,
-    state: StateDep,
-    page: int = Query(1, ge=1, le=1_000_000),
-    notice: str | None = Query(None, max_length=40),
-) -> Any:
-    """A page of the subscription's transactions, newest first, with their explanations."""
-    sub = find_subscription(state, session, subscription_id)
-    rows, total = subscriptions_core.list_transactions(
-        state, sub, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, label=None
-    )
-    latest = _latest_explanations(state, [t.id for t in rows])
-    labels = list(sub.model_metadata.get("labels", []))
-    items = [
-        {"tx": t, "exp": latest.get(t.id), "top": top_classes(t.probabilities, labels, 3)}
-        for t in rows
-    ]
-    pages = max(1, math.ceil(total / PAGE_SIZE))
-    context = {
-        "sub": sub,
-        "items": items,
-        "total": total,
-        "page": page,
-        "pages": pages,
-        "explainability": sub.explainability or {"enabled": False},
-        "notice": notice,
-    }
-    return render(request, "transactions.html", context, session=session, auth=auth)
 
 
 @router.post("/subscriptions/{subscription_id}/explainability")
@@ -176,6 +138,8 @@ def explanation(
     request: Request, explanation_id: str, session: SessionDep, auth: AuthDep, state: StateDep
 ) -> Any:
     """An explanation: the panes, the regions, the numbers; live progress while it runs."""
+    from limner.service.ui.compare_pages import compare_form
+
     exp = find_explanation(state, session, explanation_id)
     tx, sub = _owner(state, session, exp)
     context = {
@@ -185,6 +149,7 @@ def explanation(
         "result": exp.result,
         "items": [_item_view(item) for item in (exp.result or {}).get("explanations", [])],
         "others": _others(state, exp),
+        "compare": compare_form(state, session, exp, sub),
     }
     return render(request, "explanation.html", context, session=session, auth=auth)
 
