@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from limner.cli import datasets, demo, explain, keys, serve, train
+from limner.cli import audit, datasets, demo, explain, keys, report, serve, train
 from limner.cli.common import run_guarded
 
 app = typer.Typer(
@@ -45,7 +45,7 @@ def _main(
     """Explain image classifiers: which regions pushed a prediction up or down."""
 
 
-for module in (demo, serve, explain, train, datasets, keys):
+for module in (demo, serve, explain, train, datasets, keys, audit, report):
     module.register(app)
 
 

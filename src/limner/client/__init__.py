@@ -30,6 +30,7 @@ from limner.client._resources import (
     Deployment,
     Deployments,
     Explanations,
+    Reports,
     Subscription,
     Subscriptions,
     Transactions,
@@ -72,6 +73,7 @@ class APIClient:
         self.transactions = Transactions(self._core)
         self.explanations = Explanations(self._core)
         self.comparisons = Comparisons(self._core)
+        self.reports = Reports(self._core)
 
     @property
     def base_url(self) -> str:

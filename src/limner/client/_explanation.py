@@ -140,6 +140,27 @@ class Explanation:
         (d / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         return d
 
+    def annotate(self, note: str = "", *, verdict: str | None = None) -> dict[str, Any]:
+        """Add a reviewer's note and/or verdict (``accepted``, ``needs-follow-up``,
+        ``rejected``) to the explanation; return the stored annotation."""
+        body = {"note": note, "verdict": verdict}
+        return dict(self._core.json("POST", f"/v1/explanations/{self.id}/annotations", json=body))
+
+    def annotations(self) -> list[dict[str, Any]]:
+        """The explanation's annotations, oldest first (who, when, verdict, note)."""
+        data = self._core.json("GET", f"/v1/explanations/{self.id}/annotations")
+        return list(data["annotations"])
+
+    def report(self, path: str | Path, *, format: str = "pdf") -> Path:
+        """Save the explanation's report (``pdf`` or ``html``: the panes, the region table,
+        faithfulness, the model, who asked, the annotations) to ``path``."""
+        if format not in ("pdf", "html"):
+            raise ValueError(f"format is pdf or html, not {format!r}")
+        response = self._core.request("GET", f"/v1/explanations/{self.id}/report.{format}")
+        target = Path(path)
+        target.write_bytes(response.content)
+        return target
+
     def __repr__(self) -> str:
         return f"<Explanation {self.id} {self.status} {self.progress:.0%}>"
 

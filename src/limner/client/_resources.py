@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -313,6 +314,30 @@ class Explanations:
                         out.write(line.encode() + b"\n")
                         count += 1
         return count
+
+
+class Reports:
+    """Reports of several explanations in one file: ``client.reports.save(ids, path)``."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    def save(
+        self,
+        explanations: Sequence[Explanation | str],
+        path: str | Path,
+        *,
+        format: str = "pdf",
+        title: str | None = None,
+    ) -> Path:
+        """Save one report (``pdf`` or ``html``) of ``explanations`` (at most 50) to ``path``."""
+        body: dict[str, Any] = {"explanation_ids": [_id(e) for e in explanations], "format": format}
+        if title:
+            body["title"] = title
+        response = self._core.request("POST", "/v1/reports", json=body)
+        target = Path(path)
+        target.write_bytes(response.content)
+        return target
 
 
 def _metadata_dict(metadata: dict[str, Any] | str | Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -22,10 +23,25 @@ from limner.explain.methods.gradients import (
     gradient_fields,
     require_forward,
 )
-from limner.explain.metrics import curve_masks, curve_steps, faithfulness, flip_gaps, ranking
+from limner.explain.metrics import (
+    RandomOrders,
+    curve_masks,
+    curve_steps,
+    faithfulness,
+    flip_gaps,
+    random_orders,
+    random_reference,
+    ranking,
+)
 from limner.explain.perturb import BASELINES, Perturber
 from limner.explain.result import ClassExplanation, Explanation
-from limner.explain.segmentation import DEFAULT_SEGMENTS, SEGMENTATIONS, count_note, region_map
+from limner.explain.segmentation import (
+    DEFAULT_SEGMENTS,
+    SEGMENTATIONS,
+    RegionMap,
+    count_note,
+    region_map,
+)
 from limner.explain.uncertainty import (
     DEFAULT_CONFIDENCE,
     DEFAULT_SETTLE_TOP,
@@ -73,6 +89,7 @@ def explain(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     steps: int | None = None,
     layer: str | None = None,
+    regions: RegionMap | None = None,
 ) -> Explanation:
     """Explain which regions of ``image`` pushed ``model``'s classes up or down.
 
@@ -108,6 +125,8 @@ def explain(
         steps: integration steps of ``integrated-gradients`` (default: 64, doubled until the
             attributions are complete within 1%, at most 512).
         layer: the layer ``gradcam`` reads (default: the last spatial feature map).
+        regions: a region map of this image to use instead of segmenting it (several
+            explanations compared on the same regions share one).
 
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the RESULT.
@@ -122,7 +141,10 @@ def explain(
     )
     start = time.perf_counter()
     rgb = decode_image(image, max_pixels=max_pixels)
-    regions = region_map(rgb, segmentation, segments or DEFAULT_SEGMENTS)
+    if regions is None:
+        regions = region_map(rgb, segmentation, segments or DEFAULT_SEGMENTS)
+    elif regions.original_size != (rgb.shape[1], rgb.shape[0]):
+        raise InvalidInputError("the region map given is not of this image's size")
     m = regions.count
     width, height = model.input_size
     perturber = Perturber(
@@ -141,10 +163,12 @@ def explain(
         predict or model.predict_tensor, batch_size or model.preferred_batch_size, progress
     )
     n_curve = 2 * len(curve_steps(m))
-    evaluate.total = 1 + budget + n_curve * (top_k if not classes else len(classes))
+    reference = random_orders(m, seed)
+    n_ref = len(np.unique(reference.masks, axis=0))
+    evaluate.total = 1 + budget + n_curve * (top_k if not classes else len(classes)) + n_ref
     full = evaluate.masks(np.ones((1, m), np.float32), perturber)[0]
     chosen = _choose_classes(model, full, classes, top_k)
-    evaluate.total = 1 + budget + n_curve * len(chosen)
+    evaluate.total = 1 + budget + n_curve * len(chosen) + n_ref
     maps: list[GradientMap] = []
     if gradients is not None:  # deterministic attributions: nothing to settle by sampling
         maps = [gradients.attribute(perturber.image, perturber.base, c) for c in chosen]
@@ -157,18 +181,15 @@ def explain(
             tie_tolerance,
         )  # fmt: skip
     # the budget not spent no longer counts towards the progress
-    evaluate.total = evaluate.done + n_curve * len(chosen)
+    evaluate.total = evaluate.done + n_curve * len(chosen) + n_ref
     boxes_areas = regions.boxes_and_areas[1]
     note = count_note(segmentation, segments or DEFAULT_SEGMENTS, m)
+    orders = [ranking(est.weights) for est in estimates]
+    grids, all_curves, references = _curves(evaluate, perturber, chosen, orders, reference)
     explained = []
-    for c, est, o in zip(chosen, estimates, open_, strict=True):
-        order = ranking(est.weights)
-        at = curve_steps(m)
-        curves = _curves(evaluate, perturber, order, at)
-        gaps = flip_gaps(at, c, curves[0], curves[1])
-        if len(gaps):
-            at = np.union1d(at, gaps)
-            curves = _curves(evaluate, perturber, order, at)
+    for c, est, o, order, at, curves, (rd, ri) in zip(
+        chosen, estimates, open_, orders, grids, all_curves, references, strict=True
+    ):
         if gradients:
             est.fit_r2 = curve_r2(
                 est,
@@ -187,7 +208,11 @@ def explain(
                 fit_r2=float(est.fit_r2),
                 weights=np.asarray(est.weights, dtype=np.float64),
                 used_features=est.used_features,
-                faithfulness=faithfulness(order, c, curves[0], curves[1], at),
+                faithfulness=replace(
+                    faithfulness(order, c, curves[0], curves[1], at),
+                    random_deletion_auc=rd,
+                    random_insertion_auc=ri,
+                ),
                 stderr=est.stderr,
                 interval=intervals(est.weights, est.stderr, q),
                 settled=settled,
@@ -248,13 +273,55 @@ def _gradients(
     )
 
 
+Curves = tuple[np.ndarray, np.ndarray]
+
+
 def _curves(
-    evaluate: _Evaluator, perturber: Perturber, order: np.ndarray, steps: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (len(steps), C) along the deletion and the insertion curve."""
-    del_masks, ins_masks = curve_masks(order, steps)
-    out = evaluate.masks(np.vstack([del_masks, ins_masks]), perturber)
-    return out[: len(steps)], out[len(steps) :]
+    evaluate: _Evaluator,
+    perturber: Perturber,
+    chosen: list[int],
+    orders: list[np.ndarray],
+    reference: RandomOrders,
+) -> tuple[list[np.ndarray], list[Curves], list[tuple[float, float]]]:
+    """Per class: the steps of its curves, the probabilities (len(steps), C) along its deletion
+    and insertion curve, and its random-order reference AUCs.
+
+    All classes' curve masks and the random orders' masks (the same for every class) go through
+    the model together, in shared batches; then, again together, the steps some class still
+    needs for exact sufficient and necessary sets.
+    """
+    m = perturber.count
+    steps = [curve_steps(m) for _ in chosen]
+    curves, ref_answers = _evaluate_curves(evaluate, perturber, orders, steps, reference.masks)
+    refined = [
+        np.union1d(s, flip_gaps(s, c, *cv)) for s, c, cv in zip(steps, chosen, curves, strict=True)
+    ]
+    if any(len(a) != len(b) for a, b in zip(refined, steps, strict=True)):
+        steps = refined
+        curves, _ = _evaluate_curves(
+            evaluate, perturber, orders, steps, np.zeros((0, m), np.float32)
+        )
+    return steps, curves, [random_reference(reference, ref_answers, c) for c in chosen]
+
+
+def _evaluate_curves(
+    evaluate: _Evaluator,
+    perturber: Perturber,
+    orders: list[np.ndarray],
+    steps: list[np.ndarray],
+    extra: np.ndarray,
+) -> tuple[list[Curves], np.ndarray]:
+    """Probabilities along each order's deletion and insertion curve at its steps, and the
+    answers to the ``extra`` masks, evaluated in one pass."""
+    blocks = [np.vstack(curve_masks(o, s)) for o, s in zip(orders, steps, strict=True)]
+    out = evaluate.masks(np.vstack([*blocks, extra]), perturber)
+    curves: list[Curves] = []
+    start = 0
+    for s in steps:
+        n = len(s)
+        curves.append((out[start : start + n], out[start + n : start + 2 * n]))
+        start += 2 * n
+    return curves, out[start:]
 
 
 class _Evaluator:

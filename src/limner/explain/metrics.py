@@ -9,11 +9,22 @@ Low deletion AUC and high insertion AUC mean a faithful ranking. The same curves
 sufficient set (fewest top-ranked regions that, shown alone, keep the class on top) and the
 necessary set (fewest whose removal changes the top class); around the step where the class
 appears or goes the skipped steps are evaluated too, so both sets stay exact.
+
+Beside each AUC stands its random-order reference: the mean AUC of the same curve along random
+region orders (8, drawn from the explanation's seed; every order when there are at most 5 regions,
+which makes it exact), on a coarser grid of 7 evenly spaced points, 8 for an odd region count
+(every step up to 7 regions).
+Insertion along an order switches on exactly the sets that deletion along the reversed order
+leaves on, and a reversed random order is as random as the order itself, so one set of masks
+gives both references, and on a grid symmetric about M/2 they are the same number: for random
+orders, switching regions off and switching them on are one process read in opposite directions.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -85,6 +96,9 @@ class Faithfulness:
     necessary: list[int]
     deletion_curve: list[float]
     insertion_curve: list[float]
+    #: mean AUCs of the same curves along random region orders (None: not measured)
+    random_deletion_auc: float | None = None
+    random_insertion_auc: float | None = None
 
 
 def faithfulness(
@@ -118,3 +132,62 @@ def faithfulness(
         deletion_curve=[round(float(v), 6) for v in del_curve],
         insertion_curve=[round(float(v), 6) for v in ins_curve],
     )
+
+
+#: Random region orders the reference AUCs average over, and the region count up to which every
+#: order is taken instead (the exact expectation: at most 2**5 distinct masks).
+RANDOM_ORDERS = 8
+EXACT_REFERENCE_REGIONS = 5
+#: Evenly spaced points of the random-order curves, both ends included.
+REFERENCE_POINTS = 7
+#: Mixed into the explanation's seed, so the random orders do not share the sampling's stream.
+_REFERENCE_STREAM = 0x5EED0DE5
+
+
+def reference_steps(m: int) -> np.ndarray:
+    """Steps of the random-order curves: 7 evenly spaced from 0 to M (8 for an odd M), symmetric
+    (k is a step exactly when M − k is); every step up to 7 regions."""
+    half = np.linspace(0, m, REFERENCE_POINTS)[: (REFERENCE_POINTS + 1) // 2]
+    left = np.floor(half + 0.5).astype(np.int64)
+    return np.unique(np.concatenate([left, m - left]))
+
+
+@dataclass
+class RandomOrders:
+    """Region orders drawn uniformly at random and the steps their curves are evaluated at."""
+
+    orders: np.ndarray  # (n, M)
+    steps: np.ndarray
+    #: whether ``orders`` holds every order (the references are then expectations, not estimates)
+    exact: bool = False
+
+    @cached_property
+    def masks(self) -> np.ndarray:
+        """The deletion masks of every order, order after order: (n × len(steps), M)."""
+        return np.vstack([curve_masks(o, self.steps)[0] for o in self.orders])
+
+
+def random_orders(m: int, seed: int) -> RandomOrders:
+    """The random orders of an explanation with ``m`` regions and ``seed``: every order for up
+    to 5 regions, else 8 drawn from the seed (the same seed gives the same orders)."""
+    if m <= EXACT_REFERENCE_REGIONS:
+        every = np.array(list(itertools.permutations(range(m))), dtype=np.int64)
+        return RandomOrders(every, np.arange(m + 1), exact=True)
+    rng = np.random.default_rng([int(seed), _REFERENCE_STREAM])
+    orders = np.stack([rng.permutation(m) for _ in range(RANDOM_ORDERS)])
+    return RandomOrders(orders, reference_steps(m))
+
+
+def random_reference(
+    reference: RandomOrders, answers: np.ndarray, class_index: int
+) -> tuple[float, float]:
+    """The random-order reference ``(deletion AUC, insertion AUC)`` of one class, from the
+    probabilities (len(masks), C) of ``reference.masks``.
+
+    Each order's deletion curve, read backwards, is the insertion curve of the reversed order,
+    and the steps are symmetric, so both have the same area: the two references are equal.
+    """
+    n, k = len(reference.orders), len(reference.steps)
+    curves = np.asarray(answers, np.float64)[:, class_index].reshape(n, k)
+    area = float(np.mean([auc(c, reference.steps) for c in curves]))
+    return area, area

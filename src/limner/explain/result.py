@@ -283,6 +283,8 @@ class Explanation(OriginalSize):
                     "negative_regions": c.negative_regions,
                     "deletion_auc": f.deletion_auc,
                     "insertion_auc": f.insertion_auc,
+                    "random_deletion_auc": f.random_deletion_auc,
+                    "random_insertion_auc": f.random_insertion_auc,
                     "sufficient_regions": f.sufficient,
                     "necessary_regions": f.necessary,
                     "images": {k: refs(c.class_index, k) for k in self.pane_kinds},

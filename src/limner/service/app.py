@@ -26,6 +26,7 @@ from limner.service.routers import (
     explanations,
     inference,
     predictions,
+    reports,
     subscriptions,
     system,
     transactions,
@@ -49,6 +50,7 @@ PROTECTED = (
     audit,
     compare,
     annotation_routes,
+    reports,
 )
 
 

@@ -44,6 +44,7 @@ VIEWER_MAY: set[tuple[str, str]] = {
     ("POST", "/ui/transactions/{scoring_id}/explain"),
     ("POST", "/ui/subscriptions/{subscription_id}/explain-selected"),
     ("POST", "/ui/explanations/{explanation_id}/compare"),
+    ("POST", "/ui/explanations/{explanation_id}/annotations"),
 }
 
 #: Requests that append an audit record: (method, route path) -> action.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -11,7 +13,10 @@ from limner.errors import ConflictError, InvalidInputError, NotFoundError, Paylo
 from limner.explain import check_method
 from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS
 from limner.jobs import external_metadata
+from limner.jobs.runner import REGIONS_SETTING
 from limner.jobs.workers import WorkerModel
+from limner.models.metadata import Signature
+from limner.models.remote_metadata import describe, published_signature
 from limner.net import UrlPolicy
 from limner.service.core.deployments import space_usage
 from limner.service.core.quotas import check_explanation_settings
@@ -54,13 +59,19 @@ def create_subscription(
                 "an external model needs name, scoring_url and labels (or give deployment_id)"
             )
         (state.models.url_policy or UrlPolicy()).check(body.scoring_url)
+        published = published_tensors(state, body.scoring_url, body.headers)
         meta = external_metadata(
             name=body.name,
             labels=body.labels,
-            input=body.input,
+            input={**published.hints().get("input", {}), **(body.input or {})},
             problem_type=body.problem_type,
             output=body.output,
         )
+        problems = published.mismatches(meta)
+        if problems:
+            raise InvalidInputError(
+                "; ".join(problems) + " (as the server at scoring_url publishes the model)"
+            )
         sub = Subscription(
             id=new_id(),
             space_id=space.id,
@@ -76,6 +87,39 @@ def create_subscription(
     except IntegrityError as exc:
         raise ConflictError(f"deployment {body.deployment_id!r} is subscribed already") from exc
     return sub
+
+
+#: Seconds the server of an external model has to publish its model's tensors when it is
+#: subscribed (a server that does not answer in time, or publishes nothing, is not checked).
+EXTERNAL_METADATA_SECONDS = 5.0
+
+
+def published_tensors(
+    state: ServiceState, scoring_url: str, headers: dict[str, str] | None
+) -> Signature:
+    """What the server of an external model publishes of its tensors (``GET`` on the
+    scoring URL, the Open Inference model-metadata route): the gaps of the subscription's
+    input settings are filled from it, and what the user gave is checked against it. Empty
+    when the server cannot be reached or publishes nothing usable."""
+    from limner.models.remote import MAX_REMOTE_METADATA_BYTES
+    from limner.net import guarded_client, read_bounded
+
+    policy = state.models.url_policy or UrlPolicy()
+    try:
+        with guarded_client(policy, timeout=EXTERNAL_METADATA_SECONDS) as client:
+            answer = read_bounded(
+                client,
+                "GET",
+                scoring_url,
+                seconds=EXTERNAL_METADATA_SECONDS,
+                max_bytes=MAX_REMOTE_METADATA_BYTES,
+                headers=headers or {},
+            )
+        if answer.status_code != 200:
+            return Signature()
+        return published_signature(describe(json.loads(answer.content), scoring_url))
+    except Exception:  # unreachable, refused, not Open Inference: nothing to check against
+        return Signature()
 
 
 def list_subscriptions(state: ServiceState, space: SpaceRef) -> list[Subscription]:
@@ -155,12 +199,12 @@ def _purge(state: ServiceState, sub_id: str) -> None:
         in_sub = Transaction.subscription_id == sub_id
         keys = set(s.scalars(select(Transaction.image_blob).where(in_sub).distinct()))
         freed = s.scalar(select(func.coalesce(func.sum(Transaction.image_bytes), 0)).where(in_sub))
-        panes = s.scalars(
-            select(Explanation.panes)
+        rows = s.execute(
+            select(Explanation.panes, Explanation.settings)
             .join(Transaction, Explanation.transaction_id == Transaction.id)
             .where(in_sub)
         )
-        keys.update(_pane_keys(panes))
+        keys.update(_blob_keys(rows))
         s.delete(row)
         s.execute(
             update(Space)
@@ -174,9 +218,11 @@ def _purge(state: ServiceState, sub_id: str) -> None:
 
 def _release(state: ServiceState, keys: set[str]) -> None:
     """Delete the blobs of ``keys`` that no transaction and no explanation references."""
-    with state.db.session() as s:  # panes: one pass over the explanations (JSON, no index)
-        rows = s.scalars(select(Explanation.panes).execution_options(yield_per=1000))
-        keys = keys - {key for key in _pane_keys(rows) if key in keys}
+    with state.db.session() as s:  # one pass over the explanations (JSON, no index)
+        rows = s.execute(
+            select(Explanation.panes, Explanation.settings).execution_options(yield_per=1000)
+        )
+        keys = keys - {key for key in _blob_keys(rows) if key in keys}
 
     def referenced(batch: list[str]) -> set[str]:
         with state.db.session() as s:
@@ -191,10 +237,15 @@ def _release(state: ServiceState, keys: set[str]) -> None:
     release_blobs(state.blobs, keys, referenced)
 
 
-def _pane_keys(panes: Iterable[dict[str, str] | None]) -> Iterator[str]:
-    for pane in panes:
-        if isinstance(pane, dict):
-            yield from (key for key in pane.values() if isinstance(key, str))
+def _blob_keys(rows: Iterable[Any]) -> Iterator[str]:
+    """The blobs explanations reference: their panes, and the region map a comparison's jobs
+    share (``settings["shared_regions"]``)."""
+    for panes, settings in rows:
+        if isinstance(panes, dict):
+            yield from (key for key in panes.values() if isinstance(key, str))
+        shared = settings.get(REGIONS_SETTING) if isinstance(settings, dict) else None
+        if isinstance(shared, str):
+            yield shared
 
 
 def set_explainability(

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from limner.service.ui import auth, compare_pages, find_pages, media, pages
+from limner.service.ui import auth, compare_pages, find_pages, media, pages, review_pages
 from limner.service.ui.deps import (
     HERE,
     CsrfRejected,
@@ -34,6 +34,7 @@ def install(app: FastAPI) -> None:
     app.include_router(pages.router)
     app.include_router(media.router)
     app.include_router(compare_pages.router)
+    app.include_router(review_pages.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
 
     @app.exception_handler(LoginRequired)

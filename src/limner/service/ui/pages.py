@@ -13,6 +13,7 @@ from limner.errors import ConflictError, InvalidInputError, RateLimitError
 from limner.service.audit import record
 from limner.service.core import explanations as explanations_core
 from limner.service.core import subscriptions as subscriptions_core
+from limner.service.core.annotations import annotations_of
 from limner.service.deps import StateDep
 from limner.service.guard import client_address
 from limner.service.schemas import ExplainabilitySettings, ExplanationCreate
@@ -139,6 +140,7 @@ def explanation(
 ) -> Any:
     """An explanation: the panes, the regions, the numbers; live progress while it runs."""
     from limner.service.ui.compare_pages import compare_form
+    from limner.service.ui.review_pages import annotations_view
 
     exp = find_explanation(state, session, explanation_id)
     tx, sub = _owner(state, session, exp)
@@ -150,6 +152,8 @@ def explanation(
         "items": [_item_view(item) for item in (exp.result or {}).get("explanations", [])],
         "others": _others(state, exp),
         "compare": compare_form(state, session, exp, sub),
+        "review": annotations_view(annotations_of(state, exp.id)),
+        "review_notice": request.query_params.get("review"),
     }
     return render(request, "explanation.html", context, session=session, auth=auth)
 
