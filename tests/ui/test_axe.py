@@ -54,6 +54,9 @@ def dashboard_pages(dashboard: Dashboard) -> list[str]:
         "/ui/subscriptions",
         f"/ui/subscriptions/{dashboard.subscription_id}",
         f"/ui/explanations/{exp.id}",
+        "/ui/explanations",
+        "/ui/explanations?status=finished&method=kernelshap",
+        "/ui/explanations?status=nonsense",  # a bad filter's message
         "/ui/explanations/0000",  # the not-found page
     ]
 
@@ -69,7 +72,14 @@ def test_every_page_has_no_wcag_violation(dashboard: Dashboard, page: Any) -> No
 
 def test_the_explanation_page_prints_whole(dashboard: Dashboard, page: Any) -> None:
     """Printed, every region's bar is on the page (no inner scroll box cuts any off)."""
-    path = dashboard_pages(dashboard)[3]
+    path = next(
+        p
+        for p in dashboard_pages(dashboard)
+        if p.count("/") == 3
+        and "?" not in p
+        and p.startswith("/ui/explanations/")
+        and not p.endswith("0000")
+    )
     page.goto(dashboard.url + path)
     page.emulate_media(media="print")
     cut = page.eval_on_selector_all(
