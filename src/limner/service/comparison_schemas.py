@@ -6,21 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from limner.service.schemas import (
-    Baseline,
-    Method,
-    Segmentation,
-    Status,
-    Strict,
-    Timestamp,
-)
+from limner.service.schemas import Method, SettingOverrides, Status, Timestamp
 
 #: Fewest and most explanations one comparison holds (deployments × methods).
 MIN_COMPARED = 2
 MAX_COMPARED = 6
 
 
-class ComparisonCreate(Strict):
+class ComparisonCreate(SettingOverrides):
     """``POST /v1/comparisons``: explain one transaction with several deployments of the same
     labels and/or several methods, all on the same regions."""
 
@@ -29,19 +22,6 @@ class ComparisonCreate(Strict):
     deployment_ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_COMPARED)
     #: Methods; default: the subscription's.
     methods: list[Method] | None = Field(default=None, min_length=1, max_length=MAX_COMPARED)
-    classes: list[str | int] | None = Field(default=None, min_length=1, max_length=20)
-    top_k: int | None = Field(default=None, ge=1, le=20)
-    seed: int | None = Field(default=None, ge=0)
-    samples: int | None = Field(default=None, ge=8, le=20000)
-    max_samples: int | None = Field(default=None, ge=8, le=20000)
-    confidence: float | None = Field(default=None, ge=0.5, lt=1.0)
-    settle_top: int | None = Field(default=None, ge=1, le=50)
-    tie_tolerance: float | None = Field(default=None, ge=0.0, lt=1.0)
-    segmentation: Segmentation | None = None
-    segments: int | None = Field(default=None, ge=2, le=1000)
-    baseline: Baseline | None = None
-    steps: int | None = Field(default=None, ge=2, le=1024)
-    layer: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ComparedExplanation(BaseModel):

@@ -248,13 +248,13 @@ class Predictions(BaseModel):
 # --- explanations ----------------------------------------------------------------------------
 
 
-class ExplanationOverrides(Strict):
-    """Settings of one explanation request that replace the subscription's."""
+class SettingOverrides(Strict):
+    """Settings of one explanation request that replace the subscription's (the method apart:
+    a comparison names several)."""
 
     classes: list[str | int] | None = Field(default=None, min_length=1, max_length=20)
     top_k: int | None = Field(default=None, ge=1, le=20)
     seed: int | None = Field(default=None, ge=0)
-    method: Method | None = None
     samples: int | None = Field(default=None, ge=8, le=20000)
     max_samples: int | None = Field(default=None, ge=8, le=20000)
     confidence: float | None = Field(default=None, ge=0.5, lt=1.0)
@@ -265,6 +265,12 @@ class ExplanationOverrides(Strict):
     baseline: Baseline | None = None
     steps: int | None = Field(default=None, ge=2, le=1024)
     layer: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ExplanationOverrides(SettingOverrides):
+    """Settings of one explanation request that replace the subscription's, the method too."""
+
+    method: Method | None = None
 
 
 class ExplanationCreate(ExplanationOverrides):

@@ -422,3 +422,16 @@ def export_lines(state: ServiceState, ids: list[str], base: str) -> Iterator[byt
         rows = load_explanations(state.db, ids[start : start + 100])
         for view in explanation_views(state, rows, base):
             yield view.model_dump_json().encode() + b"\n"
+
+
+def latest_explanations(state: ServiceState, ids: list[str]) -> dict[str, Explanation]:
+    """The newest explanation of each transaction in ``ids`` (internal ids)."""
+    if not ids:
+        return {}
+    with state.db.session() as s:
+        rows = s.scalars(
+            select(Explanation)
+            .where(Explanation.transaction_id.in_(ids))
+            .order_by(Explanation.created_at)
+        )
+        return {e.transaction_id: e for e in rows}

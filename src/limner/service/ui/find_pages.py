@@ -139,7 +139,7 @@ def transactions(
             )
         except InvalidInputError as exc:
             problem = exc.message
-    latest = _latest_explanations(state, [t.id for t in rows])
+    latest = find.latest_explanations(state, [t.id for t in rows])
     labels = [str(x) for x in sub.model_metadata.get("labels", [])]
     items = [
         {"tx": t, "exp": latest.get(t.id), "top": top_classes(t.probabilities, labels, 3)}
@@ -168,19 +168,6 @@ def transactions(
     }
     status = 422 if problem else 200
     return render(request, "transactions.html", context, session=session, auth=auth, status=status)
-
-
-def _latest_explanations(state: ServiceState, ids: list[str]) -> dict[str, Explanation]:
-    """The newest explanation of each transaction in ``ids``."""
-    if not ids:
-        return {}
-    with state.db.session() as s:
-        rows = s.scalars(
-            select(Explanation)
-            .where(Explanation.transaction_id.in_(ids))
-            .order_by(Explanation.created_at)
-        )
-        return {e.transaction_id: e for e in rows}
 
 
 @router.post("/subscriptions/{subscription_id}/explain-selected")

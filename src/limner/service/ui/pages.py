@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from limner.errors import ConflictError, InvalidInputError, RateLimitError
 from limner.service.audit import record
 from limner.service.core import explanations as explanations_core
+from limner.service.core import find
 from limner.service.core import subscriptions as subscriptions_core
 from limner.service.core.annotations import annotations_of
 from limner.service.deps import StateDep
@@ -32,19 +33,6 @@ from limner.service.ui.sessions import UiSession
 from limner.store.tables import Explanation, Subscription, Transaction
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-
-
-def _latest_explanations(state: StateDep, ids: list[str]) -> dict[str, Explanation]:
-    """The newest explanation of each transaction in ``ids``."""
-    if not ids:
-        return {}
-    with state.db.session() as s:
-        rows = s.scalars(
-            select(Explanation)
-            .where(Explanation.transaction_id.in_(ids))
-            .order_by(Explanation.created_at)
-        )
-        return {e.transaction_id: e for e in rows}
 
 
 @router.get("/subscriptions")
@@ -127,7 +115,7 @@ def explain(
 def transaction(scoring_id: str, session: SessionDep, state: StateDep) -> RedirectResponse:
     """A transaction: its newest explanation, or its subscription's page."""
     tx = find_transaction(state, session, scoring_id)
-    latest = _latest_explanations(state, [tx.id]).get(tx.id)
+    latest = find.latest_explanations(state, [tx.id]).get(tx.id)
     target = (
         f"/ui/explanations/{latest.id}" if latest else f"/ui/subscriptions/{tx.subscription_id}"
     )
