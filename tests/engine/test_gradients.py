@@ -97,7 +97,8 @@ def test_the_known_patch_comes_first(method, image):
     assert set(ranked[:4]) == PATCH, ranked
     assert set(exp["positive_regions"][:4]) == PATCH
     assert Image.fromarray(result.pane(1, "saliency")).size == (128, 128)
-    assert set(exp["images"]) == {"positive", "negative", "heatmap", "regions", "saliency"}
+    kinds = {"positive", "negative", "heatmap", "regions", "saliency", "labels"}
+    assert set(exp["images"]) == kinds
     if method == "integrated-gradients":
         # the model is linear in the pixels: IG is exact, each patch cell is a quarter
         inside = [r["weight"] for r in exp["regions"] if r["id"] in PATCH]
@@ -236,8 +237,9 @@ def test_keras_on_the_torch_backend_gives_integrated_gradients(image):
     exp = limner.explain(image, model, method="integrated-gradients", baseline="black", segments=8)
     c = exp.to_dict()["explanations"][0]
     assert c["completeness_gap"] < 0.01
-    with pytest.raises(InvalidInputError, match="gradcam needs the model's layers"):
-        limner.explain(image, model, method="gradcam")
+    # its layers are torch modules: Grad-CAM hooks the last channels-last feature map
+    cam = limner.explain(image, model, method="gradcam", segments=8)
+    assert cam.layer == "conv2d"
 
 
 def test_check_method_before_any_work():

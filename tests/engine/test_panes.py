@@ -106,4 +106,4 @@ def test_the_regions_pane_is_drawn_once_for_all_classes(explanation: Explanation
         (ci, kind) for ci in explanation.explained_classes for kind in explanation.pane_kinds
     }
     for (ci, kind), source in pairs.items():
-        assert source == ((first, kind) if kind == "regions" else (ci, kind))
+        assert source == ((first, kind) if kind in ("regions", "labels") else (ci, kind))

@@ -52,12 +52,15 @@ def test_fixed_samples_and_other_methods_carry_intervals(lite0, coffee):
     _check_regions(lime["explanations"][0])
     assert all(r["stderr"] > 0 for r in lime["explanations"][0]["regions"])
     occ = limner.explain(coffee, lite0, method="occlusion", segments=8).to_dict()
-    assert all(r["stderr"] == 0 for r in occ["explanations"][0]["regions"])
+    # deterministic: no sampling error, so no interval (not a zero-width one) and no verdict
+    assert all(r["stderr"] is None for r in occ["explanations"][0]["regions"])
+    assert occ["explanations"][0]["settled"] is None
     exact = limner.explain(
         coffee, lite0, samples=64, segmentation="grid", segments=6, baseline="gray"
     ).to_dict()
     assert exact["stop_reason"] == "exact"
-    assert all(r["interval"][0] == r["interval"][1] for r in exact["explanations"][0]["regions"])
+    assert all(r["interval"] is None for r in exact["explanations"][0]["regions"])
+    assert exact["explanations"][0]["settled"] is None
 
 
 def test_a_fixed_budget_costs_its_samples_and_no_more(lite0, coffee):

@@ -123,7 +123,9 @@ def test_gradcam_job_has_a_saliency_pane(ctx, photo_png, tmp_path: Path) -> None
     result = exp.result
     assert result["method"] == "gradcam" and result["layer"]
     entry = result["explanations"][0]
-    assert set(entry["images"]) == {"positive", "negative", "heatmap", "regions", "saliency"}
+    assert set(entry["images"]) == {
+        "positive", "negative", "heatmap", "regions", "saliency", "labels"
+    }  # fmt: skip
     png = exp.image("saliency")
     assert Image.open(io.BytesIO(png)).size == (result["width"], result["height"])
     saved = exp.save(tmp_path / "saved")

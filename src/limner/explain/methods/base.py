@@ -48,10 +48,17 @@ class Estimate:
     intercept: float
     fit_r2: float
     used_features: int
-    #: (M, M) covariance of the weights under the method's model of its estimator (zeros when
-    #: the weights are exact), and the degrees of freedom of the intervals (inf: normal).
+    #: (M, M) covariance of the weights under the method's model of its estimator, and the
+    #: degrees of freedom of the intervals (inf: normal). None when the weights have no sampling
+    #: error (a deterministic method: occlusion, exhaustive KernelSHAP, the gradient methods):
+    #: such an estimate gets no intervals and no ``settled`` verdict.
     cov: np.ndarray | None = None
     dof: float = float("inf")
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the weights come without sampling uncertainty (``cov`` is None)."""
+        return self.cov is None
 
     @property
     def stderr(self) -> np.ndarray:

@@ -56,8 +56,8 @@ def require_forward(model: Model, method: str, black_box: tuple[str, ...]) -> To
         )
     if method == "gradcam" and not forward.hookable:
         raise InvalidInputError(
-            f"gradcam needs the model's layers, which {model.name} (TorchScript or Keras) does "
-            f"not expose; it can be explained with "
+            f"gradcam hooks the model's layers, and {model.name} is {forward.kind}, whose "
+            f"layers cannot be hooked; it can be explained with "
             f"{', '.join(methods_for(model, black_box))}"
         )
     return forward
@@ -158,8 +158,12 @@ class GradientAttributor:
         from captum.attr import LayerAttribution, LayerGradCam
 
         name = self.layer or self.target_layer(x)
-        cam = LayerGradCam(self.forward.scores, self._layer_module(name))
-        attr = cam.attribute(x, target=class_index, relu_attributions=True)
+        module = self._layer_module(name)
+        if self.forward.feature_layout == "NHWC":
+            attr = self._gradcam_channels_last(x, module, class_index)
+        else:
+            cam = LayerGradCam(self.forward.scores, module)
+            attr = cam.attribute(x, target=class_index, relu_attributions=True)
         if attr.ndim != 4:
             raise InvalidInputError(
                 f"layer {name!r} gives no spatial feature map (output {tuple(attr.shape)}); "
@@ -169,6 +173,29 @@ class GradientAttributor:
         up = LayerAttribution.interpolate(attr.sum(dim=1, keepdim=True), (h, w), "bilinear")
         pixels = up[0, 0].detach().cpu().double().numpy()
         return GradientMap(pixels, fx, fb, layer=name)
+
+    def _gradcam_channels_last(self, x: Any, module: Any, class_index: int) -> Any:
+        """Grad-CAM on a layer whose feature maps are ``(N, H, W, C)`` (Keras): captum's
+        assumes channels first. Returns ``(N, 1, H, W)``, as captum's does."""
+        import torch
+
+        seen: list[Any] = []
+        hook = module.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        try:
+            with torch.enable_grad():
+                inputs = x.detach().clone().requires_grad_(True)
+                score = self.forward.scores(inputs)[:, class_index].sum()
+                if not seen or not isinstance(seen[-1], torch.Tensor):
+                    raise InvalidInputError("gradcam: the layer gave no tensor output")
+                activation = seen[-1]
+                (grad,) = torch.autograd.grad(score, activation)
+        finally:
+            hook.remove()
+        if activation.ndim != 4:
+            return activation.detach()
+        weights = grad.mean(dim=(1, 2), keepdim=True)
+        cam = torch.relu((weights * activation).sum(dim=3, keepdim=True))
+        return cam.permute(0, 3, 1, 2).detach()
 
     def target_layer(self, x: Any) -> str:
         """The last layer whose output is a spatial feature map (H and W above 1)."""
@@ -205,14 +232,13 @@ class GradientAttributor:
                 calls[name] = calls.get(name, 0) + 1
                 if isinstance(out, torch.Tensor) and out.is_floating_point():
                     sizes[0] += out[:1].numel()
-                    if out.ndim == 4 and out.shape[2] > 1 and out.shape[3] > 1:
+                    if self.forward.spatial(out):
                         spatial.append(name)
 
             return hook
 
-        for name, module in self.forward.layers():
-            if not any(True for _ in module.children()):
-                hooks.append(module.register_forward_hook(record(name)))
+        for name, module in self.forward.leaves():
+            hooks.append(module.register_forward_hook(record(name)))
         try:
             with torch.no_grad():
                 self.forward.raw(x[:1])

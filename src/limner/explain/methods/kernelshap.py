@@ -228,7 +228,7 @@ def _exact_shapley(z: np.ndarray, y: np.ndarray) -> Estimate:
         intercept=float(y[0]),
         fit_r2=weighted_r2(y, y[0] + z @ phi),
         used_features=m,
-        cov=np.zeros((m, m)),
+        cov=None,  # every coalition evaluated: the Shapley values have no sampling error
     )
 
 

@@ -36,5 +36,5 @@ class OcclusionExplainer(Explainer):
             fit_r2=1.0,
             used_features=len(weights),
             # each weight is one exact difference of two model answers: no sampling error
-            cov=np.zeros((len(weights), len(weights))),
+            cov=None,
         )

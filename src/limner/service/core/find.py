@@ -289,7 +289,7 @@ def result_matches(result: dict[str, Any] | None, flt: ExplanationFilter) -> boo
             for i in items
         ):
             return False
-    if flt.settled is not None and all(bool(i.get("settled")) for i in items) != flt.settled:
+    if flt.settled is not None and settled_verdict(items) != flt.settled:
         return False
     if flt.warnings is not None and any(bool(i.get("warnings")) for i in items) != flt.warnings:
         return False
@@ -435,3 +435,12 @@ def latest_explanations(state: ServiceState, ids: list[str]) -> dict[str, Explan
             .order_by(Explanation.created_at)
         )
         return {e.transaction_id: e for e in rows}
+
+
+def settled_verdict(items: list[dict[str, Any]]) -> bool | None:
+    """Whether every explained class's top regions settled; ``None`` when the method is
+    deterministic (``settled`` null: no sampling uncertainty to settle), which neither
+    ``settled=true`` nor ``settled=false`` selects."""
+    if not items or any(i.get("settled") is None for i in items):
+        return None
+    return all(bool(i["settled"]) for i in items)

@@ -141,7 +141,7 @@ def explanation_pane(
     exp: ExplanationDep,
     state: StateDep,
     class_index: int,
-    kind: Literal["positive", "negative", "heatmap", "regions", "saliency"],
+    kind: Literal["positive", "negative", "heatmap", "regions", "saliency", "labels"],
 ) -> Response:
     """A rendered pane of an explained class."""
     key = (exp.panes or {}).get(f"{class_index}/{kind}")

@@ -333,7 +333,7 @@ def _explanation_rows(state: ServiceState, rows: list[Explanation]) -> list[dict
                 "sub_name": subs.get(tx.subscription_id, "") if tx else "",
                 "method": e.settings.get("method") or (e.result or {}).get("method", ""),
                 "classes": [str(i.get("label")) for i in items],
-                "settled": all(bool(i.get("settled")) for i in items) if items else None,
+                "settled": find.settled_verdict(items),
                 "warnings": sum(len(i.get("warnings") or []) for i in items),
                 "min_r2": min(r2) if r2 else None,
             }
