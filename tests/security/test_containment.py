@@ -35,7 +35,9 @@ ATTACKERS = 48
 
 
 def endless_onnx(path: Path, trip_count: int = 2**62) -> Path:
-    """A valid classifier of 8×8 images whose forward pass runs ``trip_count`` loop steps."""
+    """A valid classifier of 8×8 images whose forward pass runs ``trip_count`` loop steps on a
+    dark image (mean below 0.1 after scaling), one step on others: it passes the check that
+    a deployment scores (synthetic, mid-gray images), then never ends on the attacker's."""
     body = helper.make_graph(
         [helper.make_node("Add", ["acc_in", "one"], ["acc_out"])],
         "body",
@@ -52,6 +54,9 @@ def endless_onnx(path: Path, trip_count: int = 2**62) -> Path:
     )
     body.node.insert(0, helper.make_node("Identity", ["cond"], ["cond_out"]))
     nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean_all"], keepdims=0),
+        helper.make_node("Less", ["mean_all", "dark_below"], ["dark"]),
+        helper.make_node("Where", ["dark", "trips_endless", "trips_once"], ["trips"]),
         helper.make_node("Loop", ["trips", "keep", "zero"], ["acc"], body=body),
         helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2, 3], keepdims=1),
         helper.make_node("Mul", ["m", "nothing"], ["m0"]),
@@ -66,7 +71,9 @@ def endless_onnx(path: Path, trip_count: int = 2**62) -> Path:
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
         [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 2])],
         [
-            helper.make_tensor("trips", TensorProto.INT64, [], [trip_count]),
+            helper.make_tensor("trips_endless", TensorProto.INT64, [], [trip_count]),
+            helper.make_tensor("trips_once", TensorProto.INT64, [], [1]),
+            helper.make_tensor("dark_below", TensorProto.FLOAT, [], [0.1]),
             helper.make_tensor("keep", TensorProto.BOOL, [], [True]),
             helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
             helper.make_tensor("nothing", TensorProto.FLOAT, [], [0.0]),

@@ -124,7 +124,12 @@ class ModelProvider:
 
     def for_deployment(self, dep: Deployment) -> LoadedModel:
         """The loaded model of a deployment."""
-        return self.registry.get(f"deployment:{dep.id}", lambda: self.start(self._spec(dep)))
+        # called by its metadata's name, else by the deployment's (never the generic "model")
+        named = str(dep.model_metadata.get("name") or "model")
+        name = dep.name if named == "model" else named
+        return self.registry.get(
+            f"deployment:{dep.id}", lambda: self.start(replace(self._spec(dep), name=name))
+        )
 
     def _spec(self, dep: Deployment) -> LoadSpec:
         spec = dep.model
@@ -144,9 +149,7 @@ class ModelProvider:
             return self.spec(
                 spec, metadata=dep.model_metadata, full_metadata=True, headers=dep.headers
             )
-        # called as when it was deployed (the deployment's name, unless its metadata names it)
-        named = str(dep.model_metadata.get("name") or dep.name)
-        return replace(self.spec(spec, headers=dep.headers), name=named)
+        return self.spec(spec, headers=dep.headers)
 
     def for_subscription(self, sub: Subscription, dep: Deployment | None) -> LoadedModel:
         """The model that explains a subscription's transactions."""

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from limner.errors import LimnerError, ModelError
+from limner.models.metadata import plain_text
 
 log = logging.getLogger("limner.jobs")
 
@@ -82,6 +83,12 @@ class LoadSpec:
     input_name: str | None = None
     #: Whether :attr:`metadata` is complete (labels known): used as is, not merged.
     full_metadata: bool = False
+    #: What the model is called where its metadata names nothing (a deployment's name).
+    name: str | None = None
+    #: Check the loaded model against its metadata and score synthetic images with it before
+    #: answering (a deployment being created: a mismatch is a 422 naming the field); the
+    #: worker says ``("progress", 1, 2)`` when the model is loaded and the check begins.
+    verify: bool = False
 
     @property
     def is_url(self) -> bool:
@@ -104,25 +111,32 @@ class LoadSpec:
         if self.input_name is not None:
             from limner.models.remote import RemoteModel
 
-            return RemoteModel(
+            remote = RemoteModel(
                 self.spec,
                 ModelMetadata.from_dict(self.metadata or {}),
                 input_name=self.input_name,
                 headers=self.headers,
                 client=client,
             )
+            return remote
         meta: Any = self.metadata
         if self.metadata is not None and self.full_metadata:
             meta = ModelMetadata.from_dict(self.metadata)
         return load_model(
-            self.spec, device=self.device, metadata=meta, headers=self.headers, client=client
+            self.spec,
+            device=self.device,
+            metadata=meta,
+            headers=self.headers,
+            client=client,
+            name=self.name,
         )
 
     def scrub(self, text: str) -> str:
-        """``text`` without the server folder of the upload."""
+        """``text`` without the server folder of the upload, and as one plain line (no
+        terminal escape codes: libraries such as Keras colour their messages)."""
         if self.folder:
             text = text.replace(self.folder.rstrip("/") + "/", "").replace(self.folder, ".")
-        return text
+        return plain_text(text)
 
 
 def contain(limits: WorkerLimits, tmp: Path, *, network: bool) -> None:
@@ -197,7 +211,13 @@ def serve(conn: Connection, spec: LoadSpec, limits: WorkerLimits, tmp: str) -> N
     try:
         before = rss_bytes()
         model = spec.load()
-        conn.send(("ok", describe(model, max(0, rss_bytes() - before))))
+        loaded = max(0, rss_bytes() - before)
+        if spec.verify:
+            from limner.models.checks import verify_model
+
+            conn.send(("progress", 1, 2))
+            verify_model(model)
+        conn.send(("ok", describe(model, loaded)))
     except BaseException as exc:
         conn.send(("error", _portable(exc, spec)))
         return

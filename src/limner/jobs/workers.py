@@ -85,9 +85,20 @@ class ModelWorker:
         )
         self.process.start()
         child.close()
+        checking: list[bool] = []  # the worker says when the model is loaded and checked
+
+        def loaded(_done: int, _total: int) -> None:
+            checking.append(True)
+
         try:
-            self.info: dict[str, Any] = self.request(None, limits.load_timeout)
+            self.info: dict[str, Any] = self.request(None, limits.load_timeout, loaded)
         except WorkerLate:
+            if checking:
+                raise ModelUnavailableError(
+                    "the model loaded, but did not score two synthetic images within "
+                    f"{limits.load_timeout:g} s (LIMNER_MODEL_LOAD_TIMEOUT): its forward "
+                    "pass takes too long"
+                ) from None
             raise ModelUnavailableError(
                 f"the model did not load within {limits.load_timeout:g} s "
                 "(LIMNER_MODEL_LOAD_TIMEOUT)"

@@ -8,13 +8,14 @@ class probabilities.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from limner.errors import InvalidInputError, ModelError
 from limner.imaging.transform import resize
-from limner.models.metadata import ModelMetadata
+from limner.models.metadata import ModelMetadata, Signature
 
 if TYPE_CHECKING:
     from limner.models.gradients import TorchForward
@@ -128,6 +129,18 @@ class Model(ABC):
     def torch_forward(self) -> TorchForward | None:
         """The differentiable torch forward for gradient methods, or None (a black box)."""
         return None
+
+    def signature(self) -> Signature:
+        """What the model itself says of its input and output tensors (fixed sizes, layout,
+        element type, output count), checked against its metadata when it is deployed
+        (:func:`limner.models.checks.verify_model`); empty where it says nothing."""
+        return Signature()
+
+    def rename(self, name: str) -> None:
+        """Call the model ``name`` (its metadata's name too: what pages and records show)."""
+        if name and name != self.metadata.name:
+            self.metadata = replace(self.metadata, name=name)
+        self.name = name or self.name
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (sessions, connections)."""

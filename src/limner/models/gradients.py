@@ -23,9 +23,11 @@ GRADIENT_METHODS = ("integrated-gradients", "gradcam")
 class TorchForward:
     """A differentiable forward: float pixels ``(N, H, W, 3)`` in 0..255 → class scores.
 
-    ``module`` is called on ``prepare(pixels)``; ``hookable`` says whether its submodules run
-    through ``nn.Module.__call__`` (so forward hooks fire, as Grad-CAM needs): not so for
-    TorchScript or Keras layers.
+    ``module`` is called on ``prepare(pixels)`` (through ``call`` when given); ``hookable``
+    says whether its layers run through ``nn.Module.__call__`` (so forward hooks fire, as
+    Grad-CAM needs): not so for TorchScript. ``named_layers`` lists the layers where they are
+    not the module's registered submodules (a Keras 3 model on the torch backend), and
+    ``feature_layout`` says how its layers lay out feature maps (Keras: channels-last).
     """
 
     module: Any
@@ -33,6 +35,12 @@ class TorchForward:
     device: Any
     hookable: bool = True
     call: Callable[[Any], Any] | None = None
+    #: ``(name, layer, is_leaf)`` of every hookable layer, when not ``module.named_modules()``.
+    named_layers: list[tuple[str, Any, bool]] | None = None
+    #: ``NCHW`` (PyTorch's feature maps) or ``NHWC`` (Keras' channels-last ones).
+    feature_layout: str = "NCHW"
+    #: What the model is, for messages (``a TorchScript model``).
+    kind: str = "a PyTorch model"
 
     def prepare(self, pixels: Any) -> Any:
         """The model's input tensor for float pixels ``(N, H, W, 3)``, differentiably."""
@@ -79,10 +87,27 @@ class TorchForward:
         return self.probabilities(pixels)
 
     def layers(self) -> list[tuple[str, Any]]:
-        """The named submodules forward hooks can see (empty when they cannot be hooked)."""
+        """The named layers forward hooks can see (empty when they cannot be hooked)."""
         if not self.hookable:
             return []
+        if self.named_layers is not None:
+            return [(name, layer) for name, layer, _ in self.named_layers]
         return [(name, m) for name, m in self.module.named_modules() if name]
+
+    def leaves(self) -> list[tuple[str, Any]]:
+        """The named layers that hold no other layer (what one forward pass is probed on)."""
+        if not self.hookable:
+            return []
+        if self.named_layers is not None:
+            return [(name, layer) for name, layer, leaf in self.named_layers if leaf]
+        return [(name, m) for name, m in self.layers() if not any(True for _ in m.children())]
+
+    def spatial(self, out: Any) -> bool:
+        """Whether a layer's output is a feature map with height and width above 1."""
+        if getattr(out, "ndim", 0) != 4:
+            return False
+        h, w = (out.shape[1], out.shape[2]) if self.feature_layout == "NHWC" else out.shape[2:]
+        return bool(h > 1 and w > 1)
 
 
 def module_forward(module: Any, metadata: ModelMetadata, device: Any) -> TorchForward:
@@ -90,4 +115,10 @@ def module_forward(module: Any, metadata: ModelMetadata, device: Any) -> TorchFo
     import torch
 
     scripted = isinstance(module, torch.jit.ScriptModule)
-    return TorchForward(module=module, metadata=metadata, device=device, hookable=not scripted)
+    return TorchForward(
+        module=module,
+        metadata=metadata,
+        device=device,
+        hookable=not scripted,
+        kind="a TorchScript model" if scripted else "a PyTorch model",
+    )

@@ -37,7 +37,16 @@ from limner.errors import (
     ModelError,
     PayloadTooLargeError,
 )
-from limner.models.metadata import InputSpec, ModelMetadata, without_folder
+from limner.models.metadata import (
+    METADATA_FILE,
+    InputSpec,
+    ModelMetadata,
+    Signature,
+    complete,
+    merge_hints,
+    plain_text,
+    without_folder,
+)
 from limner.models.pytorch import TorchModel
 
 CONFIG = "config.json"
@@ -90,10 +99,27 @@ def is_hf_directory(path: Path) -> bool:
 
 def detect_format(path: Path) -> str | None:
     """``"huggingface"`` for a directory :func:`limner.load_model` loads as one, else ``None``
-    (a directory with a ``limner-model.json`` is a limner model directory)."""
-    if is_hf_directory(path) and not (path / "limner-model.json").exists():
-        return "huggingface"
-    return None
+    (a directory whose ``limner-model.json`` names an ``artifact``, or that holds a
+    ``model.onnx``, is a limner model directory)."""
+    return "huggingface" if loads_as_hf(path) else None
+
+
+def loads_as_hf(path: Path) -> bool:
+    """Whether ``path`` is a Hugging Face directory: a ``config.json``, and no
+    ``limner-model.json`` naming another artifact (one without ``artifact`` beside no
+    ``model.onnx`` gives metadata fields over the directory's own)."""
+    if not is_hf_directory(path):
+        return False
+    meta = path / METADATA_FILE
+    if not meta.exists():
+        return True
+    if (path / "model.onnx").exists():
+        return False
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "artifact" not in data
 
 
 def check_directory(path: Path) -> None:
@@ -229,6 +255,16 @@ class HFImageClassifier(TorchModel):
         self.hf_model = hf_model
         super().__init__(_logits_module(hf_model), metadata, device=device, name=name)
 
+    def signature(self) -> Signature:
+        """The class count and channels of the model's configuration."""
+        config = getattr(self.hf_model, "config", None)
+        outputs = getattr(config, "num_labels", None)
+        channels = getattr(config, "num_channels", None)
+        return Signature(
+            channels=int(channels) if isinstance(channels, int) else None,
+            outputs=int(outputs) if isinstance(outputs, int) and outputs > 0 else None,
+        )
+
     @property
     def module(self) -> Any:
         """The ``torch.nn.Module`` that maps an NCHW pixel tensor to logits."""
@@ -337,13 +373,26 @@ def _input_size(proc: dict[str, Any], config: dict[str, Any]) -> tuple[int, int]
 
 
 def load_hf_directory(
-    path: str | Path, metadata: ModelMetadata | None = None, *, device: str = "cpu"
+    path: str | Path,
+    metadata: ModelMetadata | None = None,
+    *,
+    device: str = "cpu",
+    given: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> HFImageClassifier:
-    """Load a transformers image-classification directory (safetensors weights only)."""
+    """Load a transformers image-classification directory (safetensors weights only).
+
+    ``metadata`` is used as it is; without it, ``given`` (metadata fields, any subset) over
+    what the directory tells (:func:`hf_metadata`), named ``name`` where ``given`` names none.
+    """
     p = Path(path)
     config = read_config(p)
     _check_weights(p, p.name, ModelError)
-    meta = metadata or hf_metadata(p, config)
+    if metadata is None:
+        told = hf_metadata(p, config).to_dict()
+        told["name"] = name or told["name"]
+        metadata = complete(merge_hints(told, given or {}), what=p.name)
+    meta = metadata
     try:
         from transformers import AutoModelForImageClassification
     except ImportError as exc:
@@ -354,7 +403,7 @@ def load_hf_directory(
             str(p), trust_remote_code=False, use_safetensors=True, local_files_only=True
         )
     except Exception as exc:  # transformers names the directory by its full path
-        problem = without_folder(str(exc), p.parent)
+        problem = plain_text(without_folder(str(exc), p.parent))
         raise ModelError(
             f"{p.name}: not a loadable transformers image classifier ({problem})"
         ) from exc

@@ -1,10 +1,16 @@
 """Keras 3 adapter: ``.keras`` files run on the PyTorch backend (no TensorFlow needed).
 
-A ``.keras`` file carries no labels. When a ``limner-model.json`` (or ``NAME.json``) lies beside
-it, that gives labels and preprocessing; otherwise they are derived from the model: the input
-size from its input shape, labels ``class_0, class_1, ...``, the output kind from the last
+A ``.keras`` file carries no labels. What the model tells is derived from it: the input size,
+channels and layout from its input shape (channels-last, Keras' default, unless the shape says
+otherwise), labels ``class_0, class_1, ...`` for its outputs, the output kind from the last
 layer's activation (softmax or sigmoid → probabilities, anything else → logits), and raw 0-255
-pixels in NHWC float32 (Keras image models usually start with a ``Rescaling(1/255)`` layer).
+pixels in float32 (Keras image models usually start with a ``Rescaling(1/255)`` layer). A
+``limner-model.json`` (or ``NAME.json``) beside it, or the deployment's metadata, gives any of
+these fields over what the model tells (labels and ``problem_type`` alone are enough).
+
+On the torch backend a Keras 3 model is a ``torch.nn.Module`` whose layers run through
+``nn.Module.__call__``: every gradient method applies, Grad-CAM included (its layers output
+channels-last feature maps).
 """
 
 from __future__ import annotations
@@ -22,9 +28,14 @@ from limner.models.base import Model
 from limner.models.gradients import TorchForward
 from limner.models.metadata import (
     METADATA_FILE,
-    InputSpec,
+    Layout,
     ModelMetadata,
     OutputKind,
+    Signature,
+    complete,
+    merge_hints,
+    plain_text,
+    read_metadata_dict,
     without_folder,
 )
 
@@ -64,8 +75,10 @@ class KerasModel(Model):
     def _forward(self, x: np.ndarray) -> np.ndarray:
         try:
             out = self._model.predict_on_batch(x)
-        except Exception as exc:
-            raise ModelError(f"{self.name}: the Keras model failed ({exc})") from exc
+        except Exception as exc:  # Keras' messages carry terminal colour codes and newlines
+            raise ModelError(
+                f"{self.name}: the Keras model failed ({plain_text(str(exc))})"
+            ) from exc
         if isinstance(out, (list, tuple)):
             out = out[0]
         if isinstance(out, dict):
@@ -73,8 +86,8 @@ class KerasModel(Model):
         return np.asarray(out, dtype=np.float32)
 
     def torch_forward(self) -> TorchForward | None:
-        """On the torch backend, the Keras model itself is differentiable in torch (its layers
-        are not hookable, so only Integrated Gradients applies)."""
+        """On the torch backend, the Keras model itself is differentiable in torch, and its
+        layers are torch modules whose forward hooks fire (Grad-CAM applies)."""
         keras = _import_keras()
         if keras.backend.backend() != "torch":
             return None
@@ -85,13 +98,55 @@ class KerasModel(Model):
         model = self._model
         weights = list(model.weights)
         device = weights[0].value.device if weights else torch.device("cpu")
+        layers = keras_layers(model)
         return TorchForward(
             module=model,
             metadata=self.metadata,
             device=device,
-            hookable=False,
             call=lambda x: model(x, training=False),
+            named_layers=layers,
+            feature_layout=_feature_layout([layer for _, layer, _ in layers], self.metadata),
+            kind="a Keras model",
         )
+
+    def signature(self) -> Signature:
+        """The fixed input size, channels and layout of the model, and its output count."""
+        return keras_signature(self._model)
+
+
+def keras_layers(model: Any, prefix: str = "") -> list[tuple[str, Any, bool]]:
+    """Every layer of a Keras model, nested ones too, as ``(name, layer, is_leaf)``; a nested
+    layer is named ``outer/inner``."""
+    found: list[tuple[str, Any, bool]] = []
+    for layer in _sublayers(model):
+        if type(layer).__name__ == "InputLayer":
+            continue
+        name = f"{prefix}{layer.name}"
+        inner = keras_layers(layer, name + "/")
+        found.append((name, layer, not inner))
+        found.extend(inner)
+    return found
+
+
+def _sublayers(layer: Any) -> list[Any]:
+    flatten = getattr(layer, "_flatten_layers", None)
+    if callable(flatten):
+        try:
+            return list(flatten(include_self=False, recursive=False))
+        except TypeError:  # pragma: no cover - another Keras signature
+            pass
+    return list(getattr(layer, "layers", None) or [])
+
+
+def _feature_layout(layers: list[Any], metadata: ModelMetadata) -> Layout:
+    """The layout of the model's feature maps: its layers' ``data_format`` where they agree,
+    else the input's."""
+    formats = {getattr(layer, "data_format", None) for layer in layers} - {None}
+    if formats == {"channels_first"}:
+        return "NCHW"
+    if formats == {"channels_last"}:
+        return "NHWC"
+    return metadata.input.layout
 
 
 def _last_activation(model: Any) -> str:
@@ -104,49 +159,73 @@ def _last_activation(model: Any) -> str:
     return "linear"
 
 
-def derive_metadata(model: Any, name: str, artifact: str = "model.keras") -> ModelMetadata:
-    """Metadata read off a Keras model: input size, class count and output kind."""
-    shape = tuple(model.inputs[0].shape) if model.inputs else ()
+def keras_signature(model: Any) -> Signature:
+    """What a Keras model's input and output shapes fix (channels-last unless the shape has
+    its channels first)."""
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    outputs = None
+    if getattr(model, "outputs", None):
+        dims = tuple(model.outputs[0].shape[1:])
+        if dims and all(dims):
+            outputs = int(np.prod(dims))
+    if len(shape) != 4:
+        return Signature(outputs=outputs)
+    channels_first = shape[1] in (1, 3) and shape[3] not in (1, 3)
+    height, width, channels = (shape[2], shape[3], shape[1]) if channels_first else shape[1:]
+    shown = "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+    return Signature(
+        width=int(width) if width else None,
+        height=int(height) if height else None,
+        channels=int(channels) if channels else None,
+        layout="NCHW" if channels_first else "NHWC",
+        outputs=outputs,
+        shape=shown,
+    )
+
+
+def derived_fields(model: Any, name: str, artifact: str = "model.keras") -> dict[str, Any]:
+    """The metadata fields a Keras model tells (a ``limner-model.json`` form, maybe without
+    the input size): see the module notes."""
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
     if len(shape) != 4:
         raise InvalidInputError(
             f"{name}: expected an image input (batch, height, width, channels), got {shape}; "
             f"write a {METADATA_FILE} beside the model"
         )
-    channels_first = shape[1] in (1, 3) and shape[3] not in (1, 3)
-    height, width, channels = (shape[2], shape[3], shape[1]) if channels_first else shape[1:]
-    if not height or not width:
-        raise InvalidInputError(
-            f"{name}: the model's input size is not fixed {shape}; "
-            f"write a {METADATA_FILE} with the input width and height beside the model"
-        )
-    outputs = int(np.prod([d for d in model.outputs[0].shape[1:] if d]))
+    sig = keras_signature(model)
     activation = _last_activation(model)
     kind: OutputKind = "probabilities" if activation in ("softmax", "sigmoid") else "logits"
-    n_classes = 2 if outputs == 1 else outputs
-    return ModelMetadata(
-        labels=[f"class_{i}" for i in range(n_classes)],
-        input=InputSpec(
-            width=int(width),
-            height=int(height),
-            channels=int(channels or 3),
-            layout="NCHW" if channels_first else "NHWC",
-            dtype="float32",
-            scale=1.0,
-            mean=(0.0, 0.0, 0.0),
-            std=(1.0, 1.0, 1.0),
-        ),
-        output=kind,
-        problem_type="binary" if n_classes == 2 else "multiclass",
-        name=name,
-        extra={"artifact": artifact, "framework": "keras"},
-    )
+    data: dict[str, Any] = {
+        "input": {
+            **sig.hints()["input"],
+            "channels": sig.channels or 3,
+            "dtype": "float32",
+            "scale": 1.0,
+            "mean": 0.0,
+            "std": 1.0,
+        },
+        "output": kind,
+        "name": name,
+        "artifact": artifact,
+        "framework": "keras",
+    }
+    if sig.outputs:
+        n_classes = 2 if sig.outputs == 1 else sig.outputs
+        data["labels"] = [f"class_{i}" for i in range(n_classes)]
+        data["problem_type"] = "binary" if n_classes == 2 else "multiclass"
+    return data
 
 
-def _metadata_beside(path: Path) -> ModelMetadata | None:
+def derive_metadata(model: Any, name: str, artifact: str = "model.keras") -> ModelMetadata:
+    """Metadata read off a Keras model: input size, class count and output kind."""
+    return complete(derived_fields(model, name, artifact), what=name, signature=None)
+
+
+def _metadata_beside(path: Path) -> dict[str, Any]:
     for candidate in (path.with_suffix(".json"), path.parent / METADATA_FILE):
         if candidate.is_file():
-            return ModelMetadata.read(candidate)
-    return None
+            return read_metadata_dict(candidate)
+    return {}
 
 
 def read_config(path: Path) -> Any:
@@ -192,7 +271,13 @@ def _config_too_large(shown: str) -> PayloadTooLargeError:
     )
 
 
-def load_keras(path: str | Path, metadata: ModelMetadata | None = None) -> Model:
+def load_keras(
+    path: str | Path,
+    metadata: ModelMetadata | None = None,
+    *,
+    given: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> Model:
     """Load a Keras 3 ``.keras`` classifier.
 
     Its ``config.json`` is sized before Keras reads it (:data:`MAX_CONFIG_BYTES`). Errors name
@@ -200,8 +285,10 @@ def load_keras(path: str | Path, metadata: ModelMetadata | None = None) -> Model
 
     Args:
         path: the ``.keras`` file.
-        metadata: labels and preprocessing; default: a ``limner-model.json`` beside the file,
-            else what the model itself tells (see the module notes).
+        metadata: complete labels and preprocessing, used as they are.
+        given: metadata fields (any subset) over what the model tells; default: a
+            ``limner-model.json`` beside the file (see the module notes).
+        name: the model's name where ``given`` names none (default: the file's stem).
     """
     p = Path(path)
     try:
@@ -213,8 +300,12 @@ def load_keras(path: str | Path, metadata: ModelMetadata | None = None) -> Model
     try:
         model = keras.saving.load_model(str(p), compile=False, safe_mode=True)
     except Exception as exc:
-        problem = without_folder(str(exc), p.parent)
+        problem = plain_text(without_folder(str(exc), p.parent))
         raise ModelError(f"{p.name}: not a loadable Keras model ({problem})") from exc
-    name = p.stem
-    meta = metadata or _metadata_beside(p) or derive_metadata(model, name, p.name)
-    return KerasModel(model, meta, name=meta.name if meta.name != "model" else name)
+    if metadata is None:
+        fields = _metadata_beside(p) if given is None else given
+        told = derived_fields(model, name or p.stem, p.name)
+        metadata = complete(
+            merge_hints(told, fields), what=p.name, signature=keras_signature(model)
+        )
+    return KerasModel(model, metadata)

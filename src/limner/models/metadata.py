@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -124,14 +125,21 @@ class ModelMetadata:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
         """Read metadata from its JSON form, with clear errors for missing fields."""
+        missing = missing_fields(data)
+        if missing:
+            raise InvalidInputError(
+                f"model metadata: missing {join_fields(missing)}; give them in {METADATA_FILE}"
+            )
         try:
             inp = dict(data["input"])
             if len(data["labels"]) > MAX_CLASSES:  # before a string is made of each
                 raise InvalidInputError(_too_many_labels(len(data["labels"])))
             labels = [str(x) for x in data["labels"]]
-        except (KeyError, TypeError) as exc:
+        except InvalidInputError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(
-                f"model metadata needs 'labels' and 'input' (missing {exc})"
+                "model metadata: 'labels' must be a list and 'input' an object"
             ) from exc
         try:
             channels = int(inp.get("channels", 3))
@@ -160,21 +168,157 @@ class ModelMetadata:
     @classmethod
     def read(cls, path: str | Path) -> ModelMetadata:
         """Read a ``limner-model.json`` file."""
-        p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError as exc:
-            raise InvalidInputError(f"{p.name}: no such metadata file") from exc
-        except (OSError, ValueError) as exc:
-            problem = without_folder(str(exc), p.parent)
-            raise InvalidInputError(f"{p.name}: not valid JSON ({problem})") from exc
-        if not isinstance(data, dict):
-            raise InvalidInputError(f"{p.name}: expected a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(read_metadata_dict(path))
 
     def write(self, path: str | Path) -> None:
         """Write this metadata as JSON."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def read_metadata_dict(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a ``limner-model.json`` file, any subset of its fields (the model
+    may tell the rest: see :func:`complete`)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"{p.name}: no such metadata file") from exc
+    except (OSError, ValueError) as exc:
+        problem = without_folder(str(exc), p.parent)
+        raise InvalidInputError(f"{p.name}: not valid JSON ({problem})") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{p.name}: expected a JSON object")
+    return data
+
+
+def missing_fields(data: dict[str, Any]) -> list[str]:
+    """The fields a model's metadata must have that ``data`` lacks (``labels``,
+    ``input.width``, ``input.height``)."""
+    missing = [] if data.get("labels") is not None else ["labels"]
+    inp = data.get("input")
+    inp = inp if isinstance(inp, dict) else {}
+    missing += [f"input.{key}" for key in ("width", "height") if inp.get(key) in (None, "")]
+    return missing
+
+
+def join_fields(fields: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return fields[0] if len(fields) == 1 else ", ".join(fields[:-1]) + " and " + fields[-1]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a model itself says of its input and output tensors (None: it does not say).
+
+    Adapters read it off the model (an ONNX graph's fixed dimensions, a Keras model's input
+    shape, a server's published tensors); it fills the gaps of the metadata
+    (:meth:`hints`) and is checked against what the user gave (:meth:`mismatches`).
+    """
+
+    width: int | None = None
+    height: int | None = None
+    channels: int | None = None
+    layout: Layout | None = None
+    dtype: str | None = None
+    #: Scores per image of the model's (first) output.
+    outputs: int | None = None
+    #: The input tensor's shape as the model declares it (for messages), e.g. ``(N, 3, 96, 96)``.
+    shape: str | None = None
+
+    def hints(self) -> dict[str, Any]:
+        """The metadata fields this signature gives (an ``input`` block)."""
+        inp = {
+            key: value
+            for key, value in (
+                ("width", self.width),
+                ("height", self.height),
+                ("channels", self.channels),
+                ("layout", self.layout),
+                ("dtype", self.dtype),
+            )
+            if value is not None
+        }
+        return {"input": inp} if inp else {}
+
+    def mismatches(self, meta: ModelMetadata) -> list[str]:
+        """What in ``meta`` the model cannot take, each naming the field and what the model
+        has (``input.width: the model's input is fixed at 96×96, not 50``)."""
+        inp = meta.input
+        found = []
+        shape = f" {self.shape}" if self.shape else ""
+        if self.layout is not None and inp.layout != self.layout:
+            found.append(
+                f"input.layout: the model's input is {self.layout}{shape}, not {inp.layout}"
+            )
+        size = (
+            f"{self.width}×{self.height}"
+            if self.width and self.height
+            else f"{self.width or '?'} wide and {self.height or '?'} high"
+        )
+        for key, fixed, given in (
+            ("width", self.width, inp.width),
+            ("height", self.height, inp.height),
+        ):
+            if fixed is not None and fixed != given:
+                found.append(f"input.{key}: the model's input is fixed at {size}, not {given}")
+        if self.channels is not None and self.channels != inp.channels:
+            found.append(
+                f"input.channels: the model takes {self.channels} channel"
+                f"{'s' if self.channels != 1 else ''}{shape}, not {inp.channels}"
+            )
+        if self.dtype is not None and self.dtype != inp.dtype:
+            found.append(f"input.dtype: the model takes {self.dtype} input, not {inp.dtype}")
+        if self.outputs is not None:
+            found.extend(output_count_problem(self.outputs, len(meta.labels)))
+        return found
+
+
+def output_count_problem(outputs: int, labels: int) -> list[str]:
+    """The ``labels`` problem of a model with ``outputs`` scores an image (a single sigmoid
+    output serves two labels), or none."""
+    if outputs == labels or (outputs == 1 and labels == 2):
+        return []
+    return [
+        f"labels: the model has {outputs} output{'s' if outputs != 1 else ''} but {labels} "
+        f"label{'s' if labels != 1 else ''} were given"
+    ]
+
+
+def complete(
+    data: dict[str, Any], *, what: str, signature: Signature | None = None
+) -> ModelMetadata:
+    """``data`` (what the model tells, the user's fields over it) as metadata; what is still
+    missing is named in one message (with what the model says of it)."""
+    missing = missing_fields(data)
+    if missing:
+        told = []
+        if "labels" in missing and signature is not None and signature.outputs:
+            n = signature.outputs
+            told.append(f"the model has {n} output{'s' if n != 1 else ''}")
+        if any(m.startswith("input.") for m in missing) and signature and signature.shape:
+            told.append(f"its input is {signature.shape}")
+        said = f" ({'; '.join(told)})" if told else ""
+        raise InvalidInputError(
+            f"{what}: missing {join_fields(missing)}{said}: the model does not tell "
+            f"{'it' if len(missing) == 1 else 'them'}; give {'it' if len(missing) == 1 else 'them'}"
+            f" in {METADATA_FILE} (or the deployment's metadata)"
+        )
+    return ModelMetadata.from_dict(data)
+
+
+#: Terminal escape sequences (colours, cursor moves, hyperlinks) that libraries put in their
+#: messages: CSI ``ESC [ ... final``, OSC ``ESC ] ... BEL|ESC \`` and two-character escapes.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+#: Other control characters (a lone ESC, carriage returns, NUL...), tabs and newlines aside.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def plain_text(text: str, limit: int | None = None) -> str:
+    """``text`` as one plain line: terminal escape codes and control characters removed,
+    whitespace runs (newlines too) made one space, at most ``limit`` characters (None: all)."""
+    text = _CONTROL.sub("", _ANSI.sub("", text))
+    text = " ".join(text.split())
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 def merge_hints(base: dict[str, Any], hints: dict[str, Any] | None) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from limner.models.huggingface import detect_format as detect_hf_directory
 from limner.models.keras import KERAS_MEMBERS
 from limner.models.keras import read_config as read_keras_config
 from limner.models.loader import artifact_path
-from limner.models.metadata import METADATA_FILE, ModelMetadata
+from limner.models.metadata import METADATA_FILE, read_metadata_dict
 
 #: Operator domains ONNX Runtime implements itself: the ONNX standard and Microsoft's contrib
 #: operators (which ONNX Runtime's own optimiser and quantiser write).
@@ -95,7 +95,7 @@ def model_format(path: Path) -> tuple[str, Path]:
                 return found, path
         if not (path / METADATA_FILE).is_file():
             raise InvalidInputError(f"the model directory holds no {METADATA_FILE}")
-        artifact = artifact_path(path, ModelMetadata.read(path / METADATA_FILE))
+        artifact = artifact_path(path, read_metadata_dict(path / METADATA_FILE))
         return SUFFIXES.get(artifact.suffix.lower(), "unknown"), artifact
     return SUFFIXES.get(path.suffix.lower(), "unknown"), path
 

@@ -12,7 +12,13 @@ import numpy as np
 from limner.errors import ModelError
 from limner.models.base import Model
 from limner.models.gradients import TorchForward
-from limner.models.metadata import ModelMetadata
+from limner.models.metadata import (
+    ModelMetadata,
+    complete,
+    merge_hints,
+    plain_text,
+    without_folder,
+)
 
 
 def resolve_device(device: str) -> str:
@@ -90,7 +96,9 @@ class TorchModel(Model):
             ):
                 out = self._module(t)
         except Exception as exc:
-            raise ModelError(f"{self.name}: the PyTorch model failed ({exc})") from exc
+            raise ModelError(
+                f"{self.name}: the PyTorch model failed ({plain_text(str(exc))})"
+            ) from exc
         if isinstance(out, (tuple, list)):
             out = out[0]
         return out.float().cpu().numpy()
@@ -103,13 +111,29 @@ class TorchModel(Model):
 
 
 def load_torchscript(
-    path: str | Path, metadata: ModelMetadata, *, device: str = "cpu"
+    path: str | Path,
+    metadata: ModelMetadata | None,
+    *,
+    device: str = "cpu",
+    given: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> TorchModel:
-    """Load a TorchScript classifier saved with ``torch.jit.save``."""
+    """Load a TorchScript classifier saved with ``torch.jit.save``.
+
+    ``metadata`` is used as it is; without it, ``given`` (metadata fields, any subset) over
+    what a TorchScript file tells: its layout (PyTorch's, NCHW). A saved module keeps no input
+    size, so the input width and height (and the labels) must be given; a wrong size or
+    output count shows when the deployment scores its synthetic images.
+    """
     import torch
 
+    p = Path(path)
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = torch.jit.load(str(p), map_location="cpu")
     except Exception as exc:
-        raise ModelError(f"{path}: not a loadable TorchScript model ({exc})") from exc
-    return TorchModel(module, metadata, device=device, name=Path(path).stem)
+        problem = plain_text(without_folder(str(exc), p.parent))
+        raise ModelError(f"{p.name}: not a loadable TorchScript model ({problem})") from exc
+    if metadata is None:
+        told: dict[str, Any] = {"name": name or p.stem, "input": {"layout": "NCHW"}}
+        metadata = complete(merge_hints(told, given or {}), what=p.name)
+    return TorchModel(module, metadata, device=device)

@@ -26,10 +26,11 @@ from pydantic import ValidationError
 
 from limner.errors import LimnerError, ModelError, ModelUnavailableError
 from limner.models.base import Model
-from limner.models.metadata import InputSpec, ModelMetadata, with_hints
+from limner.models.metadata import InputSpec, ModelMetadata, Signature, with_hints
 from limner.models.remote_metadata import (
     ServerDescription,
     describe,
+    published_signature,
     resolve_metadata,
 )
 from limner.net import Answer, AnswerRefusedError, DeadlineExceededError, read_bounded
@@ -97,8 +98,9 @@ class OpenInferenceModel(Model):
         """The model's metadata (asking the server only for what is not given); sets the input
         and output names on the way."""
         self._input_name = input_name or "image"
+        self._description: ServerDescription | None = None
         if metadata is None or input_name is None:
-            desc = self._describe()
+            desc = self._description = self._describe()
             self._input_name = input_name or desc.input_name or "image"
             self._output_name = desc.output_name
         if metadata is None:
@@ -108,6 +110,11 @@ class OpenInferenceModel(Model):
         self._input_name = str(metadata.extra.get("input_name") or self._input_name)
         self._output_name = metadata.extra.get("output_name") or self._output_name
         return metadata
+
+    def signature(self) -> Signature:
+        """What the server publishes of the model's tensors (fixed input size, layout, element
+        type, output count); empty when it was not asked."""
+        return published_signature(getattr(self, "_description", None))
 
     def _start_pool(self, request_batch: int, concurrency: int, thread_name: str) -> None:
         """Requests of at most ``request_batch`` images, sent ``concurrency`` at a time."""

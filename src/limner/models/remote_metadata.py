@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from limner.errors import InvalidInputError, ModelError
-from limner.models.metadata import MAX_CLASSES, ModelMetadata, merge_hints
+from limner.models.metadata import MAX_CLASSES, Layout, ModelMetadata, Signature, merge_hints
 
 #: Input settings of raw pixels: uint8 NHWC as decoded (what limner's own server takes).
 RAW_PIXELS: dict[str, Any] = {
@@ -93,6 +93,32 @@ def _from_tensors(desc: ServerDescription) -> dict[str, Any]:
     elif dtype:
         inp["dtype"] = dtype
     return {"input": inp} if inp else {}
+
+
+def published_signature(desc: ServerDescription | None) -> Signature:
+    """What a server's published tensors fix: the input's size, layout and channels where its
+    shape tells them unambiguously, its element type, and the output's score count."""
+    if desc is None:
+        return Signature()
+    shape = desc.input_shape
+    width = height = channels = None
+    layout: Layout | None = None
+    if shape and len(shape) == 4:
+        first, last = shape[1], shape[3]
+        if first in (1, 3) and last not in (1, 3):
+            layout, channels, height, width = "NCHW", first, shape[2], shape[3]
+        elif last in (1, 3) and first not in (1, 3):
+            layout, channels, height, width = "NHWC", last, shape[1], shape[2]
+    shown = "(" + ", ".join(str(d) if d > 0 else "N" for d in shape) + ")" if shape else None
+    return Signature(
+        width=width if width and width > 0 else None,
+        height=height if height and height > 0 else None,
+        channels=channels,
+        layout=layout,
+        dtype=_DTYPES.get(desc.input_datatype or ""),
+        outputs=desc.output_count,
+        shape=shown,
+    )
 
 
 #: Input settings a server publishes as numbers (``mean`` and ``std``: a number or a list).

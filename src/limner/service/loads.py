@@ -24,6 +24,9 @@ T = TypeVar("T")
 
 #: Seconds a deploy waits for a free load slot before it is answered 503.
 SLOT_WAIT = 2.0
+#: Seconds a load past its limit is given for its worker's own error (the worker's clock
+#: starts once the upload is unpacked and the process is up, a moment after the deploy's).
+WORKER_GRACE = 2.0
 
 
 class ModelLoads:
@@ -92,6 +95,11 @@ class ModelLoads:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
         except TimeoutError:
+            # the worker holds the load to the same limit, from a moment later: its own error
+            # says more (a model that loaded but never scored, say)
+            grace = time.monotonic() + WORKER_GRACE
+            while not future.done() and time.monotonic() < grace:
+                await asyncio.sleep(0.05)
             if future.done() and future.exception() is not None:  # failed right at the limit
                 own = future.exception()
                 if isinstance(own, LimnerError):

@@ -10,7 +10,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -72,7 +72,9 @@ async def create_from_spec(
 
     ``hints`` are the metadata fields the model or its server does not tell (labels, input
     settings, output kind); ``headers`` go with every request to a URL model and are stored,
-    never shown back.
+    never shown back. The model is loaded in its worker and scores synthetic images there
+    before it is accepted: a mismatch with its metadata is a 422 naming the field
+    (:func:`limner.models.checks.verify_model`).
     """
     await run_in_threadpool(_check_free, state, space, name)
     spec = spec.strip()
@@ -91,7 +93,10 @@ async def create_from_spec(
     else:
         target = str(_server_path(state, space, spec))
 
-    load_spec = state.models.spec(target, metadata=hints, headers=headers)
+    # loaded and checked in its worker: it scores synthetic images before it is accepted
+    load_spec = replace(
+        state.models.spec(target, metadata=hints, headers=headers), name=name, verify=True
+    )
 
     def load() -> tuple[Model, int]:
         return _load(lambda: state.models.start(load_spec)), 0
@@ -148,7 +153,10 @@ async def create_from_upload(
     """Deploy an uploaded artifact: ``.onnx`` (+ metadata), a model directory or a Hugging Face
     image-classification directory (safetensors) as ``.zip``, or a ``.keras`` file. A tenant's
     upload must be of a format tenants may deploy (:mod:`limner.models.policy`); the space's
-    storage quota bounds what it unpacks to."""
+    storage quota bounds what it unpacks to. The metadata (any subset of ``limner-model.json``:
+    labels and ``problem_type`` are enough for a model that tells its input) goes over what the
+    model tells, and the model scores synthetic images in its worker before it is accepted (a
+    mismatch is a 422 naming the field)."""
     await run_in_threadpool(_check_free, state, space, name)
     room = state.settings.space_quota_bytes - await run_in_threadpool(space_usage, state, space)
     dep_id = new_id()
@@ -163,7 +171,12 @@ async def create_from_upload(
         size = _disk_size(folder)
         limits.check(size)
         # the tenant policy is checked in the worker too: reading an artifact is its work
-        load_spec = state.models.spec(str(spec), tenant=not space.is_admin, folder=folder)
+        # loaded and checked in its worker: it scores synthetic images before it is accepted
+        load_spec = replace(
+            state.models.spec(str(spec), tenant=not space.is_admin, folder=folder),
+            name=name,
+            verify=True,
+        )
         model = _load(lambda: state.models.start(load_spec))
         return spec, _counted(model, size, limits.room), model
 
