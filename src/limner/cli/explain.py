@@ -186,7 +186,9 @@ def explain_command(
                     report_error(exc.message)
                     continue
                 if clf is None:
-                    clf = load_model(model, device=device, metadata=hints, headers=headers or None)
+                    clf = load_model(
+                        model, device=device, metadata=hints, headers=headers or None, verify=True
+                    )
                 exp = explain(
                     rgb,
                     clf,
