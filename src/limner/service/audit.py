@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyio import to_thread
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -174,7 +173,8 @@ class AuditMiddleware:
         if not isinstance(space, SpaceRef) or path is None:
             return
         action = AUDITED.get((scope["method"], path))
-        if action is None:
+        log: AuditLog = scope["app"].state.limner.audit
+        if action is None or not log.enabled:
             return
         note = (scope.get("state") or {}).get(_NOTE, {})
         params = scope.get("path_params") or {}
@@ -188,5 +188,4 @@ class AuditMiddleware:
             status=status,
             **note.get("detail", {}),
         )
-        log: AuditLog = scope["app"].state.limner.audit
-        await to_thread.run_sync(log.append, space.id, entry)
+        await log.append_async(space.id, entry)

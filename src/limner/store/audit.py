@@ -7,22 +7,29 @@ record, deleting one or reordering them breaks the chain at that record, which
 access to the database from rewriting the whole chain, which is why ``limner audit export``
 lets an operator keep copies (a copy's last hash pins everything before it).
 
-Appends are serialised per space: in this process by a lock, across replicas by the unique
+Appends are serialised per space: in this process by one writer thread (appends that arrive
+while it writes are stored together, in one statement), across replicas by the unique
 ``(space_id, n)`` constraint (a replica that loses the race reads the new head and retries).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import random
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from limner.store.db import Database
 from limner.store.tables import AuditRecord, utcnow
@@ -30,8 +37,18 @@ from limner.store.tables import AuditRecord, utcnow
 #: What the first record of every space chains to.
 GENESIS = "0" * 64
 
-#: Retries of an append that lost the race for its place in the chain to another replica.
-_APPEND_RETRIES = 20
+#: How long an append may keep losing the race for its place to other replicas (seconds).
+_RACE_SECONDS = 30.0
+
+#: Seconds the writer thread waits for work before it ends (the next append starts another).
+_IDLE_SECONDS = 10.0
+
+#: Most records written in one statement (SQLite's limit on bound values stays far off).
+_MAX_BATCH = 200
+
+#: First and longest pause between tries of SQLite's write lock (seconds).
+_SQLITE_POLL = 0.0002
+_SQLITE_POLL_CAP = 0.002
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,23 @@ class AuditEntry:
     role: str = "operator"
     client: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+def normalised(entry: AuditEntry) -> AuditEntry:
+    """``entry`` as the database will hand it back: text cut to its column's length and the
+    detail through JSON (tuples become lists, other values text), so that the hash computed
+    now is the hash of what is stored."""
+    detail = json.loads(json.dumps(entry.detail, default=str, sort_keys=True))
+    return replace(
+        entry,
+        action=entry.action[:64],
+        outcome=entry.outcome[:16],
+        target=entry.target[:200],
+        key_name=entry.key_name[:200],
+        role=entry.role[:16],
+        client=entry.client[:64],
+        detail=detail if isinstance(detail, dict) else {"value": detail},
+    )
 
 
 def _moment(at: datetime) -> str:
@@ -89,19 +123,104 @@ def entry_of(row: AuditRecord) -> AuditEntry:
     )
 
 
+@dataclass(eq=False)
+class _Pending:
+    """An entry waiting for its place in its space's chain, and how to tell its caller: a
+    thread waits on ``event``; a coroutine on ``future`` of ``loop``."""
+
+    space_id: str
+    entry: AuditEntry
+    event: threading.Event | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[dict[str, Any]] | None = None
+    row: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
 class AuditLog:
-    """Appends records to each space's chain; :meth:`append` is safe from many threads."""
+    """Appends records to each space's chain; safe from many threads and event loops.
+
+    One writer thread per log stores what is queued: everything that arrived while it was
+    writing goes into the next statement, for every space at once (a busy service pays one
+    commit per batch, not one per request). A caller returns only once its own record is
+    stored: :meth:`append` blocks its thread, :meth:`append_async` awaits without taking a
+    thread (the service's middleware uses it, so an audited request costs no thread hop). The
+    writer thread ends after :data:`_IDLE_SECONDS` without work and starts again on demand.
+    """
 
     def __init__(self, db: Database, *, enabled: bool = True) -> None:
         self.db = db
         self.enabled = enabled
-        self._locks: dict[str, threading.Lock] = {}
+        #: The head of each chain as this log last wrote it (only the writer thread uses it).
         self._heads: dict[str, tuple[int, str]] = {}
-        self._guard = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._writer: threading.Thread | None = None
 
-    def _lock(self, space_id: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(space_id, threading.Lock())
+    def append(self, space_id: str, entry: AuditEntry) -> dict[str, Any] | None:
+        """Append ``entry`` to the chain of ``space_id`` (nothing while the log is off); return
+        the stored record's columns (``n``, ``at``, ``hash`` …) once it is stored."""
+        if not self.enabled:
+            return None
+        pending = _Pending(space_id, normalised(entry), event=threading.Event())
+        self._submit(pending)
+        assert pending.event is not None
+        pending.event.wait()
+        if pending.error is not None:
+            raise _append_error(space_id, pending.error) from pending.error
+        return pending.row
+
+    async def append_async(self, space_id: str, entry: AuditEntry) -> dict[str, Any] | None:
+        """:meth:`append` for a coroutine: waits on the event loop, not in a thread."""
+        if not self.enabled:
+            return None
+        loop = asyncio.get_running_loop()
+        pending = _Pending(space_id, normalised(entry), loop=loop, future=loop.create_future())
+        self._submit(pending)
+        assert pending.future is not None
+        try:
+            return await pending.future
+        except Exception as exc:
+            raise _append_error(space_id, exc) from exc
+
+    def _submit(self, pending: _Pending) -> None:
+        with self._cond:
+            self._queue.append(pending)
+            if self._writer is None:
+                self._start_writer()
+            else:
+                self._cond.notify()
+
+    def _start_writer(self) -> None:
+        """Start the writer thread (with ``_cond`` held)."""
+        self._writer = threading.Thread(target=self._run, name="limner-audit-writer", daemon=True)
+        self._writer.start()
+
+    def _run(self) -> None:
+        """The writer thread: store the queue batch by batch until it stays empty a while."""
+        inserter = _Inserter(self.db.engine)
+        try:
+            while True:
+                with self._cond:
+                    if not self._queue:
+                        self._cond.wait(_IDLE_SECONDS)
+                    if not self._queue:
+                        return
+                    batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                try:
+                    rows = self._write(inserter, batch)
+                    for pending, row in zip(batch, rows, strict=True):
+                        pending.row = row
+                except BaseException as exc:  # every caller of the batch hears of it
+                    for pending in batch:
+                        pending.error = exc
+                _tell(batch)
+        finally:  # idle, or (should it ever happen) stopped by an error: the next starts anew
+            inserter.close()
+            with self._cond:
+                self._writer = None
+                if self._queue:
+                    self._start_writer()
 
     def _head(self, space_id: str) -> tuple[int, str]:
         with self.db.session() as s:
@@ -113,38 +232,206 @@ class AuditLog:
             ).first()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
-    def append(self, space_id: str, entry: AuditEntry) -> AuditRecord | None:
-        """Append ``entry`` to the chain of ``space_id`` (nothing while the log is off)."""
-        if not self.enabled:
-            return None
-        with self._lock(space_id):
-            for _ in range(_APPEND_RETRIES):
-                n, prev = self._heads.get(space_id) or self._head(space_id)
-                at = utcnow()
-                row = AuditRecord(
-                    space_id=space_id,
-                    n=n + 1,
-                    at=at,
-                    key_id=entry.key_id,
-                    key_name=entry.key_name,
-                    role=entry.role,
-                    client=entry.client[:64],
-                    action=entry.action,
-                    target=entry.target[:200],
-                    outcome=entry.outcome,
-                    detail=entry.detail,
-                    prev_hash=prev,
-                    hash=record_hash(space_id, n + 1, at, entry, prev),
+    def _write(self, inserter: _Inserter, batch: list[_Pending]) -> list[dict[str, Any]]:
+        """Store ``batch`` after the heads of its spaces' chains, all or none.
+
+        The heads are the ones this log wrote last; when another process has written since,
+        the INSERT hits the unique ``(space_id, n)`` and this reads the heads again and retries,
+        after a random pause that grows with each loss (so that busy replicas take turns).
+        """
+        deadline = time.monotonic() + _RACE_SECONDS
+        losses = 0
+        while True:
+            start = {p.space_id: self._heads.get(p.space_id) for p in batch}
+            heads = {sid: head or self._head(sid) for sid, head in start.items()}
+            first = dict(heads)
+            values = []
+            for pending in batch:
+                n, prev = heads[pending.space_id]
+                values.append(_row(pending.space_id, n + 1, pending.entry, prev))
+                heads[pending.space_id] = (n + 1, values[-1]["hash"])
+            try:
+                inserter.insert(values)
+            except IntegrityError:
+                moved = False
+                for sid, (n, _) in first.items():
+                    self._heads[sid] = self._head(sid)
+                    moved = moved or self._heads[sid][0] != n
+                if not moved or time.monotonic() > deadline:
+                    raise  # not a place taken by another process, or lost for too long
+                losses += 1
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**losses)))
+                continue
+            self._heads.update(heads)
+            return values
+
+
+def _row(space_id: str, n: int, entry: AuditEntry, prev_hash: str) -> dict[str, Any]:
+    """The columns of record ``n`` of ``space_id``, stored now, chained to ``prev_hash``."""
+    at = utcnow()
+    return {
+        "space_id": space_id,
+        "n": n,
+        "at": at,
+        "key_id": entry.key_id,
+        "key_name": entry.key_name,
+        "role": entry.role,
+        "client": entry.client,
+        "action": entry.action,
+        "target": entry.target,
+        "outcome": entry.outcome,
+        "detail": entry.detail,
+        "prev_hash": prev_hash,
+        "hash": record_hash(space_id, n, at, entry, prev_hash),
+    }
+
+
+def _tell(batch: list[_Pending]) -> None:
+    """Wake the callers of ``batch``: threads one by one, each event loop once."""
+    loops: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for pending in batch:
+        if pending.event is not None:
+            pending.event.set()
+        elif pending.loop is not None:
+            loops.setdefault(pending.loop, []).append(pending)
+    for loop, waiting in loops.items():
+        with contextlib.suppress(RuntimeError):  # a loop closed meanwhile: nobody waits on it
+            loop.call_soon_threadsafe(_settle, waiting)
+
+
+def _settle(waiting: list[_Pending]) -> None:
+    """On the event loop: hand each coroutine its record or its error."""
+    for pending in waiting:
+        future = pending.future
+        if future is None or future.done():
+            continue
+        if pending.error is not None:
+            future.set_exception(pending.error)
+        else:
+            assert pending.row is not None
+            future.set_result(pending.row)
+
+
+def _append_error(space_id: str, error: BaseException) -> RuntimeError:
+    return RuntimeError(f"could not append to the audit trail of space {space_id}: {error}")
+
+
+#: The columns an append writes, in the order of the SQLite statement's placeholders.
+_COLUMNS = (
+    "space_id",
+    "n",
+    "at",
+    "key_id",
+    "key_name",
+    "role",
+    "client",
+    "action",
+    "target",
+    "outcome",
+    "detail",
+    "prev_hash",
+    "hash",
+)
+
+
+class _Inserter:
+    """How the writer thread stores a batch: one multi-row INSERT that is a transaction of its
+    own, all or none, on a connection the thread keeps while it lives.
+
+    On PostgreSQL the statement commits itself: one round trip (not a pool check-out with its
+    ping, then BEGIN, INSERT, COMMIT). On SQLite it runs on a connection in autocommit mode
+    whose busy timeout is 0, polling for the write lock every few hundred microseconds. Two
+    things made an audited request wait on SQLite, both measured with
+    ``benchmarks/audit_overhead.py``: the service's transactions begin with ``BEGIN IMMEDIATE``
+    (the write lock) and their threads wait for the interpreter lock between statements while
+    they hold it; and SQLite's own busy handler sleeps 1, 2, 5, 10, then up to 100 ms between
+    tries, so a waiting writer misses the short moments when the lock is free. One statement
+    takes the lock, writes and commits inside SQLite without giving the interpreter lock back in
+    between; polling takes the lock within :data:`_SQLITE_POLL_CAP` seconds of it freeing up,
+    for as long as the connection's own busy timeout. Values go through the columns' own bind
+    processors: rows are stored exactly as the ORM stores them.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+        self._conn: Connection | None = None
+        self._raw: PoolProxiedConnection | None = None
+        self._busy_ms = 0
+
+    def insert(self, values: list[dict[str, Any]]) -> None:
+        """Store ``values`` (rows of ``audit_records``), all or none."""
+        try:
+            if self.sqlite:
+                self._sqlite(values)
+            else:
+                self._other(values)
+        except IntegrityError:
+            raise
+        except BaseException:
+            self.close()  # a broken connection: the next batch takes a fresh one
+            raise
+
+    def _other(self, values: list[dict[str, Any]]) -> None:
+        if self._conn is None:
+            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            self._conn.execute(insert(AuditRecord).values(values))
+        finally:
+            self._conn.rollback()  # ends SQLAlchemy's own transaction; the row is committed
+
+    def _sqlite(self, values: list[dict[str, Any]]) -> None:
+        columns = AuditRecord.__table__.columns
+        dialect = self.engine.dialect
+        processors = [
+            columns[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _COLUMNS
+        ]
+        params: list[Any] = []
+        for row in values:
+            for name, process in zip(_COLUMNS, processors, strict=True):
+                params.append(process(row[name]) if process is not None else row[name])
+        marks = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
+        sql = f"INSERT INTO {AuditRecord.__tablename__} ({', '.join(_COLUMNS)}) VALUES " + (
+            ", ".join([marks] * len(values))
+        )
+        conn = self._sqlite_connection()
+        deadline = time.monotonic() + self._busy_ms / 1000
+        pause = _SQLITE_POLL
+        while True:
+            try:
+                # isolation_level is None on the engine's connections: the statement commits
+                conn.execute(sql, params)
+                return
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityError(sql, params, exc) from exc
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, _SQLITE_POLL_CAP)
+
+    def _sqlite_connection(self) -> sqlite3.Connection:
+        if self._raw is None:
+            raw = self.engine.raw_connection()
+            conn: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
+            self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+            conn.execute("PRAGMA busy_timeout = 0")
+            self._raw = raw
+        return self._raw.driver_connection  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Give the connection back to the pool (as it was taken)."""
+        conn, raw, self._conn, self._raw = self._conn, self._raw, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.driver_connection.execute(  # type: ignore[union-attr]
+                    f"PRAGMA busy_timeout = {self._busy_ms}"
                 )
-                try:
-                    with self.db.session() as s:
-                        s.add(row)
-                except IntegrityError:  # another replica took place n + 1: read the head again
-                    self._heads.pop(space_id, None)
-                    continue
-                self._heads[space_id] = (n + 1, row.hash)
-                return row
-        raise RuntimeError(f"could not append to the audit trail of space {space_id}")
+                raw.close()
 
 
 @dataclass(frozen=True)
@@ -230,6 +517,7 @@ def query(
 def record_dict(row: AuditRecord) -> dict[str, Any]:
     """A record as JSON (what ``GET /v1/audit`` and ``limner audit export`` write)."""
     return {
+        "space_id": row.space_id,
         "n": row.n,
         "at": _moment(row.at),
         "key_id": row.key_id,
@@ -243,6 +531,15 @@ def record_dict(row: AuditRecord) -> dict[str, Any]:
         "prev_hash": row.prev_hash,
         "hash": row.hash,
     }
+
+
+def count(db: Database, space_id: str) -> int:
+    """How many records the chain of ``space_id`` has."""
+    with db.session() as s:
+        found = s.scalar(
+            select(func.count()).select_from(AuditRecord).where(AuditRecord.space_id == space_id)
+        )
+    return int(found or 0)
 
 
 def export(db: Database, space_id: str, *, batch: int = 1000) -> Iterator[dict[str, Any]]:
