@@ -90,3 +90,31 @@ def test_the_explanation_page_prints_whole(dashboard: Dashboard, page: Any) -> N
     assert page.locator(".bar").count() > 0
     pdf = page.pdf(format="A4")
     assert pdf.startswith(b"%PDF")
+
+
+def test_tiny_images_are_pixels_and_region_numbers_stay_on_one_line(
+    dashboard: Dashboard, page: Any
+) -> None:
+    """A 4×4 transaction is drawn with ``image-rendering: pixelated`` (not smeared), and a
+    region's number keeps its "?" on its own line."""
+    import numpy as np
+
+    from limner.imaging import encode_png
+
+    rng = np.random.default_rng(5)
+    tiny = encode_png(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8))
+    with dashboard.client() as client:
+        sid = client.score(client.deployments.list()[0], tiny).scoring_id
+        exp = client.explanations.create(
+            sid, method="kernelshap", samples=64, segmentation="grid", segments=4
+        ).wait(180)
+    page.goto(f"{dashboard.url}/ui/explanations/{exp.id}")
+    page.wait_for_load_state("networkidle")
+    rendering = page.eval_on_selector(".pane-image img", "i => getComputedStyle(i).imageRendering")
+    assert rendering == "pixelated"
+    heights = page.eval_on_selector_all(
+        ".bar .rid",
+        "els => els.map(e => [e.getBoundingClientRect().height,"
+        " parseFloat(getComputedStyle(e).lineHeight) || 20])",
+    )
+    assert heights and all(h <= 1.5 * line for h, line in heights)
