@@ -49,7 +49,15 @@ def dashboard_pages(dashboard: Dashboard) -> list[str]:
     """Every kind of dashboard page, with a finished explanation (made here)."""
     with dashboard.client() as client:
         exp = client.explanations.create(dashboard.scoring_ids[2], **FAST).wait(180)
+    import httpx
+
+    link = httpx.post(
+        f"{dashboard.url}/ui/login-links",
+        json={"next": "/ui/subscriptions"},
+        headers={"Authorization": f"Bearer {dashboard.key}"},
+    ).json()["url"]
     return [
+        link.removeprefix(dashboard.url),  # the one-time link's "continue" page
         "/ui/login",
         "/ui/subscriptions",
         f"/ui/subscriptions/{dashboard.subscription_id}",
