@@ -164,3 +164,13 @@ def test_exports_and_annotations_are_audited_and_keep_the_deployment(ctx: Ctx) -
         assert verify(db, ctx.space_id).ok
     finally:
         db.close()
+
+
+def test_a_report_of_too_many_or_no_explanations_is_422(ctx: Ctx) -> None:
+    for ids in ([], [ctx.explanation_id] * 51):
+        got = ctx.viewer_http.post("/v1/reports", json={"explanation_ids": ids})
+        assert got.status_code == 422, got.text
+    bad = ctx.viewer_http.post(
+        "/v1/reports", json={"explanation_ids": [ctx.explanation_id], "format": "docx"}
+    )
+    assert bad.status_code == 422
