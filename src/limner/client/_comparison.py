@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from limner.client._core import poll_until_done
 from limner.client._explanation import Explanation, ExplanationFailedError
 from limner.errors import NotFoundError
 
@@ -107,24 +107,19 @@ class Comparison:
             ComparisonFailedError: an explanation failed (the message says which and why).
             TimeoutError: they did not end within ``timeout`` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = min(poll, 0.05)
-        while True:
+
+        def status() -> str:
             if not self.done:
                 self.refresh()
-            if self.status == "finished":
-                return self
-            if self.status == "failed":
-                failed = "; ".join(
-                    f"{e.name}: {e.error}" for e in self.explanations if e.status == "failed"
-                )
-                raise ComparisonFailedError(f"comparison {self.id} failed: {failed}")
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"comparison {self.id} is still {self.status} after {timeout:g} s"
-                )
-            time.sleep(delay)
-            delay = min(poll, delay * 2)
+            return self.status
+
+        what = f"comparison {self.id}"
+        if poll_until_done(status, what=what, timeout=timeout, poll=poll) == "failed":
+            failed = "; ".join(
+                f"{e.name}: {e.error}" for e in self.explanations if e.status == "failed"
+            )
+            raise ComparisonFailedError(f"comparison {self.id} failed: {failed}")
+        return self
 
     def _classes(self) -> list[dict[str, Any]]:
         if self.classes is None:

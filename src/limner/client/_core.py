@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -89,3 +91,24 @@ class Core:
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()
+
+
+def poll_until_done(
+    refresh: Callable[[], str], *, what: str, timeout: float | None, poll: float
+) -> str:
+    """Call ``refresh`` (which returns a job's status) until the status is ``finished`` or
+    ``failed``, backing off from 50 ms to ``poll`` seconds; return that status.
+
+    Raises:
+        TimeoutError: not done within ``timeout`` seconds (``what`` names the job).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = min(poll, 0.05)
+    while True:
+        status = refresh()
+        if status in ("finished", "failed"):
+            return status
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{what} is still {status} after {timeout:g} s")
+        time.sleep(delay)
+        delay = min(poll, delay * 2)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from limner.client._core import poll_until_done
 from limner.errors import LimnerError, NotFoundError
 
 if TYPE_CHECKING:
@@ -62,21 +62,16 @@ class Explanation:
             ExplanationFailedError: the job failed (``error`` says why).
             TimeoutError: it did not end within ``timeout`` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = min(poll, 0.05)
-        while True:
+
+        def status() -> str:
             if not self.done:
                 self.refresh()
-            if self.status == "finished":
-                return self
-            if self.status == "failed":
-                raise ExplanationFailedError(f"explanation {self.id} failed: {self.error}")
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"explanation {self.id} is still {self.status} after {timeout:g} s"
-                )
-            time.sleep(delay)
-            delay = min(poll, delay * 2)
+            return self.status
+
+        what = f"explanation {self.id}"
+        if poll_until_done(status, what=what, timeout=timeout, poll=poll) == "failed":
+            raise ExplanationFailedError(f"explanation {self.id} failed: {self.error}")
+        return self
 
     # --- the result ---------------------------------------------------------------------
 

@@ -89,12 +89,11 @@ def _moment(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def record_hash(space_id: str, n: int, at: datetime, entry: AuditEntry, prev_hash: str) -> str:
-    """The hash of a record: SHA-256 over a canonical JSON of every field and ``prev_hash``."""
-    body = {
+def _fields(space_id: str, n: int, entry: AuditEntry, prev_hash: str) -> dict[str, Any]:
+    """Every field of record ``n`` but its time and its own hash."""
+    return {
         "space_id": space_id,
         "n": n,
-        "at": _moment(at),
         "key_id": entry.key_id,
         "key_name": entry.key_name,
         "role": entry.role,
@@ -105,6 +104,11 @@ def record_hash(space_id: str, n: int, at: datetime, entry: AuditEntry, prev_has
         "detail": entry.detail,
         "prev_hash": prev_hash,
     }
+
+
+def record_hash(space_id: str, n: int, at: datetime, entry: AuditEntry, prev_hash: str) -> str:
+    """The hash of a record: SHA-256 over a canonical JSON of every field and ``prev_hash``."""
+    body = {**_fields(space_id, n, entry, prev_hash), "at": _moment(at)}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
@@ -270,18 +274,8 @@ def _row(space_id: str, n: int, entry: AuditEntry, prev_hash: str) -> dict[str, 
     """The columns of record ``n`` of ``space_id``, stored now, chained to ``prev_hash``."""
     at = utcnow()
     return {
-        "space_id": space_id,
-        "n": n,
+        **_fields(space_id, n, entry, prev_hash),
         "at": at,
-        "key_id": entry.key_id,
-        "key_name": entry.key_name,
-        "role": entry.role,
-        "client": entry.client,
-        "action": entry.action,
-        "target": entry.target,
-        "outcome": entry.outcome,
-        "detail": entry.detail,
-        "prev_hash": prev_hash,
         "hash": record_hash(space_id, n, at, entry, prev_hash),
     }
 
