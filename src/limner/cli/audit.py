@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING, TextIO
 import typer
 
 from limner.cli.common import fail, progress_bar
-from limner.cli.serve import locate_store, settings_with
+from limner.cli.serve import DATA_DIR_HELP, DATABASE_HELP, existing_database, settings_with
 
 if TYPE_CHECKING:
     from limner.store import Database
 
-_DATA_DIR_HELP = "Service data directory; else env LIMNER_DATA_DIR, else ./limner-data."
-_DATABASE_HELP = "Database URL; else env LIMNER_DATABASE_URL, else SQLite in the data dir."
 _SPACE_HELP = "The space whose trail to read (its name, as `limner keys list` shows it)."
 
 #: Exports with more records than this show a progress bar (on stderr, on a terminal only).
@@ -43,12 +41,12 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(
             None, "--out", help="Write to this file instead of stdout.", dir_okay=False
         ),
-        data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
-        database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+        database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_HELP),
     ) -> None:
         """Write every record of the space, oldest first, as JSON Lines (one record a line,
         with its hash and the previous record's hash)."""
-        db = _existing(data_dir, database_url)
+        db = existing_database(settings_with(data_dir=data_dir, database_url=database_url))
         try:
             space_id = _space_id(db, space)
             if out is None:
@@ -62,14 +60,14 @@ def register(app: typer.Typer) -> None:
     @audit.command("verify")
     def verify(
         space: str = typer.Option(..., "--space", help=_SPACE_HELP),
-        data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
-        database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+        database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_HELP),
     ) -> None:
         """Check the space's chain record by record; exit 0 when it holds, 1 naming the first
         broken record."""
         from limner.store.audit import verify as check
 
-        db = _existing(data_dir, database_url)
+        db = existing_database(settings_with(data_dir=data_dir, database_url=database_url))
         try:
             verdict = check(db, _space_id(db, space))
         finally:
@@ -98,22 +96,6 @@ def _write(db: Database, space_id: str, stream: TextIO) -> None:
             if update is not None and done % 1000 == 0:
                 update(done, total)
     stream.flush()
-
-
-def _existing(data_dir: Path | None, database_url: str | None) -> Database:
-    """The migrated database of the options; exit 2 when there is none (nothing is created)."""
-    from limner.store import Database
-
-    settings = settings_with(data_dir=data_dir, database_url=database_url)
-    where = locate_store(settings)
-    if not where.exists:
-        fail(
-            f"no limner database in {where.data_dir}: give the server's --data-dir "
-            "(or LIMNER_DATA_DIR)"
-        )
-    db = Database(settings.resolved_database_url())
-    db.migrate()
-    return db
 
 
 def _space_id(db: Database, name: str) -> str:

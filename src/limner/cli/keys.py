@@ -15,14 +15,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from limner.cli.common import console, err_console, fail, report_error
-from limner.cli.serve import locate_store, settings_with
-from limner.settings import Settings
+from limner.cli.serve import (
+    DATA_DIR_HELP,
+    DATABASE_HELP,
+    existing_database,
+    locate_store,
+    settings_with,
+)
 
 if TYPE_CHECKING:
     from limner.store import Database, KeyInfo
-
-_DATA_DIR_HELP = "Service data directory; else env LIMNER_DATA_DIR, else ./limner-data."
-_DATABASE_HELP = "Database URL; else env LIMNER_DATABASE_URL, else SQLite in the data dir."
 
 
 def register(app: typer.Typer) -> None:
@@ -47,8 +49,8 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option(
             "", "--name", help="Who holds the key; shown wherever the key acts."
         ),
-        data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
-        database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+        database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_HELP),
     ) -> None:
         """Create an API key and print it once; only its hash is stored."""
         from limner.store import ROLES, Database, create_key_info
@@ -86,13 +88,13 @@ def register(app: typer.Typer) -> None:
 
     @keys.command("list")
     def list_(
-        data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
-        database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+        database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_HELP),
     ) -> None:
         """List every key: prefix, id, space, role, name, created, last used, revoked."""
         from limner.store import list_keys
 
-        db = _existing(settings_with(data_dir=data_dir, database_url=database_url))
+        db = existing_database(settings_with(data_dir=data_dir, database_url=database_url))
         try:
             rows = list_keys(db)
         finally:
@@ -116,14 +118,14 @@ def register(app: typer.Typer) -> None:
         key: str = typer.Argument(
             ..., help="The key itself, its prefix or its id (as `keys list` shows them)."
         ),
-        data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
-        database_url: str | None = typer.Option(None, "--database-url", help=_DATABASE_HELP),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+        database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_HELP),
     ) -> None:
         """Revoke a key: requests with it get 401 from then on, its dashboard sessions and
         login links end at once."""
         from limner.store import revoke_key
 
-        db = _existing(settings_with(data_dir=data_dir, database_url=database_url))
+        db = existing_database(settings_with(data_dir=data_dir, database_url=database_url))
         try:
             info = revoke_key(db, key)
             _audit(db, info, "key.revoke")
@@ -155,21 +157,6 @@ def _audit(db: Database, info: KeyInfo, action: str) -> None:
             detail={"key_role": info.role, "key_name": info.name, "prefix": info.prefix},
         ),
     )
-
-
-def _existing(settings: Settings) -> Database:
-    """The migrated database of ``settings``; exit 2 when there is none (nothing is created)."""
-    from limner.store import Database
-
-    where = locate_store(settings)
-    if not where.exists:
-        fail(
-            f"no limner database in {where.data_dir}: give the server's --data-dir "
-            "(or LIMNER_DATA_DIR)"
-        )
-    db = Database(settings.resolved_database_url())
-    db.migrate()
-    return db
 
 
 def _when(moment: datetime | None) -> str:

@@ -6,12 +6,15 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from limner.cli.common import err_console
 from limner.settings import Settings
+
+if TYPE_CHECKING:
+    from limner.store import Database
 
 
 def settings_with(**overrides: Any) -> Settings:
@@ -45,6 +48,28 @@ def locate_store(settings: Settings) -> StoreLocation:
         file = url.database or ""
         exists = file not in ("", ":memory:") and Path(file).exists()
     return StoreLocation(data_dir, shown, exists)
+
+
+#: Help of the ``--data-dir`` and ``--database-url`` options of the commands that read the
+#: service's database (``keys``, ``audit``).
+DATA_DIR_HELP = "Service data directory; else env LIMNER_DATA_DIR, else ./limner-data."
+DATABASE_HELP = "Database URL; else env LIMNER_DATABASE_URL, else SQLite in the data dir."
+
+
+def existing_database(settings: Settings) -> Database:
+    """The migrated database of ``settings``; exit 2 when there is none (nothing is created)."""
+    from limner.cli.common import fail
+    from limner.store import Database
+
+    where = locate_store(settings)
+    if not where.exists:
+        fail(
+            f"no limner database in {where.data_dir}: give the server's --data-dir "
+            "(or LIMNER_DATA_DIR)"
+        )
+    db = Database(settings.resolved_database_url())
+    db.migrate()
+    return db
 
 
 def ensure_first_key(settings: Settings) -> str | None:

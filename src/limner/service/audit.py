@@ -65,15 +65,6 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/ui/login-links"): "login_link.create",
 }
 
-#: State-changing requests left out of the trail on purpose: scoring and logging records,
-#: the data path (each one is a transaction of its own).
-NOT_AUDITED: set[tuple[str, str]] = {
-    ("POST", "/v1/deployments/{deployment_id}/predictions"),
-    ("POST", "/v1/subscriptions/{subscription_id}/payload-records"),
-    ("POST", "/v2/models/{model_name}/infer"),
-    ("POST", "/v2/models/{model_name}/versions/{model_version}/infer"),
-}
-
 #: Where a handler leaves what it adds to its request's record.
 _NOTE = "limner.audit"
 

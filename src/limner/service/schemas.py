@@ -326,8 +326,8 @@ class ExplanationList(BaseModel):
 MAX_BATCH = 500
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
-    """A time filter in UTC (a time without an offset is taken as UTC)."""
+def as_utc(value: datetime | None) -> datetime | None:
+    """A time in UTC (a time without an offset is taken as UTC)."""
     if value is None:
         return None
     if value.tzinfo is None:
@@ -343,7 +343,7 @@ class _TimeRange(Strict):
 
     @model_validator(mode="after")
     def _check_range(self) -> _TimeRange:
-        self.since, self.until = _as_utc(self.since), _as_utc(self.until)
+        self.since, self.until = as_utc(self.since), as_utc(self.until)
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ValueError("since must be before until")
         return self

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from limner.errors import InvalidInputError
+from limner.report import VERDICTS
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
 from limner.store.tables import Annotation, Explanation, utcnow
-
-#: What a reviewer may conclude of an explanation.
-VERDICTS = ("accepted", "needs-follow-up", "rejected")
 
 #: Longest note, in characters.
 MAX_NOTE = 10_000
@@ -31,7 +29,11 @@ def annotate(
         raise InvalidInputError("an annotation needs a note, a verdict, or both")
     if len(note) > MAX_NOTE:
         raise InvalidInputError(f"a note has at most {MAX_NOTE} characters")
-    if len(annotations_of(state, exp.id)) >= MAX_PER_EXPLANATION:
+    with state.db.session() as s:
+        held = s.scalar(
+            select(func.count()).select_from(Annotation).where(Annotation.explanation_id == exp.id)
+        )
+    if int(held or 0) >= MAX_PER_EXPLANATION:
         raise InvalidInputError(
             f"explanation {exp.id!r} has {MAX_PER_EXPLANATION} annotations, the most it may have"
         )

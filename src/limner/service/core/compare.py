@@ -15,10 +15,10 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from limner.errors import ConflictError, InvalidInputError, NotFoundError, RateLimitError
-from limner.explain import DEFAULT_METHOD, DEFAULT_SEGMENTATION, DEFAULT_SEGMENTS, check_method
+from limner.explain import DEFAULT_METHOD, DEFAULT_SEGMENTATION, DEFAULT_SEGMENTS
 from limner.explain.agreement import TOP_K, agreement, disagreements
 from limner.explain.methods import GRADIENT_METHODS
 from limner.explain.segmentation import region_map
@@ -26,7 +26,7 @@ from limner.explain.shared_regions import dump_regions
 from limner.imaging import decode_image
 from limner.jobs import QUEUED, RUNNING
 from limner.jobs.runner import REGIONS_SETTING
-from limner.jobs.workers import WorkerModel
+from limner.models.metadata import join_fields
 from limner.service.comparison_schemas import (
     MAX_COMPARED,
     MIN_COMPARED,
@@ -40,8 +40,12 @@ from limner.service.comparison_schemas import (
 )
 from limner.service.core.deployments import check_live
 from limner.service.core.explanations import _OVERRIDABLE, _check_classes
-from limner.service.core.quotas import JOBS_RETRY_AFTER, check_explanation_settings
-from limner.service.core.subscriptions import check_subscription_method
+from limner.service.core.quotas import (
+    JOBS_RETRY_AFTER,
+    check_explanation_settings,
+    jobs_in_flight,
+)
+from limner.service.core.subscriptions import check_model_method, check_subscription_method
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
 from limner.store.lookup import find_in_space
@@ -252,11 +256,7 @@ def _check_method(
     if dep is None or dep.id == sub.deployment_id:
         check_subscription_method(state, sub, method, steps, layer)
         return
-    model = state.models.for_deployment(dep).model
-    if isinstance(model, WorkerModel):
-        model.check_method(method, steps=steps, layer=layer)
-    else:
-        check_method(model, method, steps=steps, layer=layer)
+    check_model_method(state.models.for_deployment(dep).model, method, steps, layer)
 
 
 def _default_classes(tx: Transaction, sub: Subscription, top_k: int | None) -> list[int]:
@@ -280,18 +280,7 @@ def _job_settings(base: dict[str, Any], method: str) -> dict[str, Any]:
 
 def _check_room(state: ServiceState, space: SpaceRef, n: int) -> None:
     """Refuse (429) a comparison that would pass the space's limit of jobs in flight."""
-    with state.db.session() as s:
-        busy = int(
-            s.scalar(
-                select(func.count())
-                .select_from(Explanation)
-                .where(
-                    Explanation.space_id == space.id,
-                    Explanation.status.in_((QUEUED, RUNNING)),
-                )
-            )
-            or 0
-        )
+    busy = jobs_in_flight(state.db, space.id)
     limit = state.settings.max_jobs_per_space
     if busy + n > limit:
         raise RateLimitError(
@@ -368,6 +357,11 @@ def status_of(rows: list[Explanation]) -> str:
     return "failed" if "failed" in states else "finished"
 
 
+def progress_of(rows: list[Explanation]) -> float:
+    """The mean progress of the comparison's explanations."""
+    return round(sum(float(r.progress) for r in rows) / len(rows), 4)
+
+
 def compared_explanations(c: Comparison) -> list[ComparedExplanation]:
     """Each explanation of the comparison: deployment, method, status."""
     return [
@@ -398,7 +392,7 @@ def comparison_view(c: Comparison) -> ComparisonRead:
         comparison_id=c.id,
         scoring_id=c.tx.scoring_id,
         status=status,  # type: ignore[arg-type]
-        progress=round(sum(float(r.progress) for r in c.rows) / len(c.rows), 4),
+        progress=progress_of(c.rows),
         segmentation={
             "algorithm": str(settings.get("segmentation", DEFAULT_SEGMENTATION)),
             "count": int(first["segmentation"]["count"]) if first else None,
@@ -470,11 +464,10 @@ def compared_classes(c: Comparison, done: list[Explanation]) -> list[ComparedCla
 def _words(kind: str, region: int, label: str, inside: list[str], outside: list[str]) -> str:
     if kind == "top":
         return (
-            f"Region #{region} is among the top {TOP_K} for {label} in {_and(inside)} "
-            f"but not in {_and(outside)}."
+            f"Region #{region} is among the top {TOP_K} for {label} in {join_fields(inside)} "
+            f"but not in {join_fields(outside)}."
         )
-    return f"Region #{region} raises {label} in {_and(inside)} but lowers it in {_and(outside)}."
-
-
-def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return (
+        f"Region #{region} raises {label} in {join_fields(inside)} "
+        f"but lowers it in {join_fields(outside)}."
+    )

@@ -6,15 +6,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
-
 from limner.errors import ConflictError, InvalidInputError, LimnerError, RateLimitError
 from limner.explain import DEFAULT_METHOD
 from limner.explain.methods import GRADIENT_METHODS
-from limner.jobs import QUEUED, RUNNING
+from limner.jobs import QUEUED
 from limner.service.core.deployments import check_live
 from limner.service.core.find import find_explanations, find_transactions
-from limner.service.core.quotas import check_explanation_settings, check_jobs_in_flight
+from limner.service.core.quotas import (
+    check_explanation_settings,
+    check_jobs_in_flight,
+    jobs_in_flight,
+)
 from limner.service.core.subscriptions import check_subscription_method
 from limner.service.schemas import (
     ExplanationCreate,
@@ -156,7 +158,7 @@ def explain_many(
     if matched > len(rows):
         message = f"only the newest {limit} selected transactions are considered per request"
         out.reasons["limit", message] += matched - len(rows)
-    room = state.settings.max_jobs_per_space - _in_flight(state, space.id)
+    room = state.settings.max_jobs_per_space - jobs_in_flight(state.db, space.id)
     for i, tx in enumerate(rows):
         if room <= 0:
             message = (
@@ -178,13 +180,3 @@ def explain_many(
         out.queued.append((job, tx))
         room -= 1
     return out
-
-
-def _in_flight(state: ServiceState, space_id: str) -> int:
-    with state.db.session() as s:
-        n = s.scalar(
-            select(func.count())
-            .select_from(Explanation)
-            .where(Explanation.space_id == space_id, Explanation.status.in_((QUEUED, RUNNING)))
-        )
-    return int(n or 0)

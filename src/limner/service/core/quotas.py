@@ -47,15 +47,21 @@ def check_explanation_settings(settings: dict[str, Any], limits: Settings) -> di
     return settings
 
 
-def check_jobs_in_flight(db: Database, space_id: str, limits: Settings) -> None:
-    """Refuse (429 with ``Retry-After``) a job of a space with too many queued or running."""
+def jobs_in_flight(db: Database, space_id: str) -> int:
+    """How many explanations of the space are queued or running."""
     with db.session() as s:
         n = s.scalar(
             select(func.count())
             .select_from(Explanation)
             .where(Explanation.space_id == space_id, Explanation.status.in_((QUEUED, RUNNING)))
         )
-    if int(n or 0) >= limits.max_jobs_per_space:
+    return int(n or 0)
+
+
+def check_jobs_in_flight(db: Database, space_id: str, limits: Settings) -> None:
+    """Refuse (429 with ``Retry-After``) a job of a space with too many queued or running."""
+    n = jobs_in_flight(db, space_id)
+    if n >= limits.max_jobs_per_space:
         raise RateLimitError(
             f"this space has {n} explanations queued or running, the limit is "
             f"{limits.max_jobs_per_space} (LIMNER_MAX_JOBS_PER_SPACE); try again when some "

@@ -14,16 +14,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from limner.errors import NotFoundError, ServiceBusyError
 from limner.explain import DEFAULT_METHOD
 from limner.report import ReportAnnotation, ReportExplanation, render_html, render_pdf
 from limner.service.core.annotations import annotations_of
+from limner.service.core.find import mark_exported
 from limner.service.state import ServiceState
 from limner.store import SpaceRef
 from limner.store.lookup import find_in_space
-from limner.store.tables import Deployment, Explanation, Subscription, Transaction, utcnow
+from limner.store.tables import Deployment, Explanation, Subscription, Transaction
 
 #: Reports rendered at once by this process (a PDF takes a core for about a second); more wait
 #: up to :data:`RENDER_WAIT` seconds, then get 503.
@@ -71,7 +72,7 @@ def report(
     with _render_slot():
         html = render_html(items, title=title, generated_at=datetime.now(UTC))
         content = render_pdf(html) if fmt == "pdf" else html.encode("utf-8")
-    mark_exported(state, [exp.id for exp in rows])
+    mark_exported(state.db, [exp.id for exp in rows])
     stem = f"limner-explanation-{rows[0].id[:12]}" if len(rows) == 1 else "limner-report"
     media = "application/pdf" if fmt == "pdf" else "text/html; charset=utf-8"
     return Report(content, media, f"{stem}.{fmt}")
@@ -119,16 +120,3 @@ def report_item(state: ServiceState, exp: Explanation) -> ReportExplanation:
             for a in annotations_of(state, exp.id)
         ],
     )
-
-
-def mark_exported(state: ServiceState, explanation_ids: list[str]) -> None:
-    """Record that the explanations left the service (first time only)."""
-    if not explanation_ids:
-        return
-    with state.db.session() as s:
-        s.execute(
-            update(Explanation)
-            .where(Explanation.id.in_(explanation_ids), Explanation.exported_at.is_(None))
-            .values(exported_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )

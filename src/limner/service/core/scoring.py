@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import select
@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from limner.errors import ConflictError, InvalidInputError, PayloadTooLargeError
 from limner.imaging import check_image, decode_image, encode_png, header_pixels, resize
 from limner.service.core.deployments import check_live
+from limner.service.schemas import as_utc
 from limner.service.state import ServiceState
 from limner.settings import Settings
 from limner.store import SpaceRef, new_id
@@ -228,15 +229,8 @@ def _row(
         class_index=ci,
         probability=float(p[ci]),
         probabilities=[float(x) for x in p],
-        created_at=_utc(timestamp) or utcnow(),
+        created_at=as_utc(timestamp) or utcnow(),
     )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """A time in UTC (one without an offset is taken as UTC already)."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def log_record(

@@ -15,6 +15,7 @@ from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS
 from limner.jobs import external_metadata
 from limner.jobs.runner import REGIONS_SETTING
 from limner.jobs.workers import WorkerModel
+from limner.models.base import Model
 from limner.models.metadata import Signature
 from limner.models.remote_metadata import describe, published_signature
 from limner.net import UrlPolicy
@@ -280,29 +281,13 @@ def check_subscription_method(
             f"{method} needs gradients, and an external model exposes none; it can be "
             f"explained with {', '.join(BLACK_BOX_METHODS)}"
         )
-    model = state.models.for_subscription(sub, dep).model
+    check_model_method(state.models.for_subscription(sub, dep).model, method, steps, layer)
+
+
+def check_model_method(model: Model, method: str, steps: int | None, layer: str | None) -> None:
+    """Refuse (422) a method the model cannot be explained with: asked inside the model's
+    worker when it runs in one, since its gradients live there."""
     if isinstance(model, WorkerModel):
         model.check_method(method, steps=steps, layer=layer)
     else:
         check_method(model, method, steps=steps, layer=layer)
-
-
-def list_transactions(
-    state: ServiceState, sub: Subscription, *, limit: int, offset: int, label: str | None
-) -> tuple[list[Transaction], int]:
-    """A page of the subscription's transactions, newest first, and how many there are."""
-    where = [Transaction.subscription_id == sub.id]
-    if label is not None:
-        where.append(Transaction.label == label)
-    with state.db.session() as s:
-        total = int(s.scalar(select(func.count()).select_from(Transaction).where(*where)) or 0)
-        rows = list(
-            s.scalars(
-                select(Transaction)
-                .where(*where)
-                .order_by(Transaction.created_at.desc(), Transaction.seq.desc())
-                .limit(limit)
-                .offset(offset)
-            )
-        )
-    return rows, total

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from limner.service.deps import SpaceDep, StateDep
 from limner.service.query import KnownQuery
+from limner.service.schemas import as_utc
 from limner.store import audit as trail
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -66,7 +67,7 @@ async def list_records(
 ) -> AuditList:
     """The space's audit records, newest first (any role may read them)."""
     filters = trail.AuditQuery(
-        action=action, key_id=key, target=target, since=_utc(since), until=_utc(until)
+        action=action, key_id=key, target=target, since=as_utc(since), until=as_utc(until)
     )
     rows, total = await run_in_threadpool(
         trail.query, state.db, space.id, filters, limit=limit, offset=offset
@@ -86,12 +87,3 @@ async def verify_chain(space: SpaceDep, state: StateDep) -> AuditVerdict:
     return AuditVerdict(
         ok=verdict.ok, checked=verdict.checked, broken=verdict.broken_n, reason=verdict.reason
     )
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """``moment`` in UTC (a time without an offset is taken as UTC)."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

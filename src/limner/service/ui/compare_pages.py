@@ -14,6 +14,7 @@ from limner.errors import LimnerError
 from limner.explain import DEFAULT_METHOD
 from limner.explain.agreement import signs, top_regions
 from limner.explain.methods import GRADIENT_METHODS, METHODS
+from limner.explain.metrics import ranking
 from limner.service.audit import record
 from limner.service.comparison_schemas import (
     MAX_COMPARED,
@@ -172,13 +173,14 @@ def comparison(
 def comparison_status(
     comparison_id: str, session: SessionDep, state: StateDep
 ) -> dict[str, object]:
-    """Status and progress of a comparison, for the page's progress bar."""
-    view = core.comparison_view(_load(state, session, comparison_id))
+    """Status and progress of a comparison, for the page's progress bar (asked twice a
+    second: the region tables and the agreement are left to the page)."""
+    c = _load(state, session, comparison_id)
     return {
-        "comparison_id": view.id,
-        "status": view.status,
-        "progress": view.progress,
-        "error": _first_error(view.explanations),
+        "comparison_id": c.id,
+        "status": core.status_of(c.rows),
+        "progress": core.progress_of(c.rows),
+        "error": _first_error(core.compared_explanations(c)),
     }
 
 
@@ -212,7 +214,7 @@ def _class_view(cls: ComparedClass, explanations: list[ComparedExplanation]) -> 
     tops = [set(top_regions(table[:, j])) for j in range(table.shape[1])]
     sign = np.stack([signs(table[:, j]) for j in range(table.shape[1])], axis=1)
     rows = []
-    for k in np.lexsort((np.arange(len(table)), -table[:, 0])) if len(table) else []:
+    for k in ranking(table[:, 0]) if len(table) else []:
         region = cls.regions[int(k)]
         flips = bool((sign[k] > 0).any() and (sign[k] < 0).any())
         cells = []

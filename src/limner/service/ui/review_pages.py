@@ -37,7 +37,7 @@ def annotate(
     explanation_id: str,
     session: CsrfSessionDep,
     state: StateDep,
-    note: str = Form("", max_length=10_000),
+    note: str = Form("", max_length=annotations_core.MAX_NOTE),
     verdict: str = Form(""),
 ) -> RedirectResponse:
     """Add the form's note and verdict to the explanation, then back to its page."""
