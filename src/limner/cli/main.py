@@ -9,7 +9,17 @@ import sys
 
 import typer
 
-from limner.cli import audit, datasets, demo, explain, keys, report, serve, train
+from limner.cli import (
+    audit,
+    datasets,
+    demo,
+    explain,
+    keys,
+    kserve_explainer,
+    report,
+    serve,
+    train,
+)
 from limner.cli.common import run_guarded
 
 app = typer.Typer(
@@ -45,7 +55,7 @@ def _main(
     """Explain image classifiers: which regions pushed a prediction up or down."""
 
 
-for module in (demo, serve, explain, train, datasets, keys, audit, report):
+for module in (demo, serve, explain, train, datasets, keys, audit, report, kserve_explainer):
     module.register(app)
 
 
