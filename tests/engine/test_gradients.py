@@ -19,37 +19,11 @@ from limner.errors import InvalidInputError
 from limner.models import InputSpec, ModelMetadata
 from limner.models.pytorch import TorchModel
 from limner.samples import sample_photo
-from patch_models import brightness_model, patch_image
+from patch_models import brightness_model, patch_image, torch_brightness
 from tiny_vit import make_vit
 
 GRADIENT = ["integrated-gradients", "gradcam"]
 PATCH = {0, 1, 4, 5}  # the 4×4 grid cells covering the top-left quarter
-
-
-class Brightness(nn.Module):
-    """P(bright) = mean brightness of the top-left quarter of the 64×64 input, as a torch model:
-    a 1×1 convolution gives each pixel's brightness, the quarter's mean is the probability."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 1, 1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.fill_(1.0 / (3 * 255.0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.conv(x)[:, 0, :32, :32].mean(dim=(1, 2))
-        return torch.stack([1 - p, p], dim=1)
-
-
-def torch_brightness() -> TorchModel:
-    meta = ModelMetadata(
-        labels=["dark", "bright"],
-        input=InputSpec(width=64, height=64, layout="NCHW", scale=1.0),
-        output="probabilities",
-        problem_type="binary",
-        name="top-left-brightness",
-    )
-    return TorchModel(Brightness(), meta)
 
 
 class TinyCnn(nn.Module):

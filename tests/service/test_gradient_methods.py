@@ -9,55 +9,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from PIL import Image
-from svc_helpers import Running
-from torch import nn
-
-from limner.models import InputSpec, ModelMetadata
+from svc_helpers import Running, onnx_and_builtin
 
 BLACK_BOX = "kernelshap, lime, occlusion, rise"
 FAST = {"segmentation": "grid", "segments": 8, "baseline": "gray"}
 
 
-class Tiny(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.head = nn.Linear(4, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.conv(x).mean(dim=(2, 3)))
-
-
 @pytest.fixture(scope="module")
 def ctx(shared: Running, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    client = shared.client()
-    http = httpx.Client(
-        base_url=shared.url, headers={"Authorization": f"Bearer {shared.key}"}, timeout=120
-    )
-    d = tmp_path_factory.mktemp("onnx")
-    torch.onnx.export(
-        Tiny(),
-        torch.zeros(1, 3, 16, 16),
-        str(d / "model.onnx"),
-        input_names=["x"],
-        dynamic_axes={"x": {0: "n"}},
-        dynamo=False,
-    )
-    meta = ModelMetadata(
-        labels=["a", "b"], input=InputSpec(width=16, height=16), output="logits", name="tiny"
-    ).to_dict()
-    onnx_dep = client.deployments.create(name="tiny-onnx", file=d / "model.onnx", metadata=meta)
-    builtin = client.deployments.create(name="lite0", model="efficientnet-lite0")
-    return {
-        "client": client,
-        "http": http,
-        "onnx_sub": client.subscriptions.create(deployment_id=onnx_dep.id),
-        "onnx_dep": onnx_dep,
-        "builtin_sub": client.subscriptions.create(deployment_id=builtin.id),
-        "builtin": builtin,
-    }
+    return onnx_and_builtin(shared, tmp_path_factory.mktemp("onnx"), "")
 
 
 def _put(ctx: dict, sub_id: str, **body: object) -> httpx.Response:

@@ -127,6 +127,35 @@ def test_login_explain_and_enlarge(dashboard: Dashboard, page: sync_api.Page, sh
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
 
+    # Vertex-style views switch in place: each setting redraws the view pane from the stored
+    # explanation (the job is not run again), and the page's address keeps the choice.
+    jobs_before = len(dashboard.client().explanations.list())
+    form, view = page.locator("#view-form"), page.locator("#view-pane")
+    expect(form).to_be_visible()
+    _all_images_loaded(page, "#view-pane")
+    shown = {"start": view.screenshot()}
+    for name, value in (
+        ("type", "OUTLINES"),
+        ("color_map", "RED_GREEN"),
+        ("polarity", "both"),
+        ("overlay_type", "GRAYSCALE"),
+    ):
+        before = view.get_attribute("src")
+        form.locator(f"select[name={name}]").select_option(value)
+        expect(view).not_to_have_attribute("src", before or "")
+        assert f"{name}={value}" in (view.get_attribute("src") or "")
+        _all_images_loaded(page, "#view-pane")
+        page.wait_for_load_state("networkidle")
+        shown[value] = view.screenshot()
+        if name in ("type", "overlay_type"):  # these change pixels whatever the regions are
+            assert shown[value] != list(shown.values())[-2], f"{name}={value} drew the same view"
+    expect(page.locator(".pane-view figcaption").first).to_have_text(
+        "View — outlines, both, RED_GREEN"
+    )
+    assert "overlay_type=GRAYSCALE" in page.url
+    page.screenshot(path=shots / "08b-view-switched.png", full_page=True)
+    assert len(dashboard.client().explanations.list()) == jobs_before
+
     # Back on the transactions, the explanation's state shows.
     page.goto(f"{url}/ui/subscriptions/{sub_id}")
     expect(row.locator(".badge")).to_have_text("finished")

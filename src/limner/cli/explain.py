@@ -15,6 +15,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from limner.cli.common import console, progress_bar, report_error
+from limner.cli.model_options import (
+    InputSizeOption,
+    LabelsOption,
+    LayoutOption,
+    MeanOption,
+    MetadataOption,
+    OutputOption,
+    ScaleOption,
+    StdOption,
+)
 from limner.imaging.decode import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -29,6 +39,7 @@ def register(app: typer.Typer) -> None:
 
 
 def explain_command(
+    ctx: typer.Context,
     images: Annotated[
         list[Path],
         typer.Argument(
@@ -41,7 +52,7 @@ def explain_command(
         str,
         typer.Option(
             help="kernelshap | lime | occlusion | rise; for PyTorch models also "
-            "integrated-gradients | gradcam"
+            "integrated-gradients | gradcam | xrai"
         ),
     ] = "kernelshap",
     samples: Annotated[
@@ -62,7 +73,9 @@ def explain_command(
     ] = 0.0,
     steps: Annotated[
         int | None,
-        typer.Option(help="integrated-gradients: integration steps (default: until complete)."),
+        typer.Option(
+            help="integrated-gradients, xrai: integration steps (default: until complete)."
+        ),
     ] = None,
     layer: Annotated[
         str | None,
@@ -89,33 +102,36 @@ def explain_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as one JSON document.")
     ] = False,
-    metadata: Annotated[
-        Path | None,
-        typer.Option(help="limner-model.json for the model (all of it, or the fields missing)."),
-    ] = None,
-    labels: Annotated[
-        Path | None, typer.Option(help="Class labels: a file with one per line, or a JSON list.")
-    ] = None,
-    input_size: Annotated[
-        str | None, typer.Option("--input-size", help="The model's input size: N or WxH.")
-    ] = None,
-    layout: Annotated[str | None, typer.Option(help="Input layout: NHWC | NCHW.")] = None,
-    scale: Annotated[
-        float | None, typer.Option(help="Pixel scale (pixel * scale - mean) / std.")
-    ] = None,
-    mean: Annotated[
-        str | None, typer.Option(help="Per-channel mean, e.g. 0.485,0.456,0.406.")
-    ] = None,
-    std: Annotated[
-        str | None, typer.Option(help="Per-channel std, e.g. 0.229,0.224,0.225.")
-    ] = None,
-    output: Annotated[
-        str | None, typer.Option(help="What the model answers: probabilities | logits.")
-    ] = None,
+    metadata: MetadataOption = None,
+    labels: LabelsOption = None,
+    input_size: InputSizeOption = None,
+    layout: LayoutOption = None,
+    scale: ScaleOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    output: OutputOption = None,
     header: Annotated[
         list[str] | None,
         typer.Option(
             help="Header for a URL model, 'Name: value' (repeatable; gRPC metadata for grpc://)."
+        ),
+    ] = None,
+    view: Annotated[
+        str | None,
+        typer.Option(
+            help="Also write a Vertex-style view of each class, {class}-{label}-view.png: "
+            "name=value pairs, e.g. type=PIXELS,polarity=both,color_map=VIRIDIS (type, "
+            "polarity, clip_percent_upperbound, clip_percent_lowerbound, color_map, "
+            "overlay_type; see docs/vertex.md)."
+        ),
+    ] = None,
+    vertex_metadata: Annotated[
+        Path | None,
+        typer.Option(
+            "--vertex-metadata",
+            help="A Vertex explanation metadata JSON file: its visualization becomes the view "
+            "(--view values win) and its xrai/integrated-gradients method and step_count apply "
+            "unless --method/--steps are given.",
         ),
     ] = None,
 ) -> None:
@@ -134,6 +150,22 @@ def explain_command(
     from limner.imaging import read_image
     from limner.models import Model, load_model
 
+    view_settings = None
+    if vertex_metadata is not None:
+        from click.core import ParameterSource
+
+        from limner.views import read_vertex_metadata
+
+        vertex = read_vertex_metadata(vertex_metadata)
+        if vertex.method and ctx.get_parameter_source("method") == ParameterSource.DEFAULT:
+            method = vertex.method
+        if vertex.steps and steps is None and method in ("xrai", "integrated-gradients"):
+            steps = vertex.steps
+        view_settings = vertex.view
+    if view is not None:
+        from limner.imaging.views import ViewSettings
+
+        view_settings = ViewSettings.parse(view, view_settings or ViewSettings.default_for(method))
     for name, value, allowed in (
         ("method", method, METHODS),
         ("segmentation", segmentation, SEGMENTATIONS),
@@ -211,6 +243,10 @@ def explain_command(
                 )
                 exp.save(folder)
                 result = {"input": str(path), **exp.to_dict(_file_refs(exp, folder))}
+                if view_settings is not None:
+                    for ce in result["explanations"]:
+                        written = exp.save_view(ce["class_index"], view_settings, directory=folder)
+                        ce["images"]["view"] = str(written)
                 del exp, rgb  # the full-size photo goes before the next one is decoded
                 results.append(result)
                 for ce in result["explanations"]:

@@ -10,6 +10,16 @@ from typing import Annotated, Any
 import typer
 
 from limner.cli.common import err_console
+from limner.cli.model_options import (
+    InputSizeOption,
+    LabelsOption,
+    LayoutOption,
+    MeanOption,
+    MetadataOption,
+    OutputOption,
+    ScaleOption,
+    StdOption,
+)
 from limner.imaging.decode import DEFAULT_MAX_PIXELS
 
 
@@ -54,28 +64,14 @@ def kserve_explainer_command(
         int,
         typer.Option("--port", "--http-port", "--http_port", min=0, max=65535, help="Port."),
     ] = 8080,
-    metadata: Annotated[
-        Path | None, typer.Option(help="limner-model.json for the model (or the fields missing).")
-    ] = None,
-    labels: Annotated[
-        Path | None, typer.Option(help="Class labels: a file with one per line, or a JSON list.")
-    ] = None,
-    input_size: Annotated[
-        str | None, typer.Option("--input-size", help="The model's input size: N or WxH.")
-    ] = None,
-    layout: Annotated[str | None, typer.Option(help="Input layout: NHWC | NCHW.")] = None,
-    scale: Annotated[
-        float | None, typer.Option(help="Pixel scale (pixel * scale - mean) / std.")
-    ] = None,
-    mean: Annotated[
-        str | None, typer.Option(help="Per-channel mean, e.g. 0.485,0.456,0.406.")
-    ] = None,
-    std: Annotated[
-        str | None, typer.Option(help="Per-channel std, e.g. 0.229,0.224,0.225.")
-    ] = None,
-    output: Annotated[
-        str | None, typer.Option(help="What the model answers: probabilities | logits.")
-    ] = None,
+    metadata: MetadataOption = None,
+    labels: LabelsOption = None,
+    input_size: InputSizeOption = None,
+    layout: LayoutOption = None,
+    scale: ScaleOption = None,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    output: OutputOption = None,
     header: Annotated[
         list[str] | None,
         typer.Option(help="Header sent to the predictor, 'Name: value' (repeatable)."),

@@ -5,11 +5,34 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import typer
 
 from limner.errors import InvalidInputError
+
+#: The options that describe a model to commands that take one (``explain``,
+#: ``kserve-explainer``): each fills a field of ``limner-model.json`` the model does not give.
+MetadataOption = Annotated[
+    Path | None,
+    typer.Option(help="limner-model.json for the model (all of it, or the fields missing)."),
+]
+LabelsOption = Annotated[
+    Path | None, typer.Option(help="Class labels: a file with one per line, or a JSON list.")
+]
+InputSizeOption = Annotated[
+    str | None, typer.Option("--input-size", help="The model's input size: N or WxH.")
+]
+LayoutOption = Annotated[str | None, typer.Option(help="Input layout: NHWC | NCHW.")]
+ScaleOption = Annotated[
+    float | None, typer.Option(help="Pixel scale (pixel * scale - mean) / std.")
+]
+MeanOption = Annotated[str | None, typer.Option(help="Per-channel mean, e.g. 0.485,0.456,0.406.")]
+StdOption = Annotated[str | None, typer.Option(help="Per-channel std, e.g. 0.229,0.224,0.225.")]
+OutputOption = Annotated[
+    str | None, typer.Option(help="What the model answers: probabilities | logits.")
+]
 
 
 def read_labels(path: Path) -> list[str]:

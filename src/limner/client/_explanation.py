@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from limner.errors import LimnerError, NotFoundError
 
 if TYPE_CHECKING:
     from limner.client._core import Core
+    from limner.imaging.views import ViewSettings
 
 PANES = ("positive", "negative", "heatmap", "regions")
 #: The pixel-level pane gradient methods (integrated-gradients, gradcam) add.
@@ -95,6 +97,33 @@ class Explanation:
         path = f"/v1/explanations/{self.id}/images/{ci}/{kind}.png"
         return self._core.request("GET", path).content
 
+    def view(
+        self,
+        class_index: int | None = None,
+        settings: ViewSettings | Mapping[str, Any] | str | None = None,
+        **fields: Any,
+    ) -> bytes:
+        """A Vertex-style view of a class as PNG bytes, drawn by the server from what it stored
+        (``settings``: :class:`~limner.imaging.views.ViewSettings`, a dict of its fields or
+        ``"type=PIXELS,polarity=both"``; ``fields`` add to it, as
+        ``view(color_map="RED_GREEN", polarity="both")``; fields left out are the
+        subscription's default view, else the method's; docs/vertex.md)."""
+        from limner.imaging.views import ViewSettings
+
+        given: dict[str, Any] = {}
+        if isinstance(settings, ViewSettings):
+            given = settings.to_dict()
+        elif isinstance(settings, str):
+            given = _view_pairs(settings)
+        elif settings is not None:
+            given = dict(settings)
+        given.update(fields)
+        ViewSettings.from_dict(given)  # refuse a bad name or value before asking
+        ci = self.explained_classes[0] if class_index is None else class_index
+        path = f"/v1/explanations/{self.id}/images/{ci}/view.png"
+        params = {k: v for k, v in given.items() if v is not None}
+        return self._core.request("GET", path, params=params).content
+
     def original(self) -> bytes:
         """The transaction's image as it was scored."""
         return self._core.request("GET", f"/v1/transactions/{self.scoring_id}/image").content
@@ -163,6 +192,17 @@ class Explanation:
 
     def __repr__(self) -> str:
         return f"<Explanation {self.id} {self.status} {self.progress:.0%}>"
+
+
+def _view_pairs(text: str) -> dict[str, str]:
+    """``name=value,...`` as a dict (checked by ``ViewSettings.parse``, kept as given)."""
+    from limner.imaging.views import ViewSettings
+
+    ViewSettings.parse(text)
+    return dict(
+        (name.strip(), value.strip())
+        for name, _, value in (p.partition("=") for p in text.split(",") if p.strip())
+    )
 
 
 def file_name(class_index: int, label: str, kind: str) -> str:

@@ -23,6 +23,7 @@ from limner.explain.methods.gradients import (
     gradient_fields,
     require_forward,
 )
+from limner.explain.methods.xrai import XraiRegions, xrai_map, xrai_order, xrai_regions
 from limner.explain.metrics import (
     RandomOrders,
     curve_masks,
@@ -97,7 +98,9 @@ def explain(
         image: a path, encoded bytes, a PIL image or an RGB uint8 array, of any size.
         model: a loaded classifier (``limner.load_model``).
         method: ``kernelshap`` (default), ``lime``, ``occlusion``, ``rise``, or for a model
-            with a torch forward ``integrated-gradients`` or ``gradcam``.
+            with a torch forward ``integrated-gradients``, ``gradcam`` or ``xrai`` (regions
+            grown from Integrated Gradients by gain density, Kapishnikov et al. 2019; its
+            regions replace ``segmentation``, and ``segments`` caps their number).
         samples: a fixed budget of model evaluations for the method's estimate (default: the
             method's own; for ``kernelshap``, adaptive rounds up to ``max_samples``).
         max_samples: budget of the adaptive default (default 256).
@@ -109,7 +112,8 @@ def explain(
             (tied) without an order (default 0: a strict order; 0.2 stops about twice as
             early on 24-region photos, at some cost in faithfulness).
         segmentation: ``slic`` (default), ``quickshift``, ``felzenszwalb`` or ``grid``.
-        segments: number of regions (default 24; for ``grid``, rows × cols).
+        segments: number of regions (default 24; for ``grid``, rows × cols; for ``xrai``, the
+            most regions: the rest is merged into one last region).
         baseline: what a switched-off region becomes: ``blur`` (default), ``mean``, ``gray``,
             ``black``.
         classes: labels or class indices to explain; default: the ``top_k`` most probable
@@ -122,11 +126,12 @@ def explain(
         progress: called as ``progress(done, total)`` after each batch; ``done / total`` only
             goes up.
         max_pixels: refuse larger images before decoding them.
-        steps: integration steps of ``integrated-gradients`` (default: 64, doubled until the
-            attributions are complete within 1%, at most 512).
+        steps: integration steps of ``integrated-gradients`` and ``xrai`` (default: 64,
+            doubled until the attributions are complete within 1%, at most 512).
         layer: the layer ``gradcam`` reads (default: the last spatial feature map).
         regions: a region map of this image to use instead of segmenting it (several
-            explanations compared on the same regions share one).
+            explanations compared on the same regions share one); ``xrai`` then ranks these
+            regions by gain density instead of growing its own.
 
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the RESULT.
@@ -141,12 +146,23 @@ def explain(
     )
     start = time.perf_counter()
     rgb = decode_image(image, max_pixels=max_pixels)
-    if regions is None:
-        regions = region_map(rgb, segmentation, segments or DEFAULT_SEGMENTS)
-    elif regions.original_size != (rgb.shape[1], rgb.shape[0]):
-        raise InvalidInputError("the region map given is not of this image's size")
-    m = regions.count
     width, height = model.input_size
+    maps: list[GradientMap] = []
+    grown: XraiRegions | None = None
+    chosen: list[int] = []
+    if regions is not None and regions.original_size != (rgb.shape[1], rgb.shape[0]):
+        raise InvalidInputError("the region map given is not of this image's size")
+    if regions is None and gradients is not None and method == "xrai":
+        # XRAI's regions come from the first explained class's attribution
+        small = resize(rgb, width, height)
+        full = np.asarray((predict or model.predict_tensor)(model.preprocess(small[None])))[0]
+        chosen = _choose_classes(model, full, classes, top_k)
+        maps = [gradients.attribute(small, small, c) for c in chosen]
+        grown = xrai_regions(small, maps[0].pixels, segments or DEFAULT_SEGMENTS)
+        regions = RegionMap(grown.labels, (rgb.shape[1], rgb.shape[0]), "xrai")
+    elif regions is None:
+        regions = region_map(rgb, segmentation, segments or DEFAULT_SEGMENTS)
+    m = regions.count
     perturber = Perturber(
         resize(rgb, width, height),
         regions.at_size(width, height),
@@ -167,11 +183,10 @@ def explain(
     n_ref = len(np.unique(reference.masks, axis=0))
     evaluate.total = 1 + budget + n_curve * (top_k if not classes else len(classes)) + n_ref
     full = evaluate.masks(np.ones((1, m), np.float32), perturber)[0]
-    chosen = _choose_classes(model, full, classes, top_k)
+    chosen = chosen or _choose_classes(model, full, classes, top_k)
     evaluate.total = 1 + budget + n_curve * len(chosen) + n_ref
-    maps: list[GradientMap] = []
     if gradients is not None:  # deterministic attributions: nothing to settle by sampling
-        maps = [gradients.attribute(perturber.image, perturber.base, c) for c in chosen]
+        maps = maps or [gradients.attribute(perturber.image, perturber.base, c) for c in chosen]
         estimates = [gradient_estimate(g, perturber.labels, m) for g in maps]
         open_: list = [[] for _ in chosen]
         stop_reason = "exact"
@@ -183,8 +198,13 @@ def explain(
     # the budget not spent no longer counts towards the progress
     evaluate.total = evaluate.done + n_curve * len(chosen) + n_ref
     boxes_areas = regions.boxes_and_areas[1]
-    note = count_note(segmentation, segments or DEFAULT_SEGMENTS, m)
-    orders = [ranking(est.weights) for est in estimates]
+    # XRAI's ``segments`` is a cap, not a target: fewer regions are no miss
+    note = None if method == "xrai" else count_note(segmentation, segments or DEFAULT_SEGMENTS, m)
+    if method == "xrai":
+        remainder = grown.remainder if grown is not None else None
+        orders = [xrai_order(g.pixels, perturber.labels, m, remainder) for g in maps]
+    else:
+        orders = [ranking(est.weights) for est in estimates]
     grids, all_curves, references = _curves(evaluate, perturber, chosen, orders, reference)
     explained = []
     for c, est, o, order, at, curves, (rd, ri) in zip(
@@ -195,7 +215,8 @@ def explain(
                 est,
                 np.vstack(curve_masks(order, at)),
                 np.concatenate([curves[0][:, c], curves[1][:, c]]),
-                additive=method != "gradcam",
+                # XRAI's intercept is f at black and white, not at the curves' baseline
+                additive=method == "integrated-gradients",
             )
         # a deterministic method's weights have no sampling error: no interval, and nothing
         # to settle (``settled`` None: not applicable), rather than a certainty it never tested
@@ -234,7 +255,8 @@ def explain(
         seed=seed,
         baseline=baseline,
         samples=evaluate.design_rows,
-        model_evaluations=evaluate.done + sum(g.passes for g in maps),
+        # XRAI's regions took one more forward pass: the whole image, to choose the classes
+        model_evaluations=evaluate.done + sum(g.passes for g in maps) + (grown is not None),
         seconds=time.perf_counter() - start,
         predictions=[
             {"label": model.labels[i], "class_index": int(i), "probability": float(full[i])}
@@ -245,8 +267,18 @@ def explain(
         tie_tolerance=tie_tolerance,
         stop_reason=stop_reason,
         max_samples=explainer.samples if explainer and explainer.adaptive() else None,
-        **(gradient_fields(maps, chosen) if gradients else {}),
+        **(_gradient_fields(method, maps, chosen, perturber.labels, m) if gradients else {}),
     )
+
+
+def _gradient_fields(
+    method: str, maps: list[GradientMap], chosen: list[int], labels: np.ndarray, m: int
+) -> dict:
+    """The gradient fields of the RESULT; XRAI's saliency is its own map (each pixel, its
+    region's gain density) rather than the Integrated Gradients it was grown from."""
+    if method == "xrai":
+        maps = [replace(g, pixels=xrai_map(g.pixels, labels, m)) for g in maps]
+    return gradient_fields(maps, chosen)
 
 
 def check_method(

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +23,17 @@ from limner.explain.segmentation import RegionMap
 from limner.imaging.decode import DEFAULT_MAX_PIXELS
 from limner.imaging.figure import caption_lines
 from limner.imaging.saliency import saliency_pane, saturation, upsample
+from limner.imaging.transform import fit_within
+from limner.imaging.views import ViewSettings, clip_bounds, outline_width, view_rows
 
 #: Regions whose |weight| is below this fraction of the largest count as neither side.
 NEUTRAL_FRACTION = 0.005
 #: The largest attribution map ``attribution_map`` draws (the largest photo limner decodes).
 MAX_MAP_PIXELS = DEFAULT_MAX_PIXELS
+#: A view's clip percentiles are read from the attribution map at this longest side at most.
+VIEW_SAMPLE_SIDE = 1024
+#: The pane kind (and file name suffix) of a Vertex-style view.
+VIEW = "view"
 
 ImageRefs = Callable[[int, str], Any]
 
@@ -225,6 +231,85 @@ class Explanation(OriginalSize):
         if kind not in PAINTERS:
             raise ValueError(f"pane must be one of {', '.join(self.pane_kinds)}")
         return PAINTERS[kind](self.for_class(class_index), self.regions)
+
+    def view_settings(
+        self, settings: ViewSettings | Mapping[str, Any] | str | None
+    ) -> ViewSettings:
+        """``settings`` as :class:`ViewSettings`: given whole, or a dict or ``name=value,...``
+        text whose missing fields are this method's default view (``None``: the default)."""
+        if isinstance(settings, ViewSettings):
+            return settings
+        base = ViewSettings.default_for(self.method)
+        if isinstance(settings, str):
+            return ViewSettings.parse(settings, base)
+        return ViewSettings.from_dict(settings, base)
+
+    def view_painter(
+        self, class_index: int, settings: ViewSettings | Mapping[str, Any] | str | None = None
+    ) -> Painter:
+        """What draws a Vertex-style view of a class's attribution map strip by strip (see
+        :mod:`limner.imaging.views`): the clip percentiles are read once from the map at a
+        longest side of at most ``VIEW_SAMPLE_SIDE``; each strip reads the rows around it that
+        its outlines depend on."""
+        view = self.view_settings(settings)
+        c = self.for_class(class_index)
+        w, h = fit_within(self.width, self.height, VIEW_SAMPLE_SIDE)
+        bounds = clip_bounds(self.attribution_map(h, w, class_index=class_index), view)
+        width = outline_width(self.width, self.height)
+        weights = np.asarray(c.weights, dtype=np.float32)
+        pixels = self.saliency.get(class_index)
+        cache: dict[str, np.ndarray] = {}
+
+        def values(source: PaneSource, top: int, bottom: int) -> np.ndarray:
+            if pixels is None:
+                return np.take(weights, source.labels(top, bottom))
+            if not cache:  # as the saliency pane: upsampled once, on the first strip
+                cache["v"] = upsample(pixels, source.width, source.height)
+            return cache["v"][top:bottom]
+
+        def paint(source: PaneSource, top: int, bottom: int) -> np.ndarray:
+            above, below = min(top, width), min(source.height - bottom, width)
+            return view_rows(
+                source.image[top - above : bottom + below],
+                values(source, top - above, bottom + below),
+                view,
+                bounds=bounds,
+                outline=width,
+                margin=(above, below),
+            )
+
+        return paint
+
+    def view(
+        self, class_index: int, settings: ViewSettings | Mapping[str, Any] | str | None = None
+    ) -> np.ndarray:
+        """A Vertex-style view of a class's attribution (type, polarity, clip percentiles,
+        colour map, overlay: :class:`~limner.imaging.views.ViewSettings`, a dict of its fields
+        or ``"type=PIXELS,polarity=both"``; missing fields are the method's default view), RGB
+        uint8 at the original size (drawn on each call, not kept)."""
+        return panes.render(self.pane_source, self.view_painter(class_index, settings))
+
+    def view_png(
+        self, class_index: int, settings: ViewSettings | Mapping[str, Any] | str | None = None
+    ) -> bytes:
+        """A view (see :meth:`view`) encoded as PNG, drawn and encoded strip by strip."""
+        return panes.encode(self.pane_source, self.view_painter(class_index, settings))
+
+    def save_view(
+        self,
+        class_index: int,
+        settings: ViewSettings | Mapping[str, Any] | str | None = None,
+        path: str | Path | None = None,
+        *,
+        directory: str | Path = ".",
+    ) -> Path:
+        """Write a view (see :meth:`view`) as PNG, strip by strip, to ``path`` (default:
+        ``{class_index}-{label}-view.png`` in ``directory``); return the path."""
+        out = Path(directory) / self.file_name(class_index, VIEW) if path is None else Path(path)
+        painter = self.view_painter(class_index, settings)
+        with out.open("wb") as f:
+            panes.write(self.pane_source, painter, f)
+        return out
 
     @property
     def pane_source(self) -> PaneSource:

@@ -25,6 +25,7 @@ from limner.explain.methods import GRADIENT_METHODS
 from limner.explain.segmentation import RegionMap
 from limner.explain.shared_regions import load_regions
 from limner.imaging import decode_image
+from limner.imaging.views import encode_map
 from limner.jobs.executor import Executor, RemoteJobs
 from limner.jobs.models import ModelProvider
 from limner.jobs.workers import WorkerModel
@@ -65,6 +66,13 @@ def _explaining_deployment(s: Session, job: Explanation, sub: Subscription) -> D
 def pane_path(explanation_id: str, class_index: int, kind: str) -> str:
     """The REST path of a rendered pane."""
     return f"/v1/explanations/{explanation_id}/images/{class_index}/{kind}.png"
+
+
+def attribution_key(class_index: int) -> str:
+    """The key, among an explanation's stored ``panes``, of a gradient method's pixel
+    attribution map of one class (a float32 ``.npy`` at the model's input size; not a pane, so
+    it does not start with a class index). Views are drawn from it without recomputing."""
+    return f"data/{class_index}/attribution.npy"
 
 
 class Deadline:
@@ -391,6 +399,8 @@ class JobRunner:
             if source not in drawn:  # a pane shared by the classes is drawn once
                 drawn[source] = self.blobs.put(exp.png(*source))
             panes[f"{ci}/{kind}"] = drawn[source]
+        for ci, values in exp.saliency.items():  # the raw map views are drawn from
+            panes[attribution_key(ci)] = self.blobs.put(encode_map(values))
         result = exp.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
         return result, panes
 

@@ -15,8 +15,11 @@ from typing import Any
 
 from limner.models.metadata import ModelMetadata
 
-#: Attribution methods that need gradients, and the black-box methods every model can use.
-GRADIENT_METHODS = ("integrated-gradients", "gradcam")
+#: Attribution methods that need gradients (the black-box ones every model can use are listed
+#: in ``limner.explain.methods``). ``xrai`` grows its regions from Integrated Gradients.
+GRADIENT_METHODS = ("integrated-gradients", "gradcam", "xrai")
+#: The gradient methods that need no forward hooks (so also work on TorchScript).
+UNHOOKED_METHODS = ("integrated-gradients", "xrai")
 
 
 @dataclass

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-Method = Literal["lime", "kernelshap", "occlusion", "rise", "integrated-gradients", "gradcam"]
+Method = Literal[
+    "lime", "kernelshap", "occlusion", "rise", "integrated-gradients", "gradcam", "xrai"
+]
 Segmentation = Literal["slic", "quickshift", "felzenszwalb", "grid"]
 Baseline = Literal["mean", "blur", "gray", "black"]
 Status = Literal["queued", "running", "finished", "failed"]
@@ -112,6 +114,32 @@ class SubscriptionCreate(Strict):
     headers: Headers = None
 
 
+class ViewBody(Strict):
+    """A Vertex-style view of an explanation (docs/vertex.md); fields left out are the
+    method's default view. Names are read case-insensitively."""
+
+    type: str | None = Field(default=None, description="PIXELS or OUTLINES")
+    polarity: str | None = Field(default=None, description="positive, negative or both")
+    clip_percent_upperbound: float | None = Field(default=None, ge=0, le=100)
+    clip_percent_lowerbound: float | None = Field(default=None, ge=0, le=100)
+    color_map: str | None = Field(
+        default=None, description="PINK_GREEN, VIRIDIS, RED, GREEN, RED_GREEN or PiYG"
+    )
+    overlay_type: str | None = Field(
+        default=None, description="NONE, ORIGINAL, GRAYSCALE or MASK_BLACK"
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> ViewBody:
+        from limner.imaging.views import ViewSettings
+
+        given = self.model_dump(exclude_none=True)
+        checked = ViewSettings.from_dict(given).to_dict()  # InvalidInputError is a ValueError
+        for name in given:
+            object.__setattr__(self, name, checked[name])
+        return self
+
+
 class ExplainabilitySettings(Strict):
     """``PUT /v1/subscriptions/{id}/explainability``: how transactions are explained."""
 
@@ -129,6 +157,8 @@ class ExplainabilitySettings(Strict):
     steps: int | None = Field(default=None, ge=2, le=1024)
     #: The layer ``gradcam`` reads (default: the model's last spatial feature map).
     layer: str | None = Field(default=None, min_length=1, max_length=200)
+    #: The view the dashboard shows of each explanation (default: the method's Vertex default).
+    view: ViewBody | None = None
 
 
 class SubscriptionRead(BaseModel):

@@ -20,7 +20,7 @@ import numpy as np
 from limner.errors import InvalidInputError
 from limner.explain.methods.base import Estimate, weighted_r2
 from limner.models.base import Model
-from limner.models.gradients import GRADIENT_METHODS, TorchForward
+from limner.models.gradients import GRADIENT_METHODS, UNHOOKED_METHODS, TorchForward
 
 #: Integration steps Integrated Gradients starts with, and the most it goes to on its own.
 DEFAULT_STEPS = 64
@@ -42,7 +42,7 @@ def methods_for(model: Model, black_box: tuple[str, ...]) -> tuple[str, ...]:
     forward = model.torch_forward()
     if forward is None:
         return black_box
-    extra = GRADIENT_METHODS if forward.hookable else ("integrated-gradients",)
+    extra = GRADIENT_METHODS if forward.hookable else UNHOOKED_METHODS
     return black_box + extra
 
 
@@ -86,7 +86,8 @@ class _Probe:
 
 
 class GradientAttributor:
-    """Integrated Gradients or Grad-CAM for one model (captum does the attribution)."""
+    """Integrated Gradients, Grad-CAM, or XRAI's attribution (Integrated Gradients from a black
+    and a white baseline, averaged) for one model (captum does the attribution)."""
 
     def __init__(
         self,
@@ -113,7 +114,10 @@ class GradientAttributor:
             self._layer_module(layer)  # a wrong name fails before any work
 
     def attribute(self, image: np.ndarray, baseline: np.ndarray, class_index: int) -> GradientMap:
-        """The attribution of ``class_index`` for uint8 ``image`` (h, w, 3) at the model size."""
+        """The attribution of ``class_index`` for uint8 ``image`` (h, w, 3) at the model size
+        (``xrai`` ignores ``baseline``: it integrates from black and from white)."""
+        if self.method == "xrai":
+            return self._two_baselines(image, class_index)
         import torch
 
         dev = self.forward.device
@@ -126,6 +130,28 @@ class GradientAttributor:
         return self._gradcam(x, class_index, float(p[0]), float(p[1]))
 
     # --- Integrated Gradients -----------------------------------------------------------------
+
+    def _two_baselines(self, image: np.ndarray, class_index: int) -> GradientMap:
+        """XRAI's attribution: Integrated Gradients from black and from white, averaged.
+
+        The average adds up to f(image) − (f(black) + f(white)) / 2, so that mean is the base
+        probability and the completeness gap is measured against it."""
+        ig = GradientAttributor("integrated-gradients", self.forward, steps=self.steps)
+        ig._probe = self._probe
+        maps = [ig.attribute(image, np.full_like(image, v), class_index) for v in (0, 255)]
+        self._probe = ig._probe
+        pixels = (maps[0].pixels + maps[1].pixels) / 2.0
+        fx = maps[0].probability
+        fb = (maps[0].base_probability + maps[1].base_probability) / 2.0
+        gap = abs(float(pixels.sum()) - (fx - fb)) / max(abs(fx - fb), GAP_FLOOR)
+        return GradientMap(
+            pixels,
+            fx,
+            fb,
+            completeness_gap=gap,
+            steps=max(m.steps or 0 for m in maps),
+            passes=sum(m.passes for m in maps),
+        )
 
     def _integrated_gradients(
         self, x: Any, b: Any, class_index: int, fx: float, fb: float

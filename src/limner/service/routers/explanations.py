@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from limner.errors import NotFoundError
+from limner.imaging.views import ViewSettings
 from limner.service.audit import audit_note
 from limner.service.core import explanations as core
-from limner.service.core import find
+from limner.service.core import find, vertex_views
 from limner.service.deps import ExplanationDep, SpaceDep, StateDep, load_transaction
 from limner.service.query import ExplanationFilterDep, KnownQuery
 from limner.service.schemas import (
@@ -130,6 +131,47 @@ def read_explanation(request: Request, exp: ExplanationDep, state: StateDep) -> 
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
+
+
+@router.get(
+    "/{explanation_id}/images/{class_index}/view.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+    dependencies=[KnownQuery],
+)
+def explanation_view(
+    exp: ExplanationDep,
+    state: StateDep,
+    class_index: int,
+    type: Annotated[str | None, Query(description="PIXELS or OUTLINES")] = None,
+    polarity: Annotated[str | None, Query(description="positive, negative or both")] = None,
+    clip_percent_upperbound: Annotated[float | None, Query(ge=0, le=100)] = None,
+    clip_percent_lowerbound: Annotated[float | None, Query(ge=0, le=100)] = None,
+    color_map: Annotated[
+        str | None, Query(description="PINK_GREEN, VIRIDIS, RED, GREEN, RED_GREEN or PiYG")
+    ] = None,
+    overlay_type: Annotated[
+        str | None, Query(description="NONE, ORIGINAL, GRAYSCALE or MASK_BLACK")
+    ] = None,
+) -> Response:
+    """A Vertex-style view of an explained class (docs/vertex.md), drawn from the stored image,
+    region map or pixel map and RESULT without recomputing; settings left out are the
+    subscription's default view, else the method's."""
+    given = {
+        "type": type,
+        "polarity": polarity,
+        "clip_percent_upperbound": clip_percent_upperbound,
+        "clip_percent_lowerbound": clip_percent_lowerbound,
+        "color_map": color_map,
+        "overlay_type": overlay_type,
+    }
+    settings = ViewSettings.from_dict(given, vertex_views.base_settings(state, exp))
+    png = vertex_views.render_stored_view(state, exp, class_index, settings)
+    # a view named in full is the same image for good; one that leans on the subscription's
+    # default is checked again each time (the default may change)
+    complete = all(v is not None for v in given.values())
+    cache = "private, max-age=86400" if complete else "private, no-cache"
+    return Response(png, media_type="image/png", headers={"Cache-Control": cache})
 
 
 @router.get(

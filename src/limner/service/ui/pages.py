@@ -6,17 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
 from limner.errors import ConflictError, InvalidInputError, RateLimitError
+from limner.imaging.views import (
+    COLOR_MAPS,
+    OVERLAYS,
+    POLARITIES,
+    TYPES,
+    ViewSettings,
+)
+from limner.imaging.views import FIELDS as VIEW_FIELDS
 from limner.service.audit import record
 from limner.service.core import explanations as explanations_core
-from limner.service.core import find
+from limner.service.core import find, vertex_views
 from limner.service.core import subscriptions as subscriptions_core
 from limner.service.core.annotations import annotations_of
 from limner.service.deps import StateDep
 from limner.service.guard import client_address
+from limner.service.query import check_query_names
 from limner.service.schemas import ExplainabilitySettings, ExplanationCreate
 from limner.service.ui.deps import (
     AuthDep,
@@ -142,8 +151,55 @@ def explanation(
         "compare": compare_form(state, session, exp, sub),
         "review": annotations_view(annotations_of(state, exp.id)),
         "review_notice": request.query_params.get("review"),
+        "view": _view_form(state, exp, request) if exp.result else None,
     }
     return render(request, "explanation.html", context, session=session, auth=auth)
+
+
+def _view_settings(
+    state: StateDep, exp: Explanation, request: Request
+) -> tuple[ViewSettings, bool]:
+    """The view a request's query asks for (over the subscription's default view), and
+    whether the query named every setting (422 for an unknown or a bad one)."""
+    given = {k: v for k, v in request.query_params.items() if k in VIEW_FIELDS and v != ""}
+    base = vertex_views.base_settings(state, exp)
+    return ViewSettings.from_dict(given, base), len(given) == len(VIEW_FIELDS)
+
+
+def _view_form(state: StateDep, exp: Explanation, request: Request) -> dict[str, Any]:
+    """What the page's view form shows: the settings, their choices, the view's query string;
+    a bad value in the page's query is said and the default view shown instead."""
+    error = None
+    try:
+        settings, _ = _view_settings(state, exp, request)
+    except InvalidInputError as exc:
+        error = exc.message
+        settings = vertex_views.base_settings(state, exp)
+    return {
+        "settings": settings.to_dict(),
+        "query": settings.query(),
+        "error": error,
+        "choices": {
+            "type": TYPES,
+            "polarity": POLARITIES,
+            "color_map": COLOR_MAPS,
+            "overlay_type": OVERLAYS,
+        },
+    }
+
+
+@router.get("/explanations/{explanation_id}/images/{class_index}/view.png")
+def explanation_view(
+    request: Request, explanation_id: str, class_index: int, session: SessionDep, state: StateDep
+) -> Response:
+    """A Vertex-style view of an explained class for the page (the settings in the query, as
+    ``GET /v1/explanations/{id}/images/{class_index}/view.png`` takes them)."""
+    exp = find_explanation(state, session, explanation_id)
+    check_query_names((k for k, _ in request.query_params.multi_items()), VIEW_FIELDS)
+    settings, complete = _view_settings(state, exp, request)
+    png = vertex_views.render_stored_view(state, exp, class_index, settings)
+    cache = "private, max-age=86400" if complete else "private, no-cache"
+    return Response(png, media_type="image/png", headers={"Cache-Control": cache})
 
 
 def _owner(state: StateDep, session: UiSession, exp: Explanation) -> tuple[Transaction, Any]:

@@ -113,4 +113,28 @@
     const next = document.querySelector("[data-auto-follow]");
     if (next) window.location.replace(next.getAttribute("href"));
   });
+  // --- view form: changing a setting swaps every view pane's image (drawn by the server from
+  // the stored explanation, nothing recomputed); without JS the form reloads the page.
+  document.addEventListener("DOMContentLoaded", function () {
+    const viewForm = document.getElementById("view-form");
+    if (!viewForm) return;
+    const showView = function (event) {
+      if (event) event.preventDefault();
+      if (!viewForm.reportValidity()) return;
+      const data = new FormData(viewForm);
+      const query = new URLSearchParams(data).toString();
+      const words = [String(data.get("type")).toLowerCase(), data.get("polarity"), data.get("color_map")];
+      document.querySelectorAll("img.view-pane").forEach(function (img) {
+        img.src = img.dataset.viewSrc + "?" + query;
+        img.alt = img.dataset.viewLabel + " (" + words.join(", ") + ")";
+        const zoom = img.closest("[data-zoom]");
+        if (zoom) zoom.dataset.zoom = img.src;
+        const caption = img.closest("figure").querySelector("figcaption");
+        if (caption) caption.textContent = "View — " + words.join(", ");
+      });
+      history.replaceState(null, "", viewForm.action + "?" + query);
+    };
+    viewForm.addEventListener("change", showView);
+    viewForm.addEventListener("submit", showView);
+  });
 })();
