@@ -272,3 +272,35 @@ def test_deleting_a_deployment_frees_its_memory(attacked: Attacked, tmp_path: Pa
         assert http.delete(f"/v1/deployments/{fat}").status_code == 204
     freed = loaded - _descendants_rss(server.proc.pid)
     assert freed > 100_000_000, f"{freed / 1e6:.0f} MB freed"
+
+
+def _nice(pid: int) -> int:
+    """The niceness of process ``pid`` (field 19 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def test_a_model_that_ran_past_its_limit_runs_at_the_lowest_priority(tmp_path: Path) -> None:
+    """After a call of a model is stopped at its limit, its next worker runs at niceness 19,
+    so that the model's later calls take only CPU that nobody else wants."""
+    from limner.errors import ModelTimeoutError
+    from limner.jobs.sandbox import LoadSpec, WorkerLimits
+    from limner.jobs.workers import PENALTY_NICE, WorkerModel
+
+    limits = WorkerLimits(call_timeout=1.0)
+    model = WorkerModel(
+        LoadSpec(str(endless_onnx(tmp_path / "e.onnx")), metadata=TINY_META), limits
+    )
+    try:
+        bright = np.full((1, 3, 8, 8), 0.5, dtype=np.float32)
+        assert model.predict_tensor(bright).shape == (1, 2)
+        assert model.pid is not None
+        assert _nice(model.pid) == limits.nice
+        with pytest.raises(ModelTimeoutError):
+            model.predict_tensor(np.zeros((1, 3, 8, 8), dtype=np.float32))
+        time.sleep(2 * limits.call_timeout + 0.2)  # the model rests twice its limit
+        assert model.predict_tensor(bright).shape == (1, 2)
+        assert model.pid is not None
+        assert _nice(model.pid) == PENALTY_NICE
+    finally:
+        model.close()

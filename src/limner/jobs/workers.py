@@ -18,6 +18,7 @@ layer once, so a worker starts in well under a second and shares those pages wit
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import shutil
 import tempfile
@@ -41,6 +42,9 @@ MIN_BLOCK = 4 * 1024 * 1024
 #: Most seconds a model rests after its worker was killed for running past its time limit
 #: (it rests twice the limit, so that an endless model burns a core a third of the time at most).
 MAX_REST = 30.0
+#: Niceness of a model's worker once one of its calls ran past its time limit: from then on
+#: (until the model is loaded again) it gets the CPU only when nothing else wants it.
+PENALTY_NICE = 19
 
 _context_lock = threading.Lock()
 _context: Any = None
@@ -186,6 +190,8 @@ class WorkerModel(Model):
         self._block: shared_memory.SharedMemory | None = None
         self._rest_until = 0.0
         self._closed = False
+        #: Set once a call ran past its limit: later workers run at ``PENALTY_NICE``.
+        self._penalized = False
 
     def predict_tensor(self, x: np.ndarray) -> np.ndarray:
         """Probabilities for a preprocessed batch, computed by the worker."""
@@ -243,6 +249,7 @@ class WorkerModel(Model):
         except WorkerLate:
             self._worker = None
             self._rest_until = time.monotonic() + min(2 * timeout, MAX_REST)
+            self._penalized = True
             raise ModelTimeoutError(
                 f"the model did not answer within {timeout:g} s (its time limit: "
                 "LIMNER_MODEL_CALL_TIMEOUT, or LIMNER_JOB_TIMEOUT for an explanation); the call "
@@ -273,7 +280,10 @@ class WorkerModel(Model):
         if self._worker is not None:
             self._worker.kill()
             self._worker = None
-        self._worker = ModelWorker(self.spec, self.limits)
+        limits = self.limits
+        if self._penalized:
+            limits = dataclasses.replace(limits, nice=max(limits.nice, PENALTY_NICE))
+        self._worker = ModelWorker(self.spec, limits)
         return self._worker
 
     def _block_for(self, nbytes: int) -> shared_memory.SharedMemory:
