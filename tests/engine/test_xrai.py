@@ -146,7 +146,7 @@ def test_randomizing_the_weights_changes_the_xrai_map(lite0_forward):
         c = top_class(lite0_forward, image)
         maps = []
         for forward in (lite0_forward, randomized):
-            g = GradientAttributor("xrai", forward, steps=16).attribute(image, image, c)
+            g = GradientAttributor("xrai", forward, steps=8).attribute(image, image, c)
             grown = xrai_regions(image, g.pixels, None)
             maps.append(xrai_map(g.pixels, grown.labels, grown.count))
         assert np.abs(maps[0]).sum() > 0

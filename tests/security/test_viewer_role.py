@@ -185,7 +185,7 @@ def snapshot(d: Desk) -> dict[str, Any]:
     files = sorted(
         str(p.relative_to(d.settings.data_dir))
         for p in d.settings.data_dir.rglob("*")
-        if p.is_file() and not p.name.startswith("limner.db")
+        if p.is_file() and not p.name.startswith(("limner.db", "limner-audit.db"))
     )
     return {"tables": tables, "files": files}
 

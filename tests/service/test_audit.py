@@ -463,7 +463,7 @@ def test_cli_verify_holds_then_names_an_altered_record(
         db = Database(backend_settings.resolved_database_url())
         try:
             space_id = ensure_space(db, "default").id
-            with db.engine.begin() as conn:
+            with db.trail.engine.begin() as conn:
                 conn.execute(
                     text(
                         "UPDATE audit_records SET outcome = 'denied' WHERE n = 3 AND space_id = :s"
@@ -630,9 +630,57 @@ def test_two_replicas_appending_at_once_keep_one_exact_chain(backend_settings: S
             "tuple": [int(x) for x in rows[0].target[1:].split("-")],
         }
         if db.engine.dialect.name == "sqlite":  # stored as the ORM stores times
-            with db.engine.connect() as conn:
+            with db.trail.engine.connect() as conn:
                 raw = conn.execute(text("SELECT at FROM audit_records LIMIT 1")).scalar()
             assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", str(raw))
         logs[1].db.close()
     finally:
         db.close()
+
+
+def test_sqlite_keeps_the_trail_in_a_file_of_its_own_and_moves_older_records_there(
+    tmp_path: Path,
+) -> None:
+    """On SQLite the trail lives in ``limner-audit.db`` beside ``limner.db`` (its own write
+    lock); records a database kept in its main file (as limner did before) move there intact
+    the first time the trail opens, and the chain still verifies."""
+    url = f"sqlite:///{tmp_path / 'limner.db'}"
+    db = Database(url)
+    try:
+        db.migrate()
+        space_id = ensure_space(db, "default").id
+        AuditLog(db).append(space_id, AuditEntry(action="key.create", outcome="ok", target="k1"))
+        AuditLog(db).append(space_id, AuditEntry(action="login", outcome="ok"))
+        assert (tmp_path / "limner-audit.db").is_file()
+        assert oct((tmp_path / "limner-audit.db").stat().st_mode & 0o777) == "0o600"
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM audit_records")).scalar() == 0
+        # the layout of older databases: the records in the main file, none in the trail's
+        with db.trail.engine.begin() as conn:
+            rows = [dict(r) for r in conn.execute(text("SELECT * FROM audit_records")).mappings()]
+            conn.execute(text("DELETE FROM audit_records"))
+        with db.engine.begin() as conn:
+            for row in rows:
+                names = [k for k in row if k != "seq"]
+                conn.execute(
+                    text(
+                        f"INSERT INTO audit_records ({', '.join(names)}) "
+                        f"VALUES ({', '.join(':' + k for k in names)})"
+                    ),
+                    row,
+                )
+    finally:
+        db.close()
+    reopened = Database(url)
+    try:
+        verdict = audit_verify(reopened, space_id)
+        assert verdict.ok and verdict.checked == 2, verdict
+        with reopened.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM audit_records")).scalar() == 0
+        with reopened.trail.engine.connect() as conn:
+            moved = [dict(r) for r in conn.execute(text("SELECT * FROM audit_records")).mappings()]
+        assert [{k: v for k, v in r.items() if k != "seq"} for r in moved] == [
+            {k: v for k, v in r.items() if k != "seq"} for r in rows
+        ]
+    finally:
+        reopened.close()

@@ -80,4 +80,5 @@ class ServiceState:
         self.loads.close()
         self.runner.close()
         self.models.registry.close()
+        self.audit.close()
         self.db.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -10,12 +11,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, delete, event, inspect, select, tuple_
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from limner.errors import InvalidInputError
 from limner.store.private import FILE_MODE, private_dir, private_file
+from limner.store.tables import AuditRecord
 
 
 def make_engine(url: str) -> Engine:
@@ -69,13 +71,58 @@ def _sqlite_pragmas(engine: Engine) -> None:
 _MIGRATION_LOCK = 0x6C696D6E6572
 
 
+_TRAIL_TABLE: Table = AuditRecord.__table__  # type: ignore[assignment]
+
+
+def trail_url(url: str) -> str | None:
+    """Where a SQLite file database keeps its audit trail: a file of its own beside it
+    (``limner.db`` → ``limner-audit.db``); None for other databases (the trail is a table of
+    the database itself) and for in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return None
+    path = Path(parsed.database)
+    return parsed.set(
+        database=str(path.with_name(f"{path.stem}-audit{path.suffix}"))
+    ).render_as_string(hide_password=False)
+
+
 class Database:
-    """An engine and its session factory."""
+    """An engine and its session factory, and the database that keeps the audit trail."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._trail: Database | None = None
+        self._trail_lock = threading.Lock()
+
+    @property
+    def trail(self) -> Database:
+        """The database that keeps the audit trail (``limner.store.audit``).
+
+        PostgreSQL keeps it in a table of its own database. A SQLite file keeps it in a second
+        file beside it (:func:`trail_url`): SQLite has one write lock per file, which every
+        transaction of the service takes, and an audited response waits until its record is
+        stored, so records written to the same file queued behind the service's own writes
+        (docs/architecture.md, "The audit trail has a file of its own on SQLite"). Records an
+        older limner stored in the main file move to the trail's file the first time it opens.
+        """
+        if self._trail is not None:
+            return self._trail
+        with self._trail_lock:
+            if self._trail is None:
+                url = trail_url(self.url)
+                if url is None:
+                    self._trail = self
+                else:
+                    trail = Database(url)
+                    _TRAIL_TABLE.create(trail.engine, checkfirst=True)
+                    _move_records(self.engine, trail.engine)
+                    self._trail = trail
+        return self._trail
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -89,17 +136,55 @@ class Database:
                 raise
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration (``alembic upgrade head``)."""
+        """Bring the schema to the newest migration (``alembic upgrade head``) and open the
+        audit trail's database."""
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":  # replicas starting together migrate in turn
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+        _ = self.trail
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (the audit trail's too)."""
+        if self._trail is not None and self._trail is not self:
+            self._trail.close()
+        self._trail = None
         self.engine.dispose()
+
+
+def _move_records(source: Engine, target: Engine, batch: int = 1000) -> None:
+    """Move the audit records ``source`` holds (written before the trail had a file of its own)
+    to ``target``, keeping each as it was; safe to run again after an interruption."""
+    if not inspect(source).has_table(AuditRecord.__tablename__):
+        return
+    table = _TRAIL_TABLE
+    columns = [c for c in table.columns if c.name != "seq"]
+    while True:
+        with source.connect() as conn:
+            rows = [
+                dict(r)
+                for r in conn.execute(
+                    select(*columns).order_by(table.c.seq).limit(batch)
+                ).mappings()
+            ]
+        if not rows:
+            return
+        keys = [(r["space_id"], r["n"]) for r in rows]
+        with target.begin() as conn:
+            there = set(
+                conn.execute(
+                    select(table.c.space_id, table.c.n).where(
+                        tuple_(table.c.space_id, table.c.n).in_(keys)
+                    )
+                ).tuples()
+            )
+            new = [r for r in rows if (r["space_id"], r["n"]) not in there]
+            if new:
+                conn.execute(table.insert(), new)
+        with source.begin() as conn:
+            conn.execute(delete(table).where(tuple_(table.c.space_id, table.c.n).in_(keys)))
 
 
 def alembic_config() -> Config:
