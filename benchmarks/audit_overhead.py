@@ -17,8 +17,16 @@ twice over the same database, once with ``Settings(audit=True)`` and once with
 The table gives, per database and setting, the median over rounds and the min-max over rounds,
 and the overhead: the median of the rounds' on/off ratios, with their min-max.
 
+``--paired`` measures both settings at the same time instead: two servers, one with the trail on
+and one with it off, each over a database of its own, run side by side for the whole benchmark,
+and in each round ``--clients`` threads load each of them at once (then each is scored at once).
+Whatever else the machine does during a round slows both alike, so the rounds' on/off ratios
+spread far less than those of runs made one after the other; each server gets about half of the
+machine. The overhead is then also given with a 95% bootstrap interval of the ratio of the two
+medians (requests resampled within each round).
+
     .venv/bin/python benchmarks/audit_overhead.py [--rounds 3] [--clients 16] [--requests 45]
-        [--seconds 5]
+        [--seconds 5] [--paired]
 """
 
 from __future__ import annotations
@@ -160,9 +168,11 @@ def has_annotations(url: str) -> bool:
 
 
 def audited_latencies(
-    url: str, space: Space, clients: int, requests: int, annotate_on: str | None
+    url: str, space: Space, clients: int, requests: int, annotate_on: list[str] | None
 ) -> list[float]:
-    """Seconds of each audited request of ``clients`` threads making ``requests`` each."""
+    """Seconds of each audited request of ``clients`` threads making ``requests`` each (the
+    annotations go round the finished explanations ``annotate_on``: one explanation holds at
+    most 500)."""
     out: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
     start = threading.Barrier(clients)
@@ -184,7 +194,9 @@ def audited_latencies(
                     r = h.post("/v1/explanations", json={"scoring_id": sid})
                 else:
                     r = h.post(
-                        ANNOTATIONS.format(explanation_id=annotate_on),
+                        ANNOTATIONS.format(
+                            explanation_id=annotate_on[(i * requests + k) % len(annotate_on)]
+                        ),
                         json={"verdict": "accepted", "note": f"client {i} request {k}"},
                     )
                 out[i].append(time.perf_counter() - t0)
@@ -261,7 +273,7 @@ def one_run(settings: Any, space: Space, args: argparse.Namespace) -> Run:
         if has_annotations(url):
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {space.key}"}) as h:
                 listed = h.get("/v1/explanations").json()["explanations"]
-                annotate_on = next((e["id"] for e in listed if e["status"] == "finished"), None)
+                annotate_on = [e["id"] for e in listed if e["status"] == "finished"] or None
         audited_latencies(url, space, 4, 6, annotate_on)  # warm: model, pools, the chain's head
         scoring_rate(url, space, 4, 0.5)
         wait_for_jobs(url, space.key)
@@ -310,6 +322,132 @@ def database(kind: str, data_dir: Path) -> Iterator[str | None]:
         admin.dispose()
 
 
+def _at_once(jobs: list[Any]) -> list[Any]:
+    """Run the zero-argument callables in threads at the same time; their results, in order."""
+    results: list[Any] = [None] * len(jobs)
+    failures: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = jobs[i]()
+        except BaseException as e:  # re-raised below, in the caller's thread
+            failures.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    return results
+
+
+def bootstrap_ratio(
+    on: list[list[float]], off: list[list[float]], draws: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95% interval of median(on) / median(off) - 1, resampling each round's requests."""
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for _ in range(draws):
+        a = np.concatenate([rng.choice(x, len(x)) for x in on])
+        b = np.concatenate([rng.choice(x, len(x)) for x in off])
+        ratios.append(np.median(a) / np.median(b) - 1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def paired_rows(kind: str, args: argparse.Namespace) -> list[str]:
+    """The paired measurement of one database: both settings served side by side."""
+    from limner.settings import Settings
+    from limner.store import Database, create_key
+
+    with (
+        tempfile.TemporaryDirectory() as tmp_on,
+        tempfile.TemporaryDirectory() as tmp_off,
+        database(kind, Path(tmp_on)) as url_on,
+        database(kind, Path(tmp_off)) as url_off,
+    ):
+        if url_on is None or url_off is None:
+            return [f"| {kind} | skipped: set {PG_ENV} | | | | |"]
+        settings, keys = {}, {}
+        for audit, tmp, url in ((True, tmp_on, url_on), (False, tmp_off, url_off)):
+            settings[audit] = Settings(
+                data_dir=Path(tmp),
+                database_url=url,
+                workers=1,
+                max_jobs_per_space=1_000_000,
+                space_scoring_concurrency=1_000,
+                audit=audit,
+            )
+            db = Database(settings[audit].resolved_database_url())
+            db.migrate()
+            keys[audit] = create_key(db, "bench", role="admin")
+            db.close()
+        with server(settings[True]) as on_url, server(settings[False]) as off_url:
+            urls = {True: on_url, False: off_url}
+            spaces = {}
+            for audit in (True, False):
+                spaces[audit] = prepare(urls[audit], keys[audit], transactions=64)
+                wait_for_jobs(urls[audit], keys[audit])
+            notes = {}
+            for audit in (True, False):
+                with httpx.Client(
+                    base_url=urls[audit],
+                    headers={"Authorization": f"Bearer {spaces[audit].key}"},
+                ) as h:
+                    audited_latencies(urls[audit], spaces[audit], 4, 6, None)  # warm
+                    wait_for_jobs(urls[audit], spaces[audit].key)
+                    listed = h.get("/v1/explanations").json()["explanations"]
+                    finished = [e["id"] for e in listed if e["status"] == "finished"]
+                    notes[audit] = finished if finished and has_annotations(urls[audit]) else None
+            lat: dict[bool, list[list[float]]] = {True: [], False: []}
+            rates: dict[bool, list[float]] = {True: [], False: []}
+            for r in range(args.rounds):
+                got = _at_once(
+                    [
+                        lambda a=a: audited_latencies(
+                            urls[a], spaces[a], args.clients, args.requests, notes[a]
+                        )
+                        for a in (True, False)
+                    ]
+                )
+                for a, x in zip((True, False), got, strict=True):
+                    lat[a].append(x)
+                _at_once([lambda a=a: wait_for_jobs(urls[a], spaces[a].key) for a in (True, False)])
+                got = _at_once(
+                    [
+                        lambda a=a: scoring_rate(urls[a], spaces[a], args.clients, args.seconds)
+                        for a in (True, False)
+                    ]
+                )
+                for a, x in zip((True, False), got, strict=True):
+                    rates[a].append(x)
+                on_ms, off_ms = (1000 * statistics.median(lat[a][-1]) for a in (True, False))
+                print(
+                    f"{kind} round {r + 1}: audited median on {on_ms:.2f} ms, "
+                    f"off {off_ms:.2f} ms; scoring on "
+                    f"{rates[True][-1]:.0f}, off {rates[False][-1]:.0f} images/s",
+                    flush=True,
+                )
+    med = {a: [1000 * statistics.median(x) for x in lat[a]] for a in (True, False)}
+    lat_ratio = [a / b - 1 for a, b in zip(med[True], med[False], strict=True)]
+    rate_ratio = [a / b - 1 for a, b in zip(rates[True], rates[False], strict=True)]
+    low, high = bootstrap_ratio(lat[True], lat[False])
+    pooled = (
+        statistics.median([x for xs in lat[True] for x in xs])
+        / statistics.median([x for xs in lat[False] for x in xs])
+        - 1
+    )
+    return [
+        f"| {kind} (paired) | {spread(med[True], '.2f')} | {spread(med[False], '.2f')} "
+        f"| {spread([100 * x for x in lat_ratio], '+.1f')}; all requests {100 * pooled:+.1f} "
+        f"[95%: {100 * low:+.1f} to {100 * high:+.1f}] "
+        f"| {spread(rates[True], '.0f')} / {spread(rates[False], '.0f')} "
+        f"| {spread([100 * x for x in rate_ratio], '+.1f')} |"
+    ]
+
+
 def spread(values: list[float], fmt: str) -> str:
     """``median (min-max)``."""
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
@@ -326,11 +464,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=45, help="audited requests per client")
     parser.add_argument("--seconds", type=float, default=5.0, help="of scoring per run")
     parser.add_argument("--databases", default="SQLite,PostgreSQL")
+    parser.add_argument(
+        "--paired", action="store_true", help="serve both settings side by side in each round"
+    )
     args = parser.parse_args()
 
     rows = []
     load_before = os.getloadavg()[0]
     for kind in args.databases.split(","):
+        if args.paired:
+            rows += paired_rows(kind, args)
+            continue
         with tempfile.TemporaryDirectory() as tmp, database(kind, Path(tmp)) as url:
             if url is None:
                 rows.append(f"| {kind} | skipped: set {PG_ENV} | | | | |")
