@@ -25,7 +25,7 @@ class _RiseDesign(Design):
     def images(self, perturber: Perturber, start: int, stop: int) -> np.ndarray:
         """Image/baseline blends under the soft masks of rows ``[start, stop)``."""
         h, w = perturber.labels.shape
-        return perturber.soft(_masks(self, start, stop, h, w))
+        return perturber.soft(masks(self, start, stop, h, w))
 
 
 class RiseExplainer(Explainer):
@@ -41,20 +41,15 @@ class RiseExplainer(Explainer):
     def design(self, perturber: Perturber, rng: np.random.Generator) -> Design:
         """Random cell grids and shifts; region features are each mask's mean over the region."""
         h, w = perturber.labels.shape
-        s = self.cells
         n = max(self.samples, 2)
-        grids = (rng.random((n, s + 1, s + 1)) < self.keep_probability).astype(np.float32)
-        cell = (int(np.ceil(h / s)), int(np.ceil(w / s)))
-        shifts = np.stack([rng.integers(0, cell[0], n), rng.integers(0, cell[1], n)], axis=1)
-        design = _RiseDesign(
-            z=np.zeros((n, perturber.count), np.float32), grids=grids, shifts=shifts, cell=cell
-        )
+        design = mask_design(rng, n, self.cells, self.keep_probability, h, w)
+        design.z = np.zeros((n, perturber.count), np.float32)
         onehot = np.zeros((h * w, perturber.count), np.float32)
         onehot[np.arange(h * w), perturber.labels.ravel()] = 1.0
         onehot /= np.maximum(onehot.sum(axis=0, keepdims=True), 1.0)
         for start in range(0, n, 64):
-            masks = _masks(design, start, min(n, start + 64), h, w)
-            design.z[start : start + len(masks)] = masks.reshape(len(masks), -1) @ onehot
+            batch = masks(design, start, min(n, start + 64), h, w)
+            design.z[start : start + len(batch)] = batch.reshape(len(batch), -1) @ onehot
         return design
 
     def estimate(self, design: Design, y: np.ndarray) -> Estimate:
@@ -62,6 +57,18 @@ class RiseExplainer(Explainer):
         z = design.z.astype(np.float64)
         # the ridge fit as a Bayesian linear model, as for LIME
         return ridge_estimate(z, y.astype(np.float64), np.ones(len(y)), self.alpha * len(y))
+
+
+def mask_design(
+    rng: np.random.Generator, n: int, cells: int, keep: float, h: int, w: int
+) -> _RiseDesign:
+    """RISE's ``n`` random masks of an ``h``×``w`` image: ``cells``×``cells`` grids whose cells
+    are kept with probability ``keep``, upsampled bilinearly and shifted by up to a cell (rows
+    drawn by :func:`masks`)."""
+    grids = (rng.random((n, cells + 1, cells + 1)) < keep).astype(np.float32)
+    cell = (int(np.ceil(h / cells)), int(np.ceil(w / cells)))
+    shifts = np.stack([rng.integers(0, cell[0], n), rng.integers(0, cell[1], n)], axis=1)
+    return _RiseDesign(z=np.zeros((n, 0), np.float32), grids=grids, shifts=shifts, cell=cell)
 
 
 def _interp(n_out: int, n_in: int, scale: int) -> np.ndarray:
@@ -76,7 +83,8 @@ def _interp(n_out: int, n_in: int, scale: int) -> np.ndarray:
     return m
 
 
-def _masks(design: _RiseDesign, start: int, stop: int, h: int, w: int) -> np.ndarray:
+def masks(design: _RiseDesign, start: int, stop: int, h: int, w: int) -> np.ndarray:
+    """The soft masks of rows ``[start, stop)`` of ``design``, (stop - start, h, w) in 0..1."""
     if design.grids is None or design.shifts is None:
         raise TypeError("a RISE design needs its grids and shifts")
     s1 = design.grids.shape[1]

@@ -1,0 +1,229 @@
+"""Explaining one detection of an object detector: which regions made the model see this box.
+
+The target of a masked image is D-RISE's similarity (Petsiuk et al., CVPR 2021): of the
+detections the detector makes on the masked image, the best match to the explained box, by
+IoU × the cosine of the class vectors × the detection's score. Wrapped as a two-class model
+(the box's similarity and its complement, :func:`box_target`), every region method of the
+engine explains it unchanged (``kernelshap``, ``lime``, ``occlusion``, ``rise``), with its
+intervals, curves, panes and region sets. :func:`drise_map` is D-RISE itself: random
+low-resolution masks weighted by their similarity, a pixel map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from limner.errors import InvalidInputError
+from limner.explain.engine import explain
+from limner.explain.methods.rise import mask_design, masks
+from limner.explain.result import Explanation
+from limner.imaging.decode import ImageInput, decode_image
+from limner.imaging.transform import resize
+from limner.models.base import CallableModel
+from limner.models.detection import Detections, Detector, iou
+from limner.models.metadata import InputSpec, ModelMetadata
+
+#: The methods that explain a detection through :func:`box_target`.
+DETECTION_METHODS = ("kernelshap", "lime", "occlusion", "rise")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The explained detection: its ``index`` among the image's detections, ``box`` (``xyxy``
+    pixels of the detector's input), class ``label`` (an index), ``score`` and class vector."""
+
+    index: int
+    box: np.ndarray
+    label: int
+    score: float
+    vector: np.ndarray
+
+
+def pick_target(
+    detections: Detections, num_classes: int, *, box: int | None = None, label: int | None = None
+) -> Target:
+    """The detection to explain: number ``box`` (in the detector's order), or the best-scoring
+    one of class ``label``, or the best-scoring one; a one-line error when there is none."""
+    n = len(detections)
+    if n == 0:
+        raise InvalidInputError("the detector found nothing in this image: no box to explain")
+    if box is not None:
+        if not 0 <= box < n:
+            raise InvalidInputError(f"box {box}: the detector found {n} boxes (0..{n - 1})")
+        i = box
+    else:
+        candidates = np.arange(n) if label is None else np.flatnonzero(detections.labels == label)
+        if len(candidates) == 0:
+            raise InvalidInputError(f"no box of class {label} among the {n} detections")
+        i = int(candidates[np.argmax(detections.scores[candidates])])
+    vectors = detections.class_vectors(num_classes)
+    return Target(
+        i,
+        detections.boxes[i].copy(),
+        int(detections.labels[i]),
+        float(detections.scores[i]),
+        vectors[i],
+    )
+
+
+def similarity(target: Target, detections: Detections, num_classes: int) -> float:
+    """D-RISE's similarity of ``target`` to the best-matching of ``detections``, in 0..1:
+    IoU × cosine of the class vectors × the detection's score (its objectness)."""
+    if len(detections) == 0:
+        return 0.0
+    vectors = detections.class_vectors(num_classes)
+    norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(target.vector)), 1e-12)
+    cosine = vectors @ target.vector / np.maximum(norms, 1e-12)
+    scores = np.clip(detections.scores, 0.0, 1.0)
+    return float(np.clip(np.max(iou(target.box, detections.boxes) * cosine * scores), 0.0, 1.0))
+
+
+def box_target(detector: Detector, target: Target) -> CallableModel:
+    """A two-class model of uint8 images at the detector's size: P(``target``) is the
+    similarity of the image's detections to the target, the second class its complement."""
+    w, h = detector.input_size
+    name = detector.labels[target.label]
+    meta = ModelMetadata(
+        labels=[f"box {target.index} ({name})", "not that box"],
+        input=InputSpec(width=w, height=h, layout="NHWC", dtype="uint8", scale=1.0),
+        output="probabilities",
+        problem_type="binary",
+        name=detector.name,
+    )
+    k = len(detector.labels)
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        images = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        p = np.array([similarity(target, d, k) for d in detector.detect(images)])
+        return np.stack([p, 1.0 - p], axis=1)
+
+    return CallableModel(fn, meta, name=detector.name)
+
+
+@dataclass
+class DetectionExplanation:
+    """An explanation of one detection: the engine's :class:`Explanation` of its box target,
+    the explained ``target`` and all ``detections`` of the image (``xyxy`` pixels of the
+    photo), and the detector's labels."""
+
+    explanation: Explanation
+    target: Target
+    detections: Detections
+    labels: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The RESULT, with ``detection``: the explained box and every detection."""
+        out = self.explanation.to_dict()
+        out["detection"] = {
+            "box": _rounded(self.target.box),
+            "index": self.target.index,
+            "label": self.labels[self.target.label],
+            "score": round(self.target.score, 6),
+            "box_format": "xyxy",
+            "detections": [
+                {
+                    "box": _rounded(self.detections.boxes[i]),
+                    "label": self.labels[int(self.detections.labels[i])],
+                    "score": round(float(self.detections.scores[i]), 6),
+                }
+                for i in range(len(self.detections))
+            ],
+        }
+        return out
+
+
+def _rounded(box: np.ndarray) -> list[float]:
+    return [round(float(v), 2) for v in box]
+
+
+def _scaled(d: Detections, sx: float, sy: float) -> Detections:
+    return Detections(d.boxes * np.array([sx, sy, sx, sy]), d.scores, d.labels, d.class_scores)
+
+
+def explain_detection(
+    image: ImageInput,
+    detector: Detector,
+    *,
+    box: int | None = None,
+    label: str | int | None = None,
+    method: str = "kernelshap",
+    **settings: Any,
+) -> DetectionExplanation:
+    """Explain one detection of ``detector`` on ``image``: which regions made it see the box.
+
+    Args:
+        image: a path, encoded bytes, a PIL image or an RGB uint8 array, of any size.
+        detector: the object detector (:class:`limner.models.detection.Detector`).
+        box: the detection's number, in the detector's order (default: the best-scoring one).
+        label: explain the best-scoring detection of this class (a label or its index).
+        method: ``kernelshap`` (default), ``lime``, ``occlusion`` or ``rise``.
+        settings: the engine's other settings (``samples``, ``segments``, ``baseline``,
+            ``seed``, ...; see :func:`limner.explain`).
+    """
+    if method not in DETECTION_METHODS:
+        raise InvalidInputError(
+            f"a detection is explained with {', '.join(DETECTION_METHODS)}, not {method!r}"
+        )
+    if "classes" in settings or "top_k" in settings:
+        raise InvalidInputError("a detection is chosen with box= or label=, not classes or top_k")
+    photo = decode_image(image)
+    w, h = detector.input_size
+    at_input = detector.detect(resize(photo, w, h)[None])[0]
+    target = pick_target(
+        at_input, len(detector.labels), box=box, label=_label_index(label, detector.labels)
+    )
+    exp = explain(photo, box_target(detector, target), method=method, classes=[0], **settings)
+    sx, sy = photo.shape[1] / w, photo.shape[0] / h
+    shown = Target(
+        target.index,
+        target.box * np.array([sx, sy, sx, sy]),
+        target.label,
+        target.score,
+        target.vector,
+    )
+    return DetectionExplanation(exp, shown, _scaled(at_input, sx, sy), detector.labels)
+
+
+def _label_index(label: str | int | None, labels: Sequence[str]) -> int | None:
+    if label is None or isinstance(label, int):
+        return label
+    if label not in labels:
+        raise InvalidInputError(
+            f"label {label!r} is not one of the detector's: {', '.join(labels)}"
+        )
+    return labels.index(label)
+
+
+def drise_map(
+    image: np.ndarray,
+    detector: Detector,
+    target: Target,
+    *,
+    masks_count: int = 4000,
+    cells: int = 16,
+    keep: float = 0.5,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """D-RISE's saliency of ``target`` on ``image`` (uint8, at the detector's input size):
+    ``masks_count`` random masks (``cells``×``cells`` cells, each kept with probability
+    ``keep``, upsampled and shifted as RISE's), each masked image's similarity to the target
+    weighting its mask; (H, W) float32, the weighted masks' sum over ``masks_count × keep``."""
+    h, w = image.shape[:2]
+    if (w, h) != tuple(detector.input_size):
+        raise InvalidInputError(f"drise_map takes the image at the detector's size {w}×{h}")
+    rng = np.random.default_rng(seed)
+    design = mask_design(rng, masks_count, cells, keep, h, w)
+    k = len(detector.labels)
+    total = np.zeros((h, w), np.float64)
+    photo = image.astype(np.float32)
+    for start in range(0, masks_count, batch_size):
+        m = masks(design, start, min(masks_count, start + batch_size), h, w)
+        masked = np.clip(np.rint(photo[None] * m[..., None]), 0, 255).astype(np.uint8)
+        s = np.array([similarity(target, d, k) for d in detector.detect(masked)])
+        total += np.tensordot(s, m, axes=1)
+    return (total / (masks_count * keep)).astype(np.float32)

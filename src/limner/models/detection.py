@@ -1,0 +1,172 @@
+"""Object detectors: what they return, the box formats they use, and limner's own NMS.
+
+A detector takes RGB uint8 images at its input size and returns, per image, its detections:
+boxes, a score each and a class each (and, where the detector gives them, every class's score).
+limner keeps boxes as ``xyxy`` pixels of the detector's input; :func:`to_xyxy` converts the
+other formats detectors publish (``xywh``, ``cxcywh``, pixels or normalized to 0..1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from limner.errors import InvalidInputError
+
+#: The box formats a detector may declare.
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The detections of one image: ``boxes`` (K, 4) ``xyxy`` pixels of the detector's input,
+    ``scores`` (K,), ``labels`` (K,) class indices and, where given, ``class_scores`` (K, C)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_scores: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def class_vectors(self, num_classes: int) -> np.ndarray:
+        """(K, C): each detection's class scores, or its one-hot class where none are given."""
+        if self.class_scores is not None:
+            return self.class_scores.astype(np.float64)
+        out = np.zeros((len(self), num_classes))
+        out[np.arange(len(self)), self.labels] = 1.0
+        return out
+
+
+def to_xyxy(
+    boxes: np.ndarray, box_format: str, *, normalized: bool, width: int, height: int
+) -> np.ndarray:
+    """``boxes`` (K, 4) in ``box_format`` as ``xyxy`` pixels of a ``width``×``height`` input."""
+    if box_format not in BOX_FORMATS:
+        raise InvalidInputError(
+            f"box format must be one of {', '.join(BOX_FORMATS)}, not {box_format!r}"
+        )
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if normalized:
+        b = b * np.array([width, height, width, height], dtype=np.float64)
+    if box_format == "xywh":
+        b = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+    elif box_format == "cxcywh":
+        b = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1)
+    return b
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one ``xyxy`` box with each of ``boxes`` (K, 4)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x0 = np.maximum(box[0], b[:, 0])
+    y0 = np.maximum(box[1], b[:, 1])
+    x1 = np.minimum(box[2], b[:, 2])
+    y1 = np.minimum(box[3], b[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Indices of the boxes non-maximum suppression keeps, best first: a box is dropped when
+    it overlaps a better-scoring kept box by more than ``threshold`` IoU."""
+    order = list(np.argsort(-np.asarray(scores), kind="stable"))
+    keep: list[int] = []
+    while order:
+        best = order.pop(0)
+        keep.append(best)
+        if order:
+            overlaps = iou(boxes[best], boxes[order])
+            order = [i for i, o in zip(order, overlaps, strict=True) if o <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def checked(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    class_scores: np.ndarray | None = None,
+    name: str = "detector",
+) -> Detections:
+    """:class:`Detections` from a detector's raw arrays, or one line saying what is wrong
+    (mismatched lengths, non-finite boxes or scores, class indices out of range)."""
+    b = np.asarray(boxes, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    lab = np.asarray(labels).reshape(-1)
+    if b.size == 0:
+        b = b.reshape(0, 4)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise InvalidInputError(f"{name}: boxes must be (K, 4), got {tuple(b.shape)}")
+    if not (len(b) == len(s) == len(lab)):
+        raise InvalidInputError(
+            f"{name}: {len(b)} boxes, {len(s)} scores and {len(lab)} labels: they must match"
+        )
+    if not (np.isfinite(b).all() and np.isfinite(s).all()):
+        raise InvalidInputError(f"{name}: a box or score is not a finite number (NaN or inf)")
+    if len(lab) and (lab.min() < 0 or lab.max() >= num_classes):
+        raise InvalidInputError(
+            f"{name}: a class index is outside 0..{num_classes - 1} (the model's {num_classes} "
+            "labels)"
+        )
+    cs = None if class_scores is None else np.asarray(class_scores, dtype=np.float64)
+    if cs is not None and cs.shape != (len(b), num_classes):
+        raise InvalidInputError(
+            f"{name}: class scores must be ({len(b)}, {num_classes}), got {tuple(cs.shape)}"
+        )
+    return Detections(b, s, lab.astype(np.int64), cs)
+
+
+class Detector:
+    """An object detector given as a Python function: uint8 images ``(N, H, W, 3)`` at
+    ``input_size`` in; per image, ``(boxes, scores, labels)`` out (after NMS), boxes in
+    ``box_format`` (pixels, or 0..1 where ``normalized``)."""
+
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]],
+        labels: Sequence[str],
+        input_size: tuple[int, int],
+        *,
+        box_format: str = "xyxy",
+        normalized: bool = False,
+        name: str = "detector",
+    ) -> None:
+        if box_format not in BOX_FORMATS:
+            raise InvalidInputError(
+                f"box format must be one of {', '.join(BOX_FORMATS)}, not {box_format!r}"
+            )
+        self._fn = fn
+        self.labels = list(labels)
+        self.input_size = input_size
+        self.box_format = box_format
+        self.normalized = normalized
+        self.name = name
+
+    def detect(self, images: np.ndarray) -> list[Detections]:
+        """The detections of each image (``xyxy`` pixels of the input size)."""
+        w, h = self.input_size
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1:] != (h, w, 3) or images.dtype != np.uint8:
+            raise InvalidInputError(
+                f"{self.name}: expected uint8 images of shape (N, {h}, {w}, 3), "
+                f"got {images.dtype} {tuple(images.shape)}"
+            )
+        out = list(self._fn(images))
+        if len(out) != len(images):
+            raise InvalidInputError(
+                f"{self.name}: {len(images)} images in, {len(out)} detection lists out"
+            )
+        result = []
+        for boxes, scores, labels in out:
+            d = checked(boxes, scores, labels, len(self.labels), name=self.name)
+            xyxy = to_xyxy(d.boxes, self.box_format, normalized=self.normalized, width=w, height=h)
+            result.append(Detections(xyxy, d.scores, d.labels, d.class_scores))
+        return result
