@@ -6,71 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
+from limner.datasets.scenes import SCENE_LABELS, colour_detector, mask_box, scene
 from limner.errors import InvalidInputError
 from limner.explain.detection import drise_map, explain_detection, pick_target
 from limner.models.detection import Detections, Detector, iou, nms, to_xyxy
 
 SIZE = 96
-LABELS = ["red", "blue"]
-COLOURS = {0: (210, 40, 40), 1: (40, 40, 210)}
-
-
-def scene(seed: int) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-    """A SIZE² photo: muted noise and one or two coloured squares or discs that do not touch;
-    the objects as (class, mask)."""
-    rng = np.random.default_rng(seed)
-    img = rng.integers(70, 150, (SIZE, SIZE, 1)).repeat(3, axis=2)
-    img = (img + rng.integers(-12, 12, (SIZE, SIZE, 3))).clip(0, 255).astype(np.uint8)
-    objects: list[tuple[int, np.ndarray]] = []
-    taken = np.zeros((SIZE, SIZE), bool)
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    for _ in range(int(rng.integers(1, 3))):
-        for _try in range(20):
-            side = int(rng.integers(18, 30))
-            y, x = (int(v) for v in rng.integers(2, SIZE - side - 2, 2))
-            if rng.random() < 0.5:
-                mask = (yy >= y) & (yy < y + side) & (xx >= x) & (xx < x + side)
-            else:
-                r = side / 2
-                mask = (yy - y - r) ** 2 + (xx - x - r) ** 2 <= r * r
-            if not ndimage.binary_dilation(mask, iterations=4)[taken].any():
-                break
-        else:
-            continue
-        cls = int(rng.integers(0, 2))
-        img[mask] = COLOURS[cls]
-        taken |= mask
-        objects.append((cls, mask))
-    return img, objects
-
-
-def colour_detector() -> Detector:
-    """A classical detector: connected areas of strongly red or blue pixels, boxed, scored by
-    how strongly coloured and how filled their box is (a real algorithm, not a stand-in)."""
-
-    def fn(images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        out = []
-        for im in images.astype(np.int32):
-            boxes, scores, labels = [], [], []
-            for cls, (a, b, c) in enumerate(((0, 1, 2), (2, 0, 1))):
-                strength = im[..., a] - np.maximum(im[..., b], im[..., c])
-                parts, _ = ndimage.label(strength > 90)
-                for k, sl in enumerate(ndimage.find_objects(parts), start=1):
-                    area = int((parts[sl] == k).sum())
-                    if area < 40:
-                        continue
-                    ys, xs = sl
-                    box_area = (ys.stop - ys.start) * (xs.stop - xs.start)
-                    colour = float(strength[sl][parts[sl] == k].mean()) / 170
-                    boxes.append([xs.start, ys.start, xs.stop, ys.stop])
-                    scores.append(min(1.0, colour) * min(1.0, 1.3 * area / box_area))
-                    labels.append(cls)
-            out.append((np.array(boxes, float).reshape(-1, 4), np.array(scores), np.array(labels)))
-        return out
-
-    return Detector(fn, LABELS, (SIZE, SIZE), name="colour-blobs")
+LABELS = SCENE_LABELS
 
 
 def blind_detector(seed: int) -> Detector:
@@ -110,9 +53,7 @@ def _hits(detector: Detector, seeds: range) -> tuple[int, int]:
 
 
 def _box_iou(box: np.ndarray, mask: np.ndarray) -> bool:
-    ys, xs = np.nonzero(mask)
-    truth = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
-    return float(iou(truth, box[None])[0]) > 0.5
+    return float(iou(mask_box(mask), box[None])[0]) > 0.5
 
 
 def test_the_top_region_of_each_detected_box_is_on_its_object():

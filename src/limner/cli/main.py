@@ -14,6 +14,7 @@ from limner.cli import (
     datasets,
     demo,
     explain,
+    explain_box,
     keys,
     kserve_explainer,
     report,
@@ -55,7 +56,18 @@ def _main(
     """Explain image classifiers: which regions pushed a prediction up or down."""
 
 
-for module in (demo, serve, explain, train, datasets, keys, audit, report, kserve_explainer):
+for module in (
+    demo,
+    serve,
+    explain,
+    explain_box,
+    train,
+    datasets,
+    keys,
+    audit,
+    report,
+    kserve_explainer,
+):
     module.register(app)
 
 

@@ -127,11 +127,12 @@ def checked(
 class Detector:
     """An object detector given as a Python function: uint8 images ``(N, H, W, 3)`` at
     ``input_size`` in; per image, ``(boxes, scores, labels)`` out (after NMS), boxes in
-    ``box_format`` (pixels, or 0..1 where ``normalized``)."""
+    ``box_format`` (pixels, or 0..1 where ``normalized``), and optionally a fourth array, every
+    class's score of each box (K, C)."""
 
     def __init__(
         self,
-        fn: Callable[[np.ndarray], Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]],
+        fn: Callable[[np.ndarray], Sequence[tuple[np.ndarray, ...]]],
         labels: Sequence[str],
         input_size: tuple[int, int],
         *,
@@ -165,8 +166,15 @@ class Detector:
                 f"{self.name}: {len(images)} images in, {len(out)} detection lists out"
             )
         result = []
-        for boxes, scores, labels in out:
-            d = checked(boxes, scores, labels, len(self.labels), name=self.name)
+        for boxes, scores, labels, *class_scores in out:
+            d = checked(
+                boxes,
+                scores,
+                labels,
+                len(self.labels),
+                class_scores=class_scores[0] if class_scores else None,
+                name=self.name,
+            )
             xyxy = to_xyxy(d.boxes, self.box_format, normalized=self.normalized, width=w, height=h)
             result.append(Detections(xyxy, d.scores, d.labels, d.class_scores))
         return result

@@ -1,0 +1,92 @@
+"""``limner explain-box IMAGE --detector MODEL``: explain one box of an ONNX object detector."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from limner.cli.common import console
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``explain-box`` to the ``limner`` command."""
+    app.command("explain-box")(explain_box_command)
+
+
+def explain_box_command(
+    image: Annotated[Path, typer.Argument(help="The photo (any size).")],
+    detector: Annotated[
+        Path,
+        typer.Option(
+            help="An ONNX object detector (its limner-model.json beside it, or --metadata)."
+        ),
+    ],
+    metadata: Annotated[
+        Path | None,
+        typer.Option(help="The detector's limner-model.json (problem_type: detection)."),
+    ] = None,
+    box: Annotated[
+        int | None, typer.Option(help="The detection to explain, by number (default: the best).")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Explain the best-scoring detection of this class.")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="kernelshap | lime | occlusion | rise.")
+    ] = "kernelshap",
+    samples: Annotated[int | None, typer.Option(help="A fixed budget of evaluations.")] = None,
+    segments: Annotated[int | None, typer.Option(help="Number of regions (default 24).")] = None,
+    segmentation: Annotated[
+        str, typer.Option(help="slic | quickshift | felzenszwalb | grid.")
+    ] = "slic",
+    baseline: Annotated[str, typer.Option(help="blur | mean | gray | black.")] = "blur",
+    seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for the panes and result.json.")] = Path(
+        "limner-out"
+    ),
+) -> None:
+    """Explain which regions made an object detector see one box: the panes and a RESULT
+    with the explained box and every detection (docs/detection.md)."""
+    from limner.errors import InvalidInputError
+    from limner.explain.detection import explain_detection
+    from limner.models.metadata import read_metadata_dict
+    from limner.models.onnx_detector import load_onnx_detector
+
+    if not image.is_file():
+        raise InvalidInputError(f"{image}: no such file")
+    if not detector.is_file():
+        raise InvalidInputError(f"{detector}: no such file (an ONNX detector)")
+    meta_path = metadata or detector.parent / "limner-model.json"
+    if not meta_path.is_file():
+        raise InvalidInputError(f"{meta_path}: no such file (give the detector's --metadata)")
+    model = load_onnx_detector(detector, read_metadata_dict(meta_path))
+    settings: dict[str, object] = {"segmentation": segmentation, "baseline": baseline, "seed": seed}
+    if samples is not None:
+        settings["samples"] = samples
+    if segments is not None:
+        settings["segments"] = segments
+    exp = explain_detection(image, model, box=box, label=label, method=method, **settings)
+    folder = out / f"{image.stem}-box{exp.target.index}"
+    exp.explanation.save(folder)
+    result = exp.to_dict()
+    (folder / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+
+    det = result["detection"]
+    table = Table(title=f"{escape(image.name)}: box {det['index']} ({escape(det['label'])})")
+    for name in ("box (xyxy)", "score", "detections", "deletion AUC", "insertion AUC"):
+        table.add_column(name)
+    c = result["explanations"][0]
+    table.add_row(
+        ", ".join(f"{v:g}" for v in det["box"]),
+        f"{det['score']:.3f}",
+        str(len(det["detections"])),
+        f"{c['deletion_auc']:.3f}",
+        f"{c['insertion_auc']:.3f}",
+    )
+    console.print(table)
+    console.print(f"panes and result.json: {escape(str(folder))}")

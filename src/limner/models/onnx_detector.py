@@ -1,0 +1,166 @@
+"""ONNX object detectors, described by a ``limner-model.json`` with ``problem_type: detection``.
+
+The ``detection`` block says how to read the graph's outputs:
+
+- ``"layout": "nms"`` (the default): the graph already ran non-maximum suppression; outputs
+  ``boxes`` (K, 4), ``scores`` (K,) and ``labels`` (K,) are named (a leading batch dimension of
+  1 is dropped).
+- ``"layout": "raw"``: one output ``raw`` of YOLO's head shape, ``(1, 4 + C, N)`` or
+  ``(1, N, 4 + C)``: N candidate boxes, each with C class scores; limner keeps those scoring at
+  least ``score_threshold`` and runs its own per-class NMS (``iou_threshold``), at most
+  ``max_detections``.
+
+``box_format`` (``xyxy``, ``xywh``, ``cxcywh``) and ``normalized`` (0..1 instead of pixels)
+describe the boxes. Every field is checked when the detector is read, with errors that name it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from limner.errors import InvalidInputError, ModelError
+from limner.models.detection import BOX_FORMATS, Detector, nms, to_xyxy
+from limner.models.metadata import ModelMetadata
+from limner.models.onnx import open_session
+
+#: How a detector's outputs are laid out.
+LAYOUTS = ("nms", "raw")
+
+
+@dataclass(frozen=True)
+class DetectionSpec:
+    """The ``detection`` block of a detector's metadata."""
+
+    layout: str = "nms"
+    boxes: str = "boxes"
+    scores: str = "scores"
+    labels: str = "labels"
+    raw: str = "output0"
+    box_format: str = "xyxy"
+    normalized: bool = False
+    score_threshold: float = 0.25
+    iou_threshold: float = 0.5
+    max_detections: int = 100
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DetectionSpec:
+        """The block from its JSON form; a one-line error naming a bad field."""
+        if not isinstance(data, dict):
+            raise InvalidInputError("model metadata: 'detection' must be an object")
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InvalidInputError(f"model metadata: unknown detection field {unknown[0]!r}")
+        spec = cls(**data)
+        if spec.layout not in LAYOUTS:
+            raise InvalidInputError(f"detection.layout: {', '.join(LAYOUTS)}, not {spec.layout!r}")
+        if spec.box_format not in BOX_FORMATS:
+            raise InvalidInputError(
+                f"detection.box_format: {', '.join(BOX_FORMATS)}, not {spec.box_format!r}"
+            )
+        for name in ("score_threshold", "iou_threshold"):
+            value = getattr(spec, name)
+            if not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+                raise InvalidInputError(f"detection.{name}: a number in 0..1, not {value!r}")
+        if not isinstance(spec.max_detections, int) or not 1 <= spec.max_detections <= 1000:
+            raise InvalidInputError("detection.max_detections: a whole number in 1..1000")
+        if not isinstance(spec.normalized, bool):
+            raise InvalidInputError("detection.normalized: true or false")
+        return spec
+
+
+def detector_metadata(data: dict[str, Any]) -> tuple[ModelMetadata, DetectionSpec]:
+    """The labels and input (as a classifier's metadata) and the detection block of a
+    detector's ``limner-model.json``."""
+    if data.get("problem_type") != "detection":
+        raise InvalidInputError("model metadata: a detector has 'problem_type': 'detection'")
+    spec = DetectionSpec.from_dict(data.get("detection", {}))
+    rest = {k: v for k, v in data.items() if k != "detection"}
+    meta = ModelMetadata.from_dict({**rest, "problem_type": "multiclass"})
+    return meta, spec
+
+
+def load_onnx_detector(path: str | Path, metadata: dict[str, Any]) -> Detector:
+    """An ONNX detector at ``path`` described by ``metadata`` (the JSON of its
+    ``limner-model.json``)."""
+    meta, spec = detector_metadata(metadata)
+    session, _ = open_session(path)
+    names = {o.name for o in session.get_outputs()}
+    wanted = [spec.raw] if spec.layout == "raw" else [spec.boxes, spec.scores, spec.labels]
+    missing = [n for n in wanted if n not in names]
+    if missing:
+        raise InvalidInputError(
+            f"detection: the model has no output {missing[0]!r} (it has {', '.join(sorted(names))})"
+        )
+    input_name = session.get_inputs()[0].name
+    w, h = meta.input.width, meta.input.height
+    classes = len(meta.labels)
+    shown = Path(path).name
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        try:
+            out = session.run(wanted, {input_name: x})
+        except Exception as exc:
+            raise ModelError(f"{shown}: ONNX Runtime failed ({exc})") from exc
+        return dict(zip(wanted, out, strict=True))
+
+    def fn(images: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+        x = meta.input.preprocess(images)
+        found = []
+        for i in range(len(images)):
+            out = run(x[i : i + 1])
+            if spec.layout == "raw":
+                found.append(_decode_raw(out[spec.raw], spec, classes, w, h))
+            else:
+                boxes = _unbatched(out[spec.boxes], 2)
+                found.append(
+                    (
+                        to_xyxy(
+                            boxes, spec.box_format, normalized=spec.normalized, width=w, height=h
+                        ),
+                        _unbatched(out[spec.scores], 1),
+                        _unbatched(out[spec.labels], 1).astype(np.int64),
+                    )
+                )
+        return found
+
+    return Detector(fn, meta.labels, (w, h), name=meta.name if meta.name != "model" else shown)
+
+
+def _unbatched(a: np.ndarray, ndim: int) -> np.ndarray:
+    """``a`` without a leading batch dimension of 1."""
+    a = np.asarray(a)
+    return a[0] if a.ndim == ndim + 1 and a.shape[0] == 1 else a
+
+
+def _decode_raw(
+    raw: np.ndarray, spec: DetectionSpec, classes: int, width: int, height: int
+) -> tuple[np.ndarray, ...]:
+    """Boxes, scores, labels and class scores of a YOLO-style head, after limner's NMS."""
+    a = _unbatched(raw, 2).astype(np.float64)
+    if a.ndim != 2 or 4 + classes not in a.shape:
+        raise InvalidInputError(
+            f"detection: a raw output must be (1, 4 + {classes}, N) or (1, N, 4 + {classes}) for "
+            f"{classes} labels, got {tuple(np.shape(raw))}"
+        )
+    if a.shape[0] == 4 + classes and a.shape[1] != 4 + classes:
+        a = a.T
+    boxes = to_xyxy(
+        a[:, :4], spec.box_format, normalized=spec.normalized, width=width, height=height
+    )
+    class_scores = a[:, 4:]
+    scores = class_scores.max(axis=1)
+    labels = class_scores.argmax(axis=1)
+    keep = np.flatnonzero(scores >= spec.score_threshold)
+    kept: list[int] = []
+    for c in np.unique(labels[keep]):
+        of_class = keep[labels[keep] == c]
+        kept += [
+            int(of_class[j]) for j in nms(boxes[of_class], scores[of_class], spec.iou_threshold)
+        ]
+    order = sorted(kept, key=lambda j: -scores[j])[: spec.max_detections]
+    idx = np.asarray(order, dtype=np.int64)
+    return boxes[idx], scores[idx], labels[idx], class_scores[idx]
