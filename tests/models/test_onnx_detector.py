@@ -16,6 +16,7 @@ from torch import nn
 
 from limner.datasets.scenes import SCENE_LABELS, scene
 from limner.errors import InvalidInputError
+from limner.explain.detection import BOX_COLOUR
 from limner.models.onnx_detector import load_onnx_detector
 
 SIZE, CELL = 96, 12
@@ -161,6 +162,13 @@ def test_explain_box_writes_the_panes_and_the_result(onnx_files: dict[str, Path]
     top = max(weights, key=lambda k: weights[k])
     assert any(((labels == top) & m).any() for _, m in objects)
     assert "box 0" in done.stdout
+    # the panes outline the explained box; the region ids are left as they are
+    x0, y0, x1, _ = (int(np.rint(v)) for v in det["box"])
+    for kind in ("positive", "negative", "heatmap"):
+        pane = np.asarray(Image.open(folder / result["explanations"][0]["images"][kind]))
+        top_edge = pane[max(y0, 0), max(x0, 0) : min(x1, SIZE)]
+        assert (top_edge == BOX_COLOUR).all(axis=1).mean() > 0.9, kind
+    assert labels.max() < 16
 
 
 def test_explain_box_errors_are_one_line(onnx_files: dict[str, Path], tmp_path: Path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -71,10 +70,8 @@ def explain_box_command(
     if segments is not None:
         settings["segments"] = segments
     exp = explain_detection(image, model, box=box, label=label, method=method, **settings)
-    folder = out / f"{image.stem}-box{exp.target.index}"
-    exp.explanation.save(folder)
+    folder = exp.save(out / f"{image.stem}-box{exp.target.index}")
     result = exp.to_dict()
-    (folder / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
     det = result["detection"]
     table = Table(title=f"{escape(image.name)}: box {det['index']} ({escape(det['label'])})")

@@ -11,8 +11,10 @@ low-resolution masks weighted by their similarity, a pixel map.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ import numpy as np
 from limner.errors import InvalidInputError
 from limner.explain.engine import explain
 from limner.explain.methods.rise import mask_design, masks
-from limner.explain.result import Explanation
+from limner.explain.result import LABELS, Explanation
 from limner.imaging.decode import ImageInput, decode_image
 from limner.imaging.transform import resize
 from limner.models.base import CallableModel
@@ -134,6 +136,38 @@ class DetectionExplanation:
             ],
         }
         return out
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the panes, each with the explained box outlined (the ``labels`` pane as it
+        is), and the RESULT with its ``detection`` field as ``result.json``; return the
+        folder."""
+        folder = self.explanation.save(directory)
+        for (class_index, kind), _ in self.explanation.pane_keys():
+            if kind != LABELS:
+                outline_box(folder / self.explanation.file_name(class_index, kind), self.target.box)
+        (folder / "result.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return folder
+
+
+#: The colour of the explained box on the panes.
+BOX_COLOUR = (255, 221, 0)
+
+
+def outline_box(png: Path, box: np.ndarray) -> None:
+    """Outline the ``xyxy`` ``box`` (the PNG's pixels) on the PNG file, in :data:`BOX_COLOUR`
+    over a dark edge so that it shows on light and dark panes alike."""
+    from PIL import Image, ImageDraw
+
+    with Image.open(png) as opened:
+        image = opened.convert("RGB")
+    width = max(2, round(min(image.size) / 200))
+    x0, y0, x1, y1 = (float(v) for v in box)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle(
+        (x0 - width, y0 - width, x1 + width - 1, y1 + width - 1), outline=(0, 0, 0), width=1
+    )
+    draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=width)
+    image.save(png)
 
 
 def _rounded(box: np.ndarray) -> list[float]:
