@@ -16,13 +16,18 @@ from rich.table import Table
 
 from limner.cli.common import console, progress_bar, report_error
 from limner.cli.model_options import (
+    BaselineOption,
     InputSizeOption,
     LabelsOption,
     LayoutOption,
     MeanOption,
     MetadataOption,
     OutputOption,
+    SamplesOption,
     ScaleOption,
+    SeedOption,
+    SegmentationOption,
+    SegmentsOption,
     StdOption,
 )
 from limner.imaging.decode import DEFAULT_MAX_PIXELS
@@ -55,9 +60,7 @@ def explain_command(
             "integrated-gradients | gradcam | xrai"
         ),
     ] = "kernelshap",
-    samples: Annotated[
-        int | None, typer.Option(help="A fixed budget of model evaluations for the estimate.")
-    ] = None,
+    samples: SamplesOption = None,
     max_samples: Annotated[
         int | None, typer.Option(help="Budget of the adaptive default (kernelshap).")
     ] = None,
@@ -81,16 +84,14 @@ def explain_command(
         str | None,
         typer.Option(help="gradcam: the layer to read (default: the last spatial feature map)."),
     ] = None,
-    segmentation: Annotated[
-        str, typer.Option(help="slic | quickshift | felzenszwalb | grid")
-    ] = "slic",
-    segments: Annotated[int | None, typer.Option(help="Number of regions.")] = None,
-    baseline: Annotated[str, typer.Option(help="mean | blur | gray | black")] = "blur",
+    segmentation: SegmentationOption = "slic",
+    segments: SegmentsOption = None,
+    baseline: BaselineOption = "blur",
     classes: Annotated[
         list[str] | None, typer.Option("--class", help="Class to explain (repeatable).")
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Explain the K most probable classes.")] = 1,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    seed: SeedOption = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     max_pixels: Annotated[
         int,

@@ -10,6 +10,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from limner.cli.common import console
+from limner.cli.model_options import (
+    BaselineOption,
+    SamplesOption,
+    SeedOption,
+    SegmentationOption,
+    SegmentsOption,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -38,13 +45,11 @@ def explain_box_command(
     method: Annotated[
         str, typer.Option(help="kernelshap | lime | occlusion | rise.")
     ] = "kernelshap",
-    samples: Annotated[int | None, typer.Option(help="A fixed budget of evaluations.")] = None,
-    segments: Annotated[int | None, typer.Option(help="Number of regions (default 24).")] = None,
-    segmentation: Annotated[
-        str, typer.Option(help="slic | quickshift | felzenszwalb | grid.")
-    ] = "slic",
-    baseline: Annotated[str, typer.Option(help="blur | mean | gray | black.")] = "blur",
-    seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = 0,
+    samples: SamplesOption = None,
+    segments: SegmentsOption = None,
+    segmentation: SegmentationOption = "slic",
+    baseline: BaselineOption = "blur",
+    seed: SeedOption = 0,
     out: Annotated[Path, typer.Option(help="Folder for the panes and result.json.")] = Path(
         "limner-out"
     ),

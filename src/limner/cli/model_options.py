@@ -1,4 +1,5 @@
-"""The CLI's model options: metadata a model or its server does not give, and HTTP headers."""
+"""The CLI's shared options: metadata a model or its server does not give, HTTP headers, and
+the settings of a region explanation."""
 
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ StdOption = Annotated[str | None, typer.Option(help="Per-channel std, e.g. 0.229
 OutputOption = Annotated[
     str | None, typer.Option(help="What the model answers: probabilities | logits.")
 ]
+
+#: The settings of a region explanation, shared by ``explain`` and ``explain-box``.
+SamplesOption = Annotated[
+    int | None, typer.Option(help="A fixed budget of model evaluations for the estimate.")
+]
+SegmentationOption = Annotated[str, typer.Option(help="slic | quickshift | felzenszwalb | grid")]
+SegmentsOption = Annotated[int | None, typer.Option(help="Number of regions.")]
+BaselineOption = Annotated[str, typer.Option(help="mean | blur | gray | black")]
+SeedOption = Annotated[int, typer.Option(help="Sampling seed.")]
 
 
 def read_labels(path: Path) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,10 +174,6 @@ def _rounded(box: np.ndarray) -> list[float]:
     return [round(float(v), 2) for v in box]
 
 
-def _scaled(d: Detections, sx: float, sy: float) -> Detections:
-    return Detections(d.boxes * np.array([sx, sy, sx, sy]), d.scores, d.labels, d.class_scores)
-
-
 def explain_detection(
     image: ImageInput,
     detector: Detector,
@@ -211,15 +207,11 @@ def explain_detection(
         at_input, len(detector.labels), box=box, label=_label_index(label, detector.labels)
     )
     exp = explain(photo, box_target(detector, target), method=method, classes=[0], **settings)
-    sx, sy = photo.shape[1] / w, photo.shape[0] / h
-    shown = Target(
-        target.index,
-        target.box * np.array([sx, sy, sx, sy]),
-        target.label,
-        target.score,
-        target.vector,
-    )
-    return DetectionExplanation(exp, shown, _scaled(at_input, sx, sy), detector.labels)
+    # boxes found at the detector's input size, shown in the photo's pixels
+    scale = np.array([photo.shape[1] / w, photo.shape[0] / h] * 2)
+    found = replace(at_input, boxes=at_input.boxes * scale)
+    explained = replace(target, box=target.box * scale)
+    return DetectionExplanation(exp, explained, found, detector.labels)
 
 
 def _label_index(label: str | int | None, labels: Sequence[str]) -> int | None:
