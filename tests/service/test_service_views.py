@@ -295,3 +295,18 @@ def test_attack_another_space_cannot_see_dashboard_views(
     assert (
         response.status_code in (303, 401) and response.headers.get("content-type") != "image/png"
     )
+
+
+def test_attack_a_view_is_never_drawn_larger_than_the_cap(
+    ctx: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However large the stored photo, a view is drawn at most ``VIEW_MAX_SIDE`` pixels on its
+    longer side (here lowered to 8, below the photo's size)."""
+    from limner.imaging.transform import fit_within
+    from limner.service.core import vertex_views
+
+    h, w = ctx["photo"].shape[:2]
+    assert max(h, w) > 8
+    monkeypatch.setattr(vertex_views, "VIEW_MAX_SIDE", 8)
+    drawn = _pixels(ctx["http"].get(_url(ctx), params={**FULL, "color_map": "VIRIDIS"}))
+    assert drawn.shape[:2] == fit_within(w, h, 8)[::-1]
