@@ -25,8 +25,11 @@ spread far less than those of runs made one after the other; each server gets ab
 machine. The overhead is then also given with a 95% bootstrap interval of the ratio of the two
 medians (requests resampled within each round).
 
+``--aa`` (with ``--paired``) serves both with the trail off: the overhead it prints is what the
+pairing itself adds, and should be zero within its interval.
+
     .venv/bin/python benchmarks/audit_overhead.py [--rounds 3] [--clients 16] [--requests 45]
-        [--seconds 5] [--paired]
+        [--seconds 5] [--paired [--aa]]
 """
 
 from __future__ import annotations
@@ -358,7 +361,14 @@ def bootstrap_ratio(
 
 
 def paired_rows(kind: str, args: argparse.Namespace) -> list[str]:
-    """The paired measurement of one database: both settings served side by side."""
+    """The paired measurement of one database: both settings served side by side.
+
+    The two servers are not quite alike even with the same settings: the one started first
+    and the one whose clients start first were measured a few percent slower (``--aa``, both
+    with the trail off, showed +4.5% [-0.8% to +9.8%] before this was balanced). So the
+    servers are started again every second round with their start order swapped, and the
+    clients' launch order alternates every round: each position is held by each setting
+    equally often."""
     from limner.settings import Settings
     from limner.store import Database, create_key
 
@@ -378,58 +388,56 @@ def paired_rows(kind: str, args: argparse.Namespace) -> list[str]:
                 workers=1,
                 max_jobs_per_space=1_000_000,
                 space_scoring_concurrency=1_000,
-                audit=audit,
+                audit=audit and not args.aa,
             )
             db = Database(settings[audit].resolved_database_url())
             db.migrate()
             keys[audit] = create_key(db, "bench", role="admin")
             db.close()
-        with server(settings[True]) as on_url, server(settings[False]) as off_url:
-            urls = {True: on_url, False: off_url}
-            spaces = {}
-            for audit in (True, False):
-                spaces[audit] = prepare(urls[audit], keys[audit], transactions=64)
-                wait_for_jobs(urls[audit], keys[audit])
-            notes = {}
-            for audit in (True, False):
-                with httpx.Client(
-                    base_url=urls[audit],
-                    headers={"Authorization": f"Bearer {spaces[audit].key}"},
-                ) as h:
-                    audited_latencies(urls[audit], spaces[audit], 4, 6, None)  # warm
-                    wait_for_jobs(urls[audit], spaces[audit].key)
-                    listed = h.get("/v1/explanations").json()["explanations"]
-                    finished = [e["id"] for e in listed if e["status"] == "finished"]
-                    notes[audit] = finished if finished and has_annotations(urls[audit]) else None
-            lat: dict[bool, list[list[float]]] = {True: [], False: []}
-            rates: dict[bool, list[float]] = {True: [], False: []}
-            for r in range(args.rounds):
-                got = _at_once(
-                    [
-                        lambda a=a: audited_latencies(
-                            urls[a], spaces[a], args.clients, args.requests, notes[a]
-                        )
-                        for a in (True, False)
-                    ]
-                )
-                for a, x in zip((True, False), got, strict=True):
-                    lat[a].append(x)
-                _at_once([lambda a=a: wait_for_jobs(urls[a], spaces[a].key) for a in (True, False)])
-                got = _at_once(
-                    [
-                        lambda a=a: scoring_rate(urls[a], spaces[a], args.clients, args.seconds)
-                        for a in (True, False)
-                    ]
-                )
-                for a, x in zip((True, False), got, strict=True):
-                    rates[a].append(x)
-                on_ms, off_ms = (1000 * statistics.median(lat[a][-1]) for a in (True, False))
-                print(
-                    f"{kind} round {r + 1}: audited median on {on_ms:.2f} ms, "
-                    f"off {off_ms:.2f} ms; scoring on "
-                    f"{rates[True][-1]:.0f}, off {rates[False][-1]:.0f} images/s",
-                    flush=True,
-                )
+        spaces: dict[bool, Space] = {}
+        notes: dict[bool, list[str] | None] = {}
+        lat: dict[bool, list[list[float]]] = {True: [], False: []}
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for block in range(0, args.rounds, 2):
+            starts = (True, False) if block % 4 == 0 else (False, True)
+            with server(settings[starts[0]]) as url_a, server(settings[starts[1]]) as url_b:
+                urls = dict(zip(starts, (url_a, url_b), strict=True))
+                for audit in (True, False):
+                    if audit not in spaces:
+                        spaces[audit] = prepare(urls[audit], keys[audit], transactions=64)
+                    notes[audit] = _warm(urls[audit], spaces[audit])
+                for r in range(block, min(block + 2, args.rounds)):
+                    order = (True, False) if r % 2 == 0 else (False, True)
+                    got = _at_once(
+                        [
+                            lambda a=a, u=urls: audited_latencies(
+                                u[a], spaces[a], args.clients, args.requests, notes[a]
+                            )
+                            for a in order
+                        ]
+                    )
+                    for a, x in zip(order, got, strict=True):
+                        lat[a].append(x)
+                    _at_once(
+                        [lambda a=a, u=urls: wait_for_jobs(u[a], spaces[a].key) for a in order]
+                    )
+                    got = _at_once(
+                        [
+                            lambda a=a, u=urls: scoring_rate(
+                                u[a], spaces[a], args.clients, args.seconds
+                            )
+                            for a in order
+                        ]
+                    )
+                    for a, x in zip(order, got, strict=True):
+                        rates[a].append(x)
+                    on_ms, off_ms = (1000 * statistics.median(lat[a][-1]) for a in (True, False))
+                    print(
+                        f"{kind} round {r + 1}: audited median on {on_ms:.2f} ms, "
+                        f"off {off_ms:.2f} ms; scoring on "
+                        f"{rates[True][-1]:.0f}, off {rates[False][-1]:.0f} images/s",
+                        flush=True,
+                    )
     med = {a: [1000 * statistics.median(x) for x in lat[a]] for a in (True, False)}
     lat_ratio = [a / b - 1 for a, b in zip(med[True], med[False], strict=True)]
     rate_ratio = [a / b - 1 for a, b in zip(rates[True], rates[False], strict=True)]
@@ -439,13 +447,27 @@ def paired_rows(kind: str, args: argparse.Namespace) -> list[str]:
         / statistics.median([x for xs in lat[False] for x in xs])
         - 1
     )
+    label = f"{kind} (paired{', both off' if args.aa else ''})"
     return [
-        f"| {kind} (paired) | {spread(med[True], '.2f')} | {spread(med[False], '.2f')} "
+        f"| {label} | {spread(med[True], '.2f')} | {spread(med[False], '.2f')} "
         f"| {spread([100 * x for x in lat_ratio], '+.1f')}; all requests {100 * pooled:+.1f} "
         f"[95%: {100 * low:+.1f} to {100 * high:+.1f}] "
         f"| {spread(rates[True], '.0f')} / {spread(rates[False], '.0f')} "
         f"| {spread([100 * x for x in rate_ratio], '+.1f')} |"
     ]
+
+
+def _warm(url: str, space: Space) -> list[str] | None:
+    """Warm a (re)started server (model, pools, the chain's head); the finished explanations
+    its annotations go round (None: none yet, or no annotation route)."""
+    audited_latencies(url, space, 4, 6, None)
+    wait_for_jobs(url, space.key)
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {space.key}"}, timeout=60
+    ) as h:
+        listed = h.get("/v1/explanations").json()["explanations"]
+    finished = [e["id"] for e in listed if e["status"] == "finished"]
+    return finished if finished and has_annotations(url) else None
 
 
 def spread(values: list[float], fmt: str) -> str:
@@ -466,6 +488,11 @@ def main() -> None:
     parser.add_argument("--databases", default="SQLite,PostgreSQL")
     parser.add_argument(
         "--paired", action="store_true", help="serve both settings side by side in each round"
+    )
+    parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="with --paired: both servers with the trail off (what the pairing itself adds)",
     )
     args = parser.parse_args()
 

@@ -684,3 +684,40 @@ def test_sqlite_keeps_the_trail_in_a_file_of_its_own_and_moves_older_records_the
         ]
     finally:
         reopened.close()
+
+
+def test_the_trail_keeps_only_the_chains_index_in_old_and_new_files(tmp_path: Path) -> None:
+    """An append writes every index of the trail: a new trail has only the chain's own
+    ``(space_id, n)``, and the four secondary indexes an older trail file (or database) has
+    are dropped when it opens, with its records and their chain intact."""
+    url = f"sqlite:///{tmp_path / 'limner.db'}"
+    db = Database(url)
+    try:
+        db.migrate()
+        space_id = ensure_space(db, "default").id
+        AuditLog(db).append(space_id, AuditEntry(action="login", outcome="ok"))
+        for engine in (db.engine, db.trail.engine):
+            with engine.connect() as conn:
+                assert not _secondary_indexes(conn), engine.url
+        with db.trail.engine.begin() as conn:  # the layout of an older trail file
+            for column in ("space_id", "at", "key_id", "action"):
+                conn.execute(
+                    text(f"CREATE INDEX ix_audit_records_{column} ON audit_records ({column})")
+                )
+            assert len(_secondary_indexes(conn)) == 4
+    finally:
+        db.close()
+    reopened = Database(url)
+    try:
+        with reopened.trail.engine.connect() as conn:
+            assert not _secondary_indexes(conn)
+        assert audit_verify(reopened, space_id).ok
+    finally:
+        reopened.close()
+
+
+def _secondary_indexes(conn: Any) -> list[str]:
+    rows = conn.execute(
+        text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_records'")
+    )
+    return [r[0] for r in rows if r[0].startswith("ix_")]

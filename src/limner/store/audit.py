@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import random
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -373,22 +374,34 @@ _COLUMNS = (
 )
 
 
+@functools.lru_cache(maxsize=128)
+def _insert_sql(rows: int, mark: str) -> str:
+    """The statement that stores ``rows`` records, with the driver's placeholder ``mark``."""
+    one = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+    return f"INSERT INTO {AuditRecord.__tablename__} ({', '.join(_COLUMNS)}) VALUES " + (
+        ", ".join([one] * rows)
+    )
+
+
 class _Inserter:
     """How the writer thread stores a batch: one multi-row INSERT that is a transaction of its
-    own, all or none, on a connection the thread keeps while it lives.
+    own, all or none, on a driver connection in autocommit mode that the thread keeps while it
+    lives (not a pool check-out with its ping, then BEGIN, INSERT, COMMIT).
 
-    On PostgreSQL the statement commits itself: one round trip (not a pool check-out with its
-    ping, then BEGIN, INSERT, COMMIT). On SQLite it runs on a connection in autocommit mode
-    whose busy timeout is 0, polling for the write lock every few hundred microseconds. Two
-    things made an audited request wait on SQLite, both measured with
-    ``benchmarks/audit_overhead.py``: the service's transactions begin with ``BEGIN IMMEDIATE``
-    (the write lock) and their threads wait for the interpreter lock between statements while
-    they hold it; and SQLite's own busy handler sleeps 1, 2, 5, 10, then up to 100 ms between
-    tries, so a waiting writer misses the short moments when the lock is free. One statement
-    takes the lock, writes and commits inside SQLite without giving the interpreter lock back in
-    between; polling takes the lock within :data:`_SQLITE_POLL_CAP` seconds of it freeing up,
-    for as long as the connection's own busy timeout. Values go through the columns' own bind
-    processors: rows are stored exactly as the ORM stores them.
+    The statement goes to the driver as text with the values through the columns' own bind
+    processors, so rows are stored exactly as the ORM stores them; SQLAlchemy's compiler is
+    skipped (on PostgreSQL it had cost about 1 ms of CPU a record, measured in the writer).
+
+    On SQLite the connection's busy timeout is 0 and the inserter polls for the write lock
+    every few hundred microseconds. Two things made an audited request wait on SQLite, both
+    measured with ``benchmarks/audit_overhead.py``: the service's transactions begin with
+    ``BEGIN IMMEDIATE`` (the write lock) and their threads wait for the interpreter lock
+    between statements while they hold it; and SQLite's own busy handler sleeps 1, 2, 5, 10,
+    then up to 100 ms between tries, so a waiting writer misses the short moments when the
+    lock is free. One statement takes the lock, writes and commits inside SQLite without giving
+    the interpreter lock back in between; polling takes the lock within
+    :data:`_SQLITE_POLL_CAP` seconds of it freeing up, for as long as the connection's own busy
+    timeout.
     """
 
     def __init__(self, engine: Engine, *, wait: bool = True) -> None:
@@ -396,54 +409,41 @@ class _Inserter:
         self.engine = engine
         self.wait = wait
         self.sqlite = engine.dialect.name == "sqlite"
-        self._conn: Connection | None = None
+        self._mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._raw: PoolProxiedConnection | None = None
         self._busy_ms = 0
+        self._autocommit = False
+        self._bind: list[tuple[str, Any]] | None = None
 
     def insert(self, values: list[dict[str, Any]]) -> None:
         """Store ``values`` (rows of ``audit_records``), all or none."""
         try:
-            if self.sqlite:
-                self._sqlite(values)
-            else:
-                self._other(values)
+            self._insert(values)
         except (IntegrityError, _Busy):
             raise
         except BaseException:
             self.close()  # a broken connection: the next batch takes a fresh one
             raise
 
-    def _other(self, values: list[dict[str, Any]]) -> None:
-        if self._conn is None:
-            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            self._conn.execute(insert(AuditRecord).values(values))
-        finally:
-            self._conn.rollback()  # ends SQLAlchemy's own transaction; the row is committed
-
-    def _sqlite(self, values: list[dict[str, Any]]) -> None:
-        columns = AuditRecord.__table__.columns
-        dialect = self.engine.dialect
-        processors = [
-            columns[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _COLUMNS
-        ]
+    def _insert(self, values: list[dict[str, Any]]) -> None:
         params: list[Any] = []
         for row in values:
-            for name, process in zip(_COLUMNS, processors, strict=True):
+            for name, process in self._processors():
                 params.append(process(row[name]) if process is not None else row[name])
-        marks = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-        sql = f"INSERT INTO {AuditRecord.__tablename__} ({', '.join(_COLUMNS)}) VALUES " + (
-            ", ".join([marks] * len(values))
-        )
-        conn = self._sqlite_connection()
+        sql = _insert_sql(len(values), self._mark)
+        conn = self._connection()
+        unique = self.engine.dialect.loaded_dbapi.IntegrityError
         deadline = time.monotonic() + self._busy_ms / 1000
         pause = _SQLITE_POLL
         while True:
             try:
-                # isolation_level is None on the engine's connections: the statement commits
-                conn.execute(sql, params)
+                cursor = conn.cursor()
+                try:
+                    cursor.execute(sql, params)  # autocommit: the statement commits itself
+                finally:
+                    cursor.close()
                 return
-            except sqlite3.IntegrityError as exc:
+            except unique as exc:
                 raise IntegrityError(sql, params, exc) from exc
             except sqlite3.OperationalError as exc:
                 busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
@@ -454,27 +454,46 @@ class _Inserter:
             time.sleep(pause)
             pause = min(pause * 2, _SQLITE_POLL_CAP)
 
-    def _sqlite_connection(self) -> sqlite3.Connection:
+    def _processors(self) -> list[tuple[str, Any]]:
+        """Each column's bind processor (None where the value goes as it is), in
+        :data:`_COLUMNS`' order; looked up once per inserter."""
+        if self._bind is None:
+            columns = AuditRecord.__table__.columns
+            dialect = self.engine.dialect
+            self._bind = [
+                (name, columns[name].type.dialect_impl(dialect).bind_processor(dialect))
+                for name in _COLUMNS
+            ]
+        return self._bind
+
+    def _connection(self) -> Any:
+        """The driver connection, in autocommit mode (SQLite: with no busy timeout)."""
         if self._raw is None:
             raw = self.engine.raw_connection()
-            conn: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
-            self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
-            conn.execute("PRAGMA busy_timeout = 0")
+            conn: Any = raw.driver_connection
+            if self.sqlite:  # isolation_level is None on the engine's connections
+                self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+                conn.execute("PRAGMA busy_timeout = 0")
+            else:
+                conn.rollback()  # the pool hands out a connection outside any transaction
+                self._autocommit = bool(conn.autocommit)
+                conn.autocommit = True
             self._raw = raw
-        return self._raw.driver_connection  # type: ignore[return-value]
+        return self._raw.driver_connection
 
     def close(self) -> None:
         """Give the connection back to the pool (as it was taken)."""
-        conn, raw, self._conn, self._raw = self._conn, self._raw, None, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-        if raw is not None:
-            with contextlib.suppress(Exception):
-                raw.driver_connection.execute(  # type: ignore[union-attr]
-                    f"PRAGMA busy_timeout = {self._busy_ms}"
-                )
-                raw.close()
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return
+        with contextlib.suppress(Exception):
+            conn: Any = raw.driver_connection
+            if self.sqlite:
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            else:
+                conn.autocommit = self._autocommit
+        with contextlib.suppress(Exception):
+            raw.close()
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,7 @@ class Database:
                 else:
                     trail = Database(url)
                     _TRAIL_TABLE.create(trail.engine, checkfirst=True)
+                    _drop_secondary_indexes(trail.engine)
                     _move_records(self.engine, trail.engine)
                     self._trail = trail
         return self._trail
@@ -152,6 +153,23 @@ class Database:
             self._trail.close()
         self._trail = None
         self.engine.dispose()
+
+
+#: The indexes of the trail that migration 0006 dropped.
+_OLD_TRAIL_INDEXES = (
+    "ix_audit_records_space_id",
+    "ix_audit_records_at",
+    "ix_audit_records_key_id",
+    "ix_audit_records_action",
+)
+
+
+def _drop_secondary_indexes(engine: Engine) -> None:
+    """Drop the indexes an older trail file has besides the chain's own (migration 0006 does
+    the same in the main database)."""
+    with engine.begin() as conn:
+        for name in _OLD_TRAIL_INDEXES:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
 
 
 def _move_records(source: Engine, target: Engine, batch: int = 1000) -> None:

@@ -203,21 +203,23 @@ class AuditRecord(Base):
 
     ``n`` counts the space's records from 1; ``hash`` is the SHA-256 of the record's fields and
     ``prev_hash`` (the previous record's ``hash``), so altering, removing or reordering any
-    record breaks every hash after it (:func:`limner.store.audit.verify`).
+    record breaks every hash after it (:func:`limner.store.audit.verify`). The chain's
+    ``(space_id, n)`` is its only index: an append writes every index, and waits for it
+    (migration 0006).
     """
 
     __tablename__ = "audit_records"
     __table_args__ = (UniqueConstraint("space_id", "n", name="uq_audit_space_n"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    space_id: Mapped[str] = mapped_column(String(32), index=True)
+    space_id: Mapped[str] = mapped_column(String(32))
     n: Mapped[int] = mapped_column(Integer)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     key_name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(16))
     client: Mapped[str] = mapped_column(String(64), default="")
-    action: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(200), default="")
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
