@@ -8,8 +8,8 @@ access to the database from rewriting the whole chain, which is why ``limner aud
 lets an operator keep copies (a copy's last hash pins everything before it).
 
 Appends are serialised per space: in this process by one lock (a writer thread stores the
-appends that arrive while it writes together, in one statement; on SQLite an append from the
-event loop is stored right there when nobody else is writing), across replicas by the unique
+appends that arrive while it writes together, in one statement; on SQLite an append is stored
+in its caller's thread when nobody else is writing), across replicas by the unique
 ``(space_id, n)`` constraint (a replica that loses the race reads the new head and retries).
 """
 
@@ -153,12 +153,13 @@ class AuditLog:
     thread (the service's middleware uses it). The writer thread ends after
     :data:`_IDLE_SECONDS` without work and starts again on demand.
 
-    On SQLite, :meth:`append_async` first tries to store its record at once, on the event loop:
-    when no other append of this log is being written and SQLite's write lock of the trail's
-    file is free, one INSERT that commits itself takes about 0.2 ms (WAL, no flush). That saves
-    the two thread wake-ups of a hand-off to the writer, which on a busy machine cost an
-    audited request several milliseconds of waiting for a CPU (measured with
-    ``benchmarks/audit_overhead.py``). When the lock is taken, the record goes to the writer.
+    On SQLite, :meth:`append` and :meth:`append_async` first try to store the record at once,
+    in the caller's thread: when no other append of this log is being written and SQLite's
+    write lock of the trail's file is free, one INSERT that commits itself takes about 0.1 ms
+    (WAL, no flush). That saves the two thread wake-ups of a hand-off to the writer, which on a
+    busy machine cost an audited request several milliseconds of waiting for a CPU (measured
+    with ``benchmarks/audit_overhead.py``). When the lock is taken, the record goes to the
+    writer.
     """
 
     def __init__(self, db: Database, *, enabled: bool = True) -> None:
@@ -180,6 +181,9 @@ class AuditLog:
         if not self.enabled:
             return None
         pending = _Pending(space_id, normalised(entry), event=threading.Event())
+        row = self._store_inline(pending)
+        if row is not None:
+            return row
         self._submit(pending)
         assert pending.event is not None
         pending.event.wait()
