@@ -76,15 +76,29 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Indices of the boxes non-maximum suppression keeps, best first: a box is dropped when
     it overlaps a better-scoring kept box by more than ``threshold`` IoU."""
-    order = list(np.argsort(-np.asarray(scores), kind="stable"))
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[order]
+    overlaps = _pairwise_iou(b)
+    dropped = np.zeros(len(b), dtype=bool)
     keep: list[int] = []
-    while order:
-        best = order.pop(0)
-        keep.append(best)
-        if order:
-            overlaps = iou(boxes[best], boxes[order])
-            order = [i for i, o in zip(order, overlaps, strict=True) if o <= threshold]
-    return np.asarray(keep, dtype=np.int64)
+    for i in range(len(b)):
+        if dropped[i]:
+            continue
+        keep.append(i)
+        dropped |= overlaps[i] > threshold
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def _pairwise_iou(b: np.ndarray) -> np.ndarray:
+    """(K, K): the IoU of every pair of ``xyxy`` boxes ``b`` (K, 4)."""
+    x0 = np.maximum(b[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(b[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(b[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(b[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area[:, None] + area[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def checked(

@@ -7,8 +7,8 @@ The ``detection`` block says how to read the graph's outputs:
   1 is dropped).
 - ``"layout": "raw"``: one output ``raw`` of YOLO's head shape, ``(1, 4 + C, N)`` or
   ``(1, N, 4 + C)``: N candidate boxes, each with C class scores; limner keeps those scoring at
-  least ``score_threshold`` and runs its own per-class NMS (``iou_threshold``), at most
-  ``max_detections``.
+  least ``score_threshold`` (the best ``10 × max_detections`` of them) and runs its own
+  per-class NMS (``iou_threshold``), at most ``max_detections``.
 
 ``box_format`` (``xyxy``, ``xywh``, ``cxcywh``) and ``normalized`` (0..1 instead of pixels)
 describe the boxes. Every field is checked when the detector is read, with errors that name it.
@@ -26,6 +26,9 @@ from limner.errors import InvalidInputError, ModelError
 from limner.models.detection import BOX_FORMATS, Detector, nms, to_xyxy
 from limner.models.metadata import ModelMetadata
 from limner.models.onnx import open_session
+
+#: Candidates of a raw head that go into NMS: this many per detection kept at most.
+PRE_NMS = 10
 
 #: How a detector's outputs are laid out.
 LAYOUTS = ("nms", "raw")
@@ -107,8 +110,15 @@ def load_onnx_detector(path: str | Path, metadata: dict[str, Any]) -> Detector:
             raise ModelError(f"{shown}: ONNX Runtime failed ({exc})") from exc
         return dict(zip(wanted, out, strict=True))
 
+    # a raw head with a free batch dimension scores a whole batch in one run
+    batched = spec.layout == "raw" and not isinstance(session.get_inputs()[0].shape[0], int)
+
     def fn(images: np.ndarray) -> list[tuple[np.ndarray, ...]]:
         x = meta.input.preprocess(images)
+        if batched and len(images) > 1:
+            raw = run(x)[spec.raw]
+            if np.ndim(raw) == 3 and np.shape(raw)[0] == len(images):
+                return [_decode_raw(raw[i : i + 1], spec, classes, w, h) for i in range(len(raw))]
         found = []
         for i in range(len(images)):
             out = run(x[i : i + 1])
@@ -155,6 +165,8 @@ def _decode_raw(
     scores = class_scores.max(axis=1)
     labels = class_scores.argmax(axis=1)
     keep = np.flatnonzero(scores >= spec.score_threshold)
+    if len(keep) > PRE_NMS * spec.max_detections:  # the best candidates only, as YOLO's own NMS
+        keep = keep[np.argsort(-scores[keep], kind="stable")[: PRE_NMS * spec.max_detections]]
     kept: list[int] = []
     for c in np.unique(labels[keep]):
         of_class = keep[labels[keep] == c]
