@@ -61,15 +61,21 @@ def to_xyxy(
 
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Intersection over union of one ``xyxy`` box with each of ``boxes`` (K, 4)."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x0 = np.maximum(box[0], b[:, 0])
-    y0 = np.maximum(box[1], b[:, 1])
-    x1 = np.minimum(box[2], b[:, 2])
-    y1 = np.minimum(box[3], b[:, 3])
+    return pairwise_iou(np.asarray(box, dtype=np.float64).reshape(1, 4), boxes)[0]
+
+
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(J, K): the IoU of each ``xyxy`` box of ``a`` (J, 4) with each of ``b`` (K, 4)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area + areas - inter
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
@@ -78,7 +84,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> np.nda
     it overlaps a better-scoring kept box by more than ``threshold`` IoU."""
     order = np.argsort(-np.asarray(scores), kind="stable")
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[order]
-    overlaps = _pairwise_iou(b)
+    overlaps = pairwise_iou(b, b)
     dropped = np.zeros(len(b), dtype=bool)
     keep: list[int] = []
     for i in range(len(b)):
@@ -87,18 +93,6 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> np.nda
         keep.append(i)
         dropped |= overlaps[i] > threshold
     return order[np.asarray(keep, dtype=np.int64)]
-
-
-def _pairwise_iou(b: np.ndarray) -> np.ndarray:
-    """(K, K): the IoU of every pair of ``xyxy`` boxes ``b`` (K, 4)."""
-    x0 = np.maximum(b[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(b[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(b[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(b[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area[:, None] + area[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def checked(
