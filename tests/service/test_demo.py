@@ -49,4 +49,9 @@ def test_demo_writes_panes_table_and_dashboard_url(tmp_path: Path) -> None:
     assert max(engine) <= float(wall.group(2))
     assert "Egyptian cat" in proc.stdout and "espresso" in proc.stdout
     assert "/ui" in proc.stdout and "http://127.0.0.1:" in proc.stdout
+    # the object detector: the face box of the astronaut photo, explained
+    assert "Object detection: opencv-faces sees a face" in proc.stdout
+    face = json.loads((out / "astronaut-face" / "result.json").read_text())
+    assert face["detection"]["label"] == "face" and face["detection"]["index"] == 0
+    assert (out / "astronaut-face" / face["explanations"][0]["images"]["positive"]).is_file()
     assert "Traceback" not in proc.stderr

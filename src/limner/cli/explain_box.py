@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -29,7 +29,8 @@ def explain_box_command(
     detector: Annotated[
         Path,
         typer.Option(
-            help="An ONNX object detector (its limner-model.json beside it, or --metadata)."
+            help="An ONNX object detector (its limner-model.json beside it, or --metadata), "
+            "or the built-in opencv-faces."
         ),
     ],
     metadata: Annotated[
@@ -58,18 +59,22 @@ def explain_box_command(
     with the explained box and every detection (docs/detection.md)."""
     from limner.errors import InvalidInputError
     from limner.explain.detection import explain_detection
+    from limner.models.detectors import BUILTIN_DETECTORS, load_detector
     from limner.models.metadata import read_metadata_dict
     from limner.models.onnx_detector import load_onnx_detector
 
     if not image.is_file():
         raise InvalidInputError(f"{image}: no such file")
-    if not detector.is_file():
-        raise InvalidInputError(f"{detector}: no such file (an ONNX detector)")
-    meta_path = metadata or detector.parent / "limner-model.json"
-    if not meta_path.is_file():
-        raise InvalidInputError(f"{meta_path}: no such file (give the detector's --metadata)")
-    model = load_onnx_detector(detector, read_metadata_dict(meta_path))
-    settings: dict[str, object] = {"segmentation": segmentation, "baseline": baseline, "seed": seed}
+    if str(detector) in BUILTIN_DETECTORS:
+        model = load_detector(str(detector), {})
+    else:
+        if not detector.is_file():
+            raise InvalidInputError(f"{detector}: no such file (an ONNX detector)")
+        meta_path = metadata or detector.parent / "limner-model.json"
+        if not meta_path.is_file():
+            raise InvalidInputError(f"{meta_path}: no such file (give the detector's --metadata)")
+        model = load_onnx_detector(detector, read_metadata_dict(meta_path))
+    settings: dict[str, Any] = {"segmentation": segmentation, "baseline": baseline, "seed": seed}
     if samples is not None:
         settings["samples"] = samples
     if segments is not None:

@@ -39,13 +39,18 @@ from limner.client._resources import (
 
 @dataclass
 class Scoring:
-    """One scored image (``scoring_id`` is ``None`` when the deployment is not subscribed)."""
+    """One scored image (``scoring_id`` is ``None`` when the deployment is not subscribed).
+
+    An object detector's scoring has ``detections``: its boxes, best first, each ``{"index",
+    "box": [x0, y0, x1, y1] (the photo's pixels), "label", "class_index", "score"}``; its
+    ``label`` and ``probability`` are the best box's."""
 
     scoring_id: str | None
     label: str
     class_index: int
     probability: float
     probabilities: dict[str, float]
+    detections: list[dict[str, Any]] | None = None
 
 
 ImageLike = str | os.PathLike[str] | bytes | np.ndarray | Any

@@ -12,7 +12,7 @@ low-resolution masks weighted by their similarity, a pixel map.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,23 @@ def pick_target(
     )
 
 
+def given_target(
+    box: np.ndarray, label: int | None, detections: Detections, num_classes: int, *, index: int
+) -> Target:
+    """A target that is not one of ``detections``: ``box`` (``xyxy`` pixels of the detector's
+    input) of class ``label``, with the score of the detection that matches it best (by D-RISE's
+    similarity, 0 when none does)."""
+    if label is None or not 0 <= label < num_classes:
+        raise InvalidInputError("a box given by its corners needs its class (label=)")
+    if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
+        raise InvalidInputError("a box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+    vector = np.zeros(num_classes)
+    vector[label] = 1.0
+    probe = Target(index, box, label, 1.0, vector)
+    score = similarity(probe, detections, num_classes) if len(detections) else 0.0
+    return replace(probe, score=score)
+
+
 def similarity(target: Target, detections: Detections, num_classes: int) -> float:
     """D-RISE's similarity of ``target`` to the best-matching of ``detections``, in 0..1:
     IoU × cosine of the class vectors × the detection's score (its objectness)."""
@@ -119,9 +136,10 @@ class DetectionExplanation:
     detections: Detections
     labels: list[str]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The RESULT, with ``detection``: the explained box and every detection."""
-        out = self.explanation.to_dict()
+    def to_dict(self, image_refs: Callable[[int, str], str] | None = None) -> dict[str, Any]:
+        """The RESULT, with ``detection``: the explained box and every detection
+        (``image_refs`` as :meth:`Explanation.to_dict`'s)."""
+        out = self.explanation.to_dict(image_refs=image_refs)
         out["detection"] = {
             "box": _rounded(self.target.box),
             "index": self.target.index,
@@ -156,11 +174,18 @@ BOX_COLOUR = (255, 221, 0)
 
 
 def outline_box(png: Path, box: np.ndarray) -> None:
-    """Outline the ``xyxy`` ``box`` (the PNG's pixels) on the PNG file, in :data:`BOX_COLOUR`
-    over a dark edge so that it shows on light and dark panes alike."""
+    """Outline the ``xyxy`` ``box`` (the PNG's pixels) on the PNG file (:func:`outline_png`)."""
+    png.write_bytes(outline_png(png.read_bytes(), box))
+
+
+def outline_png(png: bytes, box: np.ndarray) -> bytes:
+    """The PNG with the ``xyxy`` ``box`` (its pixels) outlined in :data:`BOX_COLOUR` over a
+    dark edge, so that it shows on light and dark panes alike."""
+    import io
+
     from PIL import Image, ImageDraw
 
-    with Image.open(png) as opened:
+    with Image.open(io.BytesIO(png)) as opened:
         image = opened.convert("RGB")
     width = max(2, round(min(image.size) / 200))
     x0, y0, x1, y1 = (float(v) for v in box)
@@ -169,7 +194,9 @@ def outline_box(png: Path, box: np.ndarray) -> None:
         (x0 - width, y0 - width, x1 + width - 1, y1 + width - 1), outline=(0, 0, 0), width=1
     )
     draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=width)
-    image.save(png)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def _rounded(box: np.ndarray) -> list[float]:
@@ -182,6 +209,7 @@ def explain_detection(
     *,
     box: int | None = None,
     label: str | int | None = None,
+    box_xyxy: Sequence[float] | None = None,
     method: str = "kernelshap",
     **settings: Any,
 ) -> DetectionExplanation:
@@ -192,6 +220,9 @@ def explain_detection(
         detector: the object detector (:class:`limner.models.detection.Detector`).
         box: the detection's number, in the detector's order (default: the best-scoring one).
         label: explain the best-scoring detection of this class (a label or its index).
+        box_xyxy: explain this box instead, ``[x0, y0, x1, y1]`` in the photo's pixels, of
+            class ``label`` (a box another detector found, say: every detector compared on it
+            explains the same target); ``box`` is then only the number the RESULT reports.
         method: ``kernelshap`` (default), ``lime``, ``occlusion`` or ``rise``.
         settings: the engine's other settings (``samples``, ``segments``, ``baseline``,
             ``seed``, ...; see :func:`limner.explain`).
@@ -205,9 +236,19 @@ def explain_detection(
     photo = decode_image(image)
     w, h = detector.input_size
     at_input = detector.detect(resize(photo, w, h)[None])[0]
-    target = pick_target(
-        at_input, len(detector.labels), box=box, label=_label_index(label, detector.labels)
-    )
+    to_input = np.array([w / photo.shape[1], h / photo.shape[0]] * 2)
+    if box_xyxy is not None:
+        target = given_target(
+            np.asarray(box_xyxy, dtype=np.float64) * to_input,
+            _label_index(label, detector.labels),
+            at_input,
+            len(detector.labels),
+            index=box or 0,
+        )
+    else:
+        target = pick_target(
+            at_input, len(detector.labels), box=box, label=_label_index(label, detector.labels)
+        )
     exp = explain(photo, box_target(detector, target), method=method, classes=[0], **settings)
     # boxes found at the detector's input size, shown in the photo's pixels
     scale = np.array([photo.shape[1] / w, photo.shape[0] / h] * 2)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from limner.errors import ConflictError, LimnerError, ModelTimeoutError, NotFoundError
 from limner.explain.methods import GRADIENT_METHODS
+from limner.explain.result import LABELS
 from limner.explain.segmentation import RegionMap
 from limner.explain.shared_regions import load_regions
 from limner.imaging import decode_image
@@ -379,6 +380,8 @@ class JobRunner:
         loaded = self.models.for_explanation(sub, dep, explaining)
         progress = self._progress_writer(job_id, attempt)
         model = loaded.model
+        if isinstance(model, WorkerModel) and model.is_detector:
+            return self._compute_box(job_id, image, model, settings, progress)
         if isinstance(model, WorkerModel) and settings.get("method") in GRADIENT_METHODS:
             # the gradients need the model's own tensors: the whole explanation runs inside
             left = deadline.left()
@@ -402,6 +405,46 @@ class JobRunner:
         for ci, values in exp.saliency.items():  # the raw map views are drawn from
             panes[attribution_key(ci)] = self.blobs.put(encode_map(values))
         result = exp.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
+        return result, panes
+
+    def _compute_box(
+        self,
+        job_id: str,
+        image: np.ndarray,
+        model: WorkerModel,
+        settings: dict[str, Any],
+        progress: Callable[[int, int], None],
+    ) -> JobOutcome:
+        """Explain one box of a detector's transaction (:func:`limner.explain_detection`):
+        its RESULT, with ``detection``, and its panes with the box drawn on them."""
+        from limner.explain.detection import explain_detection, outline_png
+
+        box = int(settings.pop("box", 0))
+        settings.pop("classes", None)  # a comparison's: the box target has one class
+        settings.pop("top_k", None)
+        target = settings.pop("target", None)  # the transaction's box, which every detector
+        found = explain_detection(  # compared on it explains
+            image,
+            model.as_detector(),
+            box=box,
+            box_xyxy=target["box"] if target else None,
+            label=int(target["class_index"]) if target else None,
+            progress=progress,
+            **settings,
+        )
+        exp = found.explanation
+        drawn: dict[tuple[int, str], str] = {}
+        panes: dict[str, str] = {}
+        for (ci, kind), source in exp.pane_keys():
+            if source not in drawn:
+                png = exp.png(*source)
+                if kind != LABELS:
+                    png = outline_png(png, found.target.box)
+                drawn[source] = self.blobs.put(png)
+            panes[f"{ci}/{kind}"] = drawn[source]
+        for ci, values in exp.saliency.items():
+            panes[attribution_key(ci)] = self.blobs.put(encode_map(values))
+        result = found.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
         return result, panes
 
     def _shared_regions(self, key: str) -> RegionMap:

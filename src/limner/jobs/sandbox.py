@@ -8,6 +8,8 @@ what it loaded, and then answers requests from the service over a pipe, one at a
 
 - ``("predict", shm_name, shape, dtype)``: probabilities for the tensor the service wrote into
   the shared-memory block ``shm_name`` (the batch never travels through the pipe);
+- ``("detect", shm_name, shape, dtype)``: an object detector's detections of the uint8 images in
+  the block, per image its boxes, scores and labels (small arrays, through the pipe);
 - ``("explain", image, settings)``: a whole explanation run here (the gradient methods, which
   need the model's own tensors), with ``("progress", done, total)`` messages on the way;
 - ``("check", method, steps, layer)``: whether the model can be explained so;
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from limner.errors import LimnerError, ModelError
+from limner.errors import InvalidInputError, LimnerError, ModelError
 from limner.models.metadata import plain_text
 
 log = logging.getLogger("limner.jobs")
@@ -96,13 +98,23 @@ class LoadSpec:
         return self.spec.startswith(("http://", "https://"))
 
     def load(self) -> Any:
-        """Check and load the model (in the worker)."""
+        """Check and load the model (in the worker): a classifier, or an object detector
+        (:class:`~limner.models.detection.Detector`) where its metadata says so."""
         from limner.models import ModelMetadata, load_model
+        from limner.models.detectors import detector_metadata_for, load_detector
 
         if self.tenant:
             from limner.models.policy import check_tenant_model
 
             check_tenant_model(Path(self.spec))
+        detection = detector_metadata_for(self.spec, self.metadata)
+        if detection is not None:
+            if self.is_url:
+                raise InvalidInputError(
+                    "the service takes object detectors as ONNX uploads or the built-in "
+                    "opencv-faces; remote detectors are not served"
+                )
+            return load_detector(self.spec, detection, name=self.name)
         client = None
         if self.is_url and self.allowed_urls is not None:
             from limner.net import UrlPolicy, guarded_client
@@ -196,8 +208,20 @@ def rss_bytes() -> int:
 
 
 def describe(model: Any, loaded_bytes: int) -> dict[str, Any]:
-    """What the service needs to know of a loaded model."""
+    """What the service needs to know of a loaded model (``kind``: ``classifier`` or
+    ``detector``; a detector's ``metadata`` is its ``limner-model.json``)."""
+    from limner.models.detection import Detector
+
+    if isinstance(model, Detector):
+        return {
+            "kind": "detector",
+            "metadata": model.metadata,
+            "name": model.name,
+            "preferred_batch_size": 8,
+            "loaded_bytes": int(loaded_bytes),
+        }
     return {
+        "kind": "classifier",
         "metadata": model.metadata.to_dict(),
         "name": model.name,
         "preferred_batch_size": int(model.preferred_batch_size),
@@ -214,9 +238,14 @@ def serve(conn: Connection, spec: LoadSpec, limits: WorkerLimits, tmp: str) -> N
         loaded = max(0, rss_bytes() - before)
         if spec.verify:
             from limner.models.checks import verify_model
+            from limner.models.detection import Detector
+            from limner.models.detectors import verify_detector
 
             conn.send(("progress", 1, 2))
-            verify_model(model)
+            if isinstance(model, Detector):
+                verify_detector(model)
+            else:
+                verify_model(model)
         conn.send(("ok", describe(model, loaded)))
     except BaseException as exc:
         conn.send(("error", _portable(exc, spec)))
@@ -237,6 +266,14 @@ def serve(conn: Connection, spec: LoadSpec, limits: WorkerLimits, tmp: str) -> N
                 x = np.ndarray(shape, dtype=np.dtype(dtype), buffer=block.buf)
                 conn.send(("ok", model.predict_tensor(x)))
                 del x
+            elif op == "detect":
+                from limner.models.detectors import as_arrays
+
+                _, name, shape, dtype = message
+                block = blocks.get(name) or _attach(name, blocks)
+                images = np.array(np.ndarray(shape, dtype=np.dtype(dtype), buffer=block.buf))
+                conn.send(("ok", as_arrays(model.detect(images))))
+                del images
             elif op == "explain":
                 _, image, settings = message
                 conn.send(("ok", _explain(conn, model, image, settings)))

@@ -31,9 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from limner.errors import ModelTimeoutError, ModelUnavailableError, ServiceBusyError
+from limner.errors import (
+    InvalidInputError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+    ServiceBusyError,
+)
 from limner.jobs.sandbox import LoadSpec, WorkerLimits, serve
 from limner.models import Model, ModelMetadata
+from limner.models.detection import Detector
 
 #: Modules the fork server imports once for every worker.
 PRELOAD = ["numpy", "onnxruntime", "limner.models", "limner.models.onnx", "limner.jobs.sandbox"]
@@ -183,7 +189,17 @@ class WorkerModel(Model):
         self._lock = threading.Lock()
         self._worker: ModelWorker | None = ModelWorker(spec, limits)
         info = self._worker.info
-        super().__init__(ModelMetadata.from_dict(info["metadata"]), name=info["name"])
+        #: A detector's ``limner-model.json`` (None for a classifier): it is called with
+        #: :meth:`detect`, and has no class probabilities.
+        self.detection: dict[str, Any] | None = None
+        if info.get("kind") == "detector":
+            from limner.models.onnx_detector import detector_metadata
+
+            self.detection = dict(info["metadata"])
+            meta = detector_metadata(self.detection)[0]
+        else:
+            meta = ModelMetadata.from_dict(info["metadata"])
+        super().__init__(meta, name=info["name"])
         self.preferred_batch_size = int(info["preferred_batch_size"])
         #: How much the worker's resident memory grew while loading the model, in bytes.
         self.loaded_bytes = int(info["loaded_bytes"])
@@ -193,20 +209,51 @@ class WorkerModel(Model):
         #: Set once a call ran past its limit: later workers run at ``PENALTY_NICE``.
         self._penalized = False
 
+    @property
+    def is_detector(self) -> bool:
+        """Whether the worker holds an object detector."""
+        return self.detection is not None
+
+    def detect(self, images: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+        """A detector's detections of uint8 images at its input size, computed by the worker:
+        per image, ``xyxy`` pixel boxes, scores, labels (and class scores where given)."""
+        if self.detection is None:
+            raise InvalidInputError(f"{self.name} is a classifier, not an object detector")
+        x = np.ascontiguousarray(images, dtype=np.uint8)
+        if x.shape[0] == 0:
+            return []
+        return list(self._through_block("detect", x))
+
+    def as_detector(self) -> Detector:
+        """This worker's detector, as a :class:`~limner.models.detection.Detector` whose
+        calls go to the worker (what :func:`limner.explain_detection` takes)."""
+        if self.detection is None:
+            raise InvalidInputError(f"{self.name} is a classifier, not an object detector")
+        return Detector(
+            self.detect, self.labels, self.input_size, name=self.name, metadata=self.detection
+        )
+
     def predict_tensor(self, x: np.ndarray) -> np.ndarray:
         """Probabilities for a preprocessed batch, computed by the worker."""
+        if self.detection is not None:
+            raise InvalidInputError(
+                f"{self.name} is an object detector: it gives boxes, not class probabilities"
+            )
         x = np.ascontiguousarray(x)
         if x.shape[0] == 0:
             return np.zeros((0, self.num_classes), dtype=np.float32)
+        return np.asarray(self._through_block("predict", x), dtype=np.float32)
+
+    def _through_block(self, op: str, x: np.ndarray) -> Any:
+        """Write ``x`` into the shared-memory block and ask the worker to ``op`` it."""
         with self._lock:
             worker = self._live_worker()
             block = self._block_for(x.nbytes)
             view: np.ndarray = np.ndarray(x.shape, dtype=x.dtype, buffer=block.buf)
             view[...] = x
             del view
-            message = ("predict", block.name, x.shape, x.dtype.str)
-            out = self._call(worker, message, self.limits.call_timeout)
-        return np.asarray(out, dtype=np.float32)
+            message = (op, block.name, x.shape, x.dtype.str)
+            return self._call(worker, message, self.limits.call_timeout)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - predict_tensor is used
         return self.predict_tensor(x)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -147,7 +148,10 @@ class Detector:
         box_format: str = "xyxy",
         normalized: bool = False,
         name: str = "detector",
+        metadata: dict[str, Any] | None = None,
     ) -> None:
+        """``metadata``: the detector's ``limner-model.json`` where it has one (what a
+        deployment records); default: its labels, input size and box format."""
         if box_format not in BOX_FORMATS:
             raise InvalidInputError(
                 f"box format must be one of {', '.join(BOX_FORMATS)}, not {box_format!r}"
@@ -158,6 +162,13 @@ class Detector:
         self.box_format = box_format
         self.normalized = normalized
         self.name = name
+        self.metadata: dict[str, Any] = metadata or {
+            "labels": self.labels,
+            "problem_type": "detection",
+            "name": name,
+            "input": {"width": input_size[0], "height": input_size[1]},
+            "detection": {"box_format": box_format, "normalized": normalized},
+        }
 
     def detect(self, images: np.ndarray) -> list[Detections]:
         """The detections of each image (``xyxy`` pixels of the input size)."""
@@ -184,5 +195,28 @@ class Detector:
                 name=self.name,
             )
             xyxy = to_xyxy(d.boxes, self.box_format, normalized=self.normalized, width=w, height=h)
+            self._check_fit(xyxy)
             result.append(Detections(xyxy, d.scores, d.labels, d.class_scores))
         return result
+
+    def _check_fit(self, boxes: np.ndarray) -> None:
+        """Refuse boxes that cannot be in the declared format: corners in the wrong order, or
+        far outside the input (a box of pixels declared ``normalized``, say)."""
+        w, h = self.input_size
+        if not len(boxes):
+            return
+        wrong_order = (boxes[:, 2] < boxes[:, 0] - 1e-6) | (boxes[:, 3] < boxes[:, 1] - 1e-6)
+        far = (
+            (boxes[:, [0, 2]] < -w).any(axis=1)
+            | (boxes[:, [0, 2]] > 2 * w).any(axis=1)
+            | (boxes[:, [1, 3]] < -h).any(axis=1)
+            | (boxes[:, [1, 3]] > 2 * h).any(axis=1)
+        )
+        bad = np.flatnonzero(wrong_order | far)
+        if len(bad):
+            fmt = self.box_format + (", normalized" if self.normalized else ", pixels")
+            box = [round(float(v), 1) for v in boxes[bad[0]]]
+            raise InvalidInputError(
+                f"{self.name}: box {box} (as xyxy) does not fit a {w}×{h} input: the declared "
+                f"box format ({fmt}) is not the detector's"
+            )

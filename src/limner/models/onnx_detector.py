@@ -137,7 +137,13 @@ def load_onnx_detector(path: str | Path, metadata: dict[str, Any]) -> Detector:
                 )
         return found
 
-    return Detector(fn, meta.labels, (w, h), name=meta.name if meta.name != "model" else shown)
+    return Detector(
+        fn,
+        meta.labels,
+        (w, h),
+        name=meta.name if meta.name != "model" else shown,
+        metadata=metadata,
+    )
 
 
 def _unbatched(a: np.ndarray, ndim: int) -> np.ndarray:

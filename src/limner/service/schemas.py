@@ -224,6 +224,18 @@ class ClassProbability(BaseModel):
     probability: float
 
 
+class DetectedBox(BaseModel):
+    """One box an object detector found: ``box`` is ``[x0, y0, x1, y1]`` in the photo's
+    pixels; ``index`` is its place in the detector's order (what ``box`` of an explanation
+    request names)."""
+
+    index: int
+    box: list[float]
+    label: str
+    class_index: int
+    score: float
+
+
 class TransactionRead(BaseModel):
     """A logged scoring."""
 
@@ -248,6 +260,8 @@ class TransactionRead(BaseModel):
     deployment_id: str | None = None
     #: Whether it has an explanation queued, running or finished (a failed one does not count).
     explained: bool | None = None
+    #: An object detector's boxes, best first (null for a classifier's transaction).
+    detections: list[DetectedBox] | None = None
 
 
 class TransactionList(BaseModel):
@@ -267,6 +281,10 @@ class Prediction(BaseModel):
     class_index: int
     probability: float
     probabilities: dict[str, float]
+    #: An object detector's boxes, best first; ``label``, ``class_index`` and ``probability``
+    #: are then the best box's (``""``, -1 and 0 when it found nothing) and ``probabilities``
+    #: each class's best box score (null for a classifier).
+    detections: list[DetectedBox] | None = None
 
 
 class Predictions(BaseModel):
@@ -295,6 +313,10 @@ class SettingOverrides(Strict):
     baseline: Baseline | None = None
     steps: int | None = Field(default=None, ge=2, le=1024)
     layer: str | None = Field(default=None, min_length=1, max_length=200)
+    #: An object detector's box to explain: its number in the transaction's detections, or the
+    #: best-scoring box of a label (default: the best-scoring box).
+    box: int | None = Field(default=None, ge=0, le=999)
+    box_label: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ExplanationOverrides(SettingOverrides):

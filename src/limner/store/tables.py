@@ -140,6 +140,9 @@ class Transaction(Base):
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     source: Mapped[str | None] = mapped_column(String(500), nullable=True)
     feedback: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    #: An object detector's detections, best first: ``{"box": [x0, y0, x1, y1] (the photo's
+    #: pixels), "label", "class_index", "score"}`` each; null for a classifier's transaction.
+    detections: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -39,7 +39,7 @@ from limner.service.comparison_schemas import (
     PairAgreementRead,
 )
 from limner.service.core.deployments import check_live
-from limner.service.core.explanations import _OVERRIDABLE, _check_classes
+from limner.service.core.explanations import _OVERRIDABLE, _check_classes, box_settings
 from limner.service.core.quotas import (
     JOBS_RETRY_AFTER,
     check_explanation_settings,
@@ -90,6 +90,12 @@ def request_comparison(state: ServiceState, space: SpaceRef, body: ComparisonCre
         )
     labels = [str(v) for v in sub.model_metadata.get("labels", [])]
     deployments = _deployments(state, space, body.deployment_ids, own, labels)
+    for dep in deployments:
+        if dep is not None and _is_detector(dep.model_metadata) != _is_detector(sub.model_metadata):
+            raise InvalidInputError(
+                f"deployment {dep.name!r} and the transaction's model are not both object "
+                "detectors or both classifiers: their explanations cannot be compared"
+            )
     base: dict[str, Any] = {
         k: v for k, v in sub.explainability.items() if k in _SETTINGS and v is not None
     }
@@ -110,11 +116,16 @@ def request_comparison(state: ServiceState, space: SpaceRef, body: ComparisonCre
     for dep, method in pairs:
         if method in GRADIENT_METHODS:
             _check_method(state, sub, dep, method, base.get("steps"), base.get("layer"))
-    base["classes"] = (
-        _check_classes(body.classes, labels)
-        if body.classes is not None
-        else _default_classes(tx, sub, body.top_k)
-    )
+    if sub.model_metadata.get("problem_type") == "detection":
+        for method in methods:  # one box, the transaction's, explained by every column
+            base.update(box_settings(tx, body, method))
+        base["classes"] = [0]  # the box's own class of its two-class target
+    else:
+        base["classes"] = (
+            _check_classes(body.classes, labels)
+            if body.classes is not None
+            else _default_classes(tx, sub, body.top_k)
+        )
     if body.seed is not None:
         base["seed"] = body.seed
     base["segmentation"] = base.get("segmentation") or DEFAULT_SEGMENTATION
@@ -193,8 +204,17 @@ def comparable_deployments(
                 .order_by(Deployment.created_at)
             )
         )
-    same = [d for d in deps if [str(v) for v in d.model_metadata.get("labels", [])] == labels]
+    same = [
+        d
+        for d in deps
+        if [str(v) for v in d.model_metadata.get("labels", [])] == labels
+        and _is_detector(d.model_metadata) == _is_detector(sub.model_metadata)
+    ]
     return sorted(same, key=lambda d: d.id != sub.deployment_id)
+
+
+def _is_detector(metadata: dict[str, Any]) -> bool:
+    return metadata.get("problem_type") == "detection"
 
 
 def _find_deployment(state: ServiceState, space: SpaceRef, ref: str) -> Deployment:

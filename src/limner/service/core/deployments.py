@@ -30,6 +30,7 @@ from limner.errors import (
 )
 from limner.jobs.models import UPLOAD_PREFIX, is_url
 from limner.models import METADATA_FILE, Model
+from limner.models.detectors import BUILTIN_DETECTORS
 from limner.models.huggingface import CONFIG as HF_CONFIG
 from limner.models.huggingface import is_hf_directory
 from limner.models.keras import CONFIG as KERAS_CONFIG
@@ -52,6 +53,8 @@ from limner.store.tables import (
     utcnow,
 )
 
+#: What a deployment may name as its model without a file: classifiers and detectors.
+BUILTINS = BUILTIN_MODELS + BUILTIN_DETECTORS
 #: Most members a model archive may hold.
 MAX_ZIP_MEMBERS = 10_000
 #: Bytes copied at a time while unpacking.
@@ -85,7 +88,7 @@ async def create_from_spec(
         )
     if headers and not is_url(spec):
         raise InvalidInputError("headers apply to URL models (http(s)://host/v2/models/NAME) only")
-    if spec in BUILTIN_MODELS:
+    if spec in BUILTINS:
         target = spec
     elif is_url(spec):
         (state.models.url_policy or UrlPolicy()).check(spec)
@@ -112,7 +115,7 @@ def file_sha256(target: str) -> str | None:
     """The SHA-256 of a model that is a file on this server (``None`` for URLs, built-in names
     and folders)."""
     path = Path(target)
-    if is_url(target) or target in BUILTIN_MODELS or not path.is_file():
+    if is_url(target) or target in BUILTINS or not path.is_file():
         return None
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -129,7 +132,7 @@ def _server_path(state: ServiceState, space: SpaceRef, spec: str) -> Path:
     if not space.is_admin:
         raise ForbiddenError(
             "a tenant key deploys built-in models "
-            f"({', '.join(sorted(BUILTIN_MODELS))}), uploads and http(s) URLs; server paths "
+            f"({', '.join(sorted(BUILTINS))}), uploads and http(s) URLs; server paths "
             "need an admin key"
         )
     roots = state.settings.resolved_model_roots()
@@ -497,7 +500,8 @@ def _insert(
         space_id=space.id,
         name=name,
         model=spec,
-        model_metadata=model.metadata.to_dict(),
+        # a detector records its limner-model.json (its detection block included)
+        model_metadata=getattr(model, "detection", None) or model.metadata.to_dict(),
         size_bytes=size_bytes,
         headers=headers,
         artifact_sha256=artifact_sha256,

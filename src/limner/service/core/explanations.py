@@ -22,6 +22,7 @@ from limner.service.schemas import (
     ExplanationCreate,
     ExplanationFilter,
     ExplanationOverrides,
+    SettingOverrides,
     TransactionFilter,
 )
 from limner.service.state import ServiceState
@@ -66,6 +67,10 @@ def request_explanation(
     }
     settings.update(body.model_dump(include=set(_OVERRIDABLE), exclude_none=True))
     method = settings.get("method", DEFAULT_METHOD)
+    if sub.model_metadata.get("problem_type") == "detection":
+        settings.update(box_settings(tx, body, method))
+    elif body.box is not None or body.box_label is not None:
+        raise InvalidInputError("box and box_label apply to an object detector's transactions")
     if method not in GRADIENT_METHODS:
         if body.steps is not None or body.layer is not None:
             raise InvalidInputError("steps and layer apply to the gradient methods only")
@@ -98,6 +103,46 @@ def request_explanation(
         s.add(job)
     state.runner.enqueue(job.id)
     return job
+
+
+def box_settings(tx: Transaction, body: SettingOverrides, method: str) -> dict[str, Any]:
+    """The settings that name the box of a detector's transaction a request explains: its
+    number (``box``) and the box itself (``target``: its corners and class)."""
+    index = pick_box(tx, body, method)
+    found = (tx.detections or [])[index]
+    return {"box": index, "target": {"box": found["box"], "class_index": found["class_index"]}}
+
+
+def pick_box(tx: Transaction, body: SettingOverrides, method: str) -> int:
+    """The box of a detector's transaction that a request explains (its number in the
+    transaction's detections): ``box``, else the best-scoring box of ``box_label``, else the
+    best-scoring box; 422 when there is no such box or the request asks for what a box cannot
+    be explained with."""
+    from limner.explain.detection import DETECTION_METHODS
+
+    if method not in DETECTION_METHODS:
+        raise InvalidInputError(
+            f"a detector's box is explained with {', '.join(DETECTION_METHODS)}, not {method!r}"
+        )
+    if body.classes is not None or body.top_k is not None:
+        raise InvalidInputError("a detector's box is chosen with box or box_label, not classes")
+    found = list(tx.detections or [])
+    if not found:
+        raise InvalidInputError("the detector found nothing in this image: no box to explain")
+    if body.box is not None:
+        if body.box >= len(found):
+            raise InvalidInputError(
+                f"box {body.box}: the detector found {len(found)} boxes in this image "
+                f"(0..{len(found) - 1})"
+            )
+        return body.box
+    candidates = [d for d in found if body.box_label is None or d["label"] == body.box_label]
+    if not candidates:
+        labels = sorted({str(d["label"]) for d in found})
+        raise InvalidInputError(
+            f"no box labelled {body.box_label!r} in this image (it has {', '.join(labels)})"
+        )
+    return int(max(candidates, key=lambda d: d["score"])["index"])
 
 
 def _check_classes(classes: list[str | int], labels: list[str]) -> list[int]:

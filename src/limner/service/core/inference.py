@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,10 @@ EXTENSIONS = ["binary_tensor_data", "parameters"]
 
 #: Outputs of every deployment, in the order they are answered.
 OUTPUT_NAMES = ("probability", "prediction", "prediction_classes")
+#: An object detector's outputs besides ``probability`` (each class's best box score), padded
+#: to the most boxes of any image of the batch (scores 0, classes -1 in the padding); boxes are
+#: ``[x0, y0, x1, y1]`` in each photo's pixels.
+DETECTION_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 #: The version every deployment answers with (a deployment has one model).
 MODEL_VERSION = "1"
@@ -69,6 +74,14 @@ def tensor_specs(dep: Deployment) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The inputs and outputs every deployment publishes."""
     classes = len(dep.model_metadata["labels"])
     inputs = [TensorSpec(name="image", datatype="UINT8", shape=[-1, -1, -1, 3])]
+    if dep.model_metadata.get("problem_type") == "detection":
+        return inputs, [
+            TensorSpec(name="probability", datatype="FP32", shape=[-1, classes]),
+            TensorSpec(name="detection_boxes", datatype="FP32", shape=[-1, -1, 4]),
+            TensorSpec(name="detection_scores", datatype="FP32", shape=[-1, -1]),
+            TensorSpec(name="detection_classes", datatype="INT64", shape=[-1, -1]),
+            TensorSpec(name="num_detections", datatype="INT64", shape=[-1]),
+        ]
     outputs = [
         TensorSpec(name="probability", datatype="FP32", shape=[-1, classes]),
         TensorSpec(name="prediction", datatype="BYTES", shape=[-1]),
@@ -90,10 +103,11 @@ def infer(
     space's deployment ``name``; answer the outputs in ``wanted`` (all when ``None``)."""
     dep = find_deployment(state, space, name)
     if wanted:
-        unknown = set(wanted) - set(OUTPUT_NAMES)
+        names = [t.name for t in tensor_specs(dep)[1]]
+        unknown = set(wanted) - set(names)
         if unknown:
             raise InvalidInputError(
-                f"unknown outputs {sorted(unknown)}; this model has {', '.join(OUTPUT_NAMES)}"
+                f"unknown outputs {sorted(unknown)}; this model has {', '.join(names)}"
             )
     tensor = _image_input(inputs)
     settings = state.settings
@@ -120,14 +134,36 @@ def infer(
     probs = scores.probabilities.astype(np.float32)
     classes = probs.argmax(axis=1).astype(np.int64)
     n = len(classes)
-    outputs = [
-        OutputTensor("probability", "FP32", list(probs.shape), probs),
-        OutputTensor("prediction", "BYTES", [n], [labels[int(i)].encode() for i in classes]),
-        OutputTensor("prediction_classes", "INT64", [n], classes),
-    ]
+    if scores.detections is not None:
+        outputs = [OutputTensor("probability", "FP32", list(probs.shape), probs)]
+        outputs += detection_tensors(scores.detections)
+    else:
+        outputs = [
+            OutputTensor("probability", "FP32", list(probs.shape), probs),
+            OutputTensor("prediction", "BYTES", [n], [labels[int(i)].encode() for i in classes]),
+            OutputTensor("prediction_classes", "INT64", [n], classes),
+        ]
     if wanted:
         outputs = [o for o in outputs if o.name in wanted]
     return InferResult(dep.name, outputs, scores.scoring_ids)
+
+
+def detection_tensors(found: list[list[dict[str, Any]]]) -> list[OutputTensor]:
+    """A batch's detections as the outputs :data:`DETECTION_OUTPUTS`."""
+    n, k = len(found), max((len(d) for d in found), default=0)
+    boxes = np.zeros((n, k, 4), np.float32)
+    scores = np.zeros((n, k), np.float32)
+    classes = np.full((n, k), -1, np.int64)
+    for i, dets in enumerate(found):
+        for j, d in enumerate(dets):
+            boxes[i, j], scores[i, j], classes[i, j] = d["box"], d["score"], d["class_index"]
+    counts = np.array([len(d) for d in found], np.int64)
+    return [
+        OutputTensor("detection_boxes", "FP32", [n, k, 4], boxes),
+        OutputTensor("detection_scores", "FP32", [n, k], scores),
+        OutputTensor("detection_classes", "INT64", [n, k], classes),
+        OutputTensor("num_detections", "INT64", [n], counts),
+    ]
 
 
 def _image_input(inputs: list[InputTensor]) -> InputTensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from limner.errors import ConflictError, InvalidInputError, PayloadTooLargeError
 from limner.imaging import check_image, decode_image, encode_png, header_pixels, resize
 from limner.service.core.deployments import check_live
+from limner.service.core.detections import best_box, class_scores, detect_photos, worker_detector
 from limner.service.schemas import as_utc
 from limner.service.state import ServiceState
 from limner.settings import Settings
@@ -59,10 +61,12 @@ class ImagePayload:
 
 @dataclass
 class Scores:
-    """Probabilities of a batch and the transaction ids (``None`` when nothing was logged)."""
+    """Probabilities of a batch and the transaction ids (``None`` when nothing was logged);
+    an object detector's detections of each image (``None`` for a classifier)."""
 
     probabilities: np.ndarray
     scoring_ids: list[str | None]
+    detections: list[list[dict[str, Any]]] | None = None
 
 
 def decode_files(files: list[bytes], settings: Settings) -> list[ImageItem]:
@@ -119,18 +123,25 @@ def score(
             sub_id = s.scalar(select(Subscription.id).where(Subscription.deployment_id == dep.id))
         if sub_id is not None:
             check_external_ids(state, sub_id, [item.external_id for item in items])
+    found = None
     with state.scoring_slots.take(dep.space_id):  # 429 when the space has enough in flight
         loaded = state.models.for_deployment(dep)
-        w, h = loaded.model.input_size
-        batch = np.stack([resize(item.pixels, w, h) for item in items])
-        x = loaded.model.preprocess(batch)
-        probs = loaded.batcher.predict(x, timeout=state.settings.model_call_timeout)
+        detector = worker_detector(loaded.model)
+        if detector is not None:
+            found = detect_photos(detector, [item.pixels for item in items])
+            k = detector.num_classes
+            probs = np.stack([class_scores(d, k) for d in found])
+        else:
+            w, h = loaded.model.input_size
+            batch = np.stack([resize(item.pixels, w, h) for item in items])
+            x = loaded.model.preprocess(batch)
+            probs = loaded.batcher.predict(x, timeout=state.settings.model_call_timeout)
     state.metrics.scored.labels(dep.space_id, dep.name).inc(len(items))
     ids: list[str | None] = [None] * len(items)
     if sub_id is not None:
         labels = loaded.model.labels
-        ids = list(_log(state, dep.space_id, sub_id, labels, items, probs))
-    return Scores(probs, ids)
+        ids = list(_log(state, dep.space_id, sub_id, labels, items, probs, found))
+    return Scores(probs, ids, found)
 
 
 def check_external_ids(
@@ -173,6 +184,7 @@ def _log(
     labels: list[str],
     items: list[ImageItem],
     probs: np.ndarray,
+    detections: list[list[dict[str, Any]]] | None = None,
 ) -> list[str]:
     """Store the images and log one transaction each; 413 (nothing logged) when the images
     would take the space over ``LIMNER_SPACE_QUOTA_BYTES``."""
@@ -186,11 +198,14 @@ def _log(
     since = releases()
     stored: dict[str, bytes] = {}
     rows = []
-    for item, data, p in zip(items, images, probs, strict=True):
+    for i, (item, data, p) in enumerate(zip(items, images, probs, strict=True)):
         blob = state.blobs.put(data)
         stored[blob] = data
         size = (item.pixels.shape[1], item.pixels.shape[0])
         row = _row(space_id, sub_id, new_id(), blob, size, labels, p, None)
+        if detections is not None:
+            row.detections = detections[i]
+            row.label, row.class_index, row.probability = best_box(detections[i])
         row.image_bytes = len(data)
         row.external_id, row.source = item.external_id, item.source
         rows.append(row)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 from pathlib import PurePath
+from typing import Any
 
 import numpy as np
 
 from limner.jobs.models import UPLOAD_PREFIX, is_url
+from limner.service.core.detections import best_box
 from limner.service.schemas import (
     ClassProbability,
     DeploymentRead,
@@ -103,11 +105,27 @@ def transaction_view(
         misclassified=None if tx.feedback is None else tx.feedback != tx.label,
         deployment_id=deployment_id,
         explained=explained,
+        detections=tx.detections,  # type: ignore[arg-type]
     )
 
 
-def prediction_view(p: np.ndarray, labels: list[str], scoring_id: str | None) -> Prediction:
-    """One scored image as JSON."""
+def prediction_view(
+    p: np.ndarray,
+    labels: list[str],
+    scoring_id: str | None,
+    detections: list[dict[str, Any]] | None = None,
+) -> Prediction:
+    """One scored image as JSON (an object detector's: its boxes, led by the best one)."""
+    if detections is not None:
+        label, ci, score = best_box(detections)
+        return Prediction(
+            scoring_id=scoring_id,
+            label=label,
+            class_index=ci,
+            probability=score,
+            probabilities={label: float(x) for label, x in zip(labels, p, strict=True)},
+            detections=detections,  # type: ignore[arg-type]
+        )
     ci = int(np.argmax(p))
     return Prediction(
         scoring_id=scoring_id,

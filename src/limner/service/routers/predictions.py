@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
@@ -49,11 +51,12 @@ async def predict(request: Request, dep: DeploymentDep, state: StateDep) -> Pred
     def work() -> Predictions:
         scores = score(state, dep, payload.items(settings))
         labels = list(dep.model_metadata["labels"])
+        found: list[list[dict[str, Any]] | None] = [None for _ in scores.scoring_ids]
+        if scores.detections is not None:
+            found = list(scores.detections)
+        rows = zip(scores.probabilities, scores.scoring_ids, found, strict=True)
         return Predictions(
-            predictions=[
-                prediction_view(p, labels, sid)
-                for p, sid in zip(scores.probabilities, scores.scoring_ids, strict=True)
-            ]
+            predictions=[prediction_view(p, labels, sid, boxes) for p, sid, boxes in rows]
         )
 
     return await run_in_threadpool(work)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from limner.errors import LimnerError
 from limner.explain import DEFAULT_METHOD
 from limner.explain.agreement import signs, top_regions
+from limner.explain.detection import DETECTION_METHODS
 from limner.explain.methods import GRADIENT_METHODS, METHODS
 from limner.explain.metrics import ranking
 from limner.service.audit import record
@@ -65,10 +66,11 @@ def compare_form(
             own = dep.id == sub.deployment_id
             deployments.append({"id": dep.id, "name": dep.name, "own": own, "checked": own})
     current = str(exp.settings.get("method", ""))
+    methods = DETECTION_METHODS if exp.settings.get("box") is not None else METHODS
     return {
         "action": f"/ui/explanations/{exp.id}/compare",
         "deployments": deployments,
-        "methods": [{"name": m, "checked": m == current} for m in METHODS],
+        "methods": [{"name": m, "checked": m == current} for m in methods],
         "max": MAX_COMPARED,
         "comparison": exp.compare_group,
     }
@@ -132,6 +134,9 @@ def _body(
         settings.update({k: exp.settings[k] for k in ("steps", "layer") if exp.settings.get(k)})
     classes = [int(i["class_index"]) for i in (exp.result or {}).get("explanations", [])]
     classes = classes or list(exp.settings.get("classes") or [])
+    if exp.settings.get("box") is not None:  # a detector's box: compared on that same box
+        settings["box"] = exp.settings["box"]
+        classes = []
     sid = scoring_ids(state.db, [exp.transaction_id]).get(exp.transaction_id, "")
     return ComparisonCreate.model_validate(
         {

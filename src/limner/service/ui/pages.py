@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
@@ -82,14 +82,19 @@ def enable_explainability(
 
 @router.post("/transactions/{scoring_id}/explain")
 def explain(
-    request: Request, scoring_id: str, session: CsrfSessionDep, state: StateDep
+    request: Request,
+    scoring_id: str,
+    session: CsrfSessionDep,
+    state: StateDep,
+    box: int | None = Form(None, ge=0, le=999),
 ) -> RedirectResponse:
-    """Queue an explanation of a transaction with its subscription's settings."""
+    """Queue an explanation of a transaction with its subscription's settings (of an object
+    detector's box ``box``, the best one by default)."""
     tx = find_transaction(state, session, scoring_id)
     client = client_address(request.scope)
     try:
         job = explanations_core.request_explanation(
-            state, session.space, tx, ExplanationCreate(scoring_id=tx.scoring_id)
+            state, session.space, tx, ExplanationCreate(scoring_id=tx.scoring_id, box=box)
         )
     except (ConflictError, RateLimitError, InvalidInputError) as exc:
         record(

@@ -137,4 +137,14 @@
     viewForm.addEventListener("change", showView);
     viewForm.addEventListener("submit", showView);
   });
+  // --- an object detector's boxes: each button is placed over its box of the image (left, top,
+  // width, height in percent of the image; set here because the page allows no inline styles)
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".boxes .box[data-place]").forEach(function (button) {
+      const place = button.dataset.place.split(" ");
+      ["left", "top", "width", "height"].forEach(function (side, i) {
+        button.style[side] = place[i] + "%";
+      });
+    });
+  });
 })();

@@ -1,0 +1,228 @@
+"""Object detectors in the service: deployed (the built-in ``opencv-faces``, ONNX uploads),
+scored (the detections logged with the transaction, and as ``/v2`` output tensors), a box
+explained and compared; and the refusals: bad detector outputs at deploy, boxes that are not
+there, what a box cannot be explained with, another space's transactions."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from svc_helpers import FAST, Running
+from torch import nn
+
+from limner.client import APIClient
+from limner.errors import InvalidInputError, NotFoundError
+from limner.explain.detection import BOX_COLOUR
+from limner.imaging import encode_png
+
+SIDE = 64
+
+
+class FixedBoxes(nn.Module):
+    """An ONNX-exportable "detector" that answers the same boxes for every image (scaled by
+    nothing the image holds): what a broken export or a wrong declaration looks like."""
+
+    def __init__(self, boxes: list[list[float]], scores: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("boxes", torch.tensor([boxes], dtype=torch.float32))
+        self.register_buffer("scores", torch.tensor([scores], dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        zero = x.mean() * 0
+        labels = torch.zeros(self.scores.shape, dtype=torch.int64)
+        return self.boxes + zero, self.scores + zero, labels
+
+
+def fixed_detector(directory: Path, name: str, corners: list[list[float]], **detection: object):
+    """An ONNX file of :class:`FixedBoxes` and its metadata (a dict)."""
+    path = directory / f"{name}.onnx"
+    torch.onnx.export(
+        FixedBoxes(corners, [0.9] * len(corners)), torch.zeros(1, 3, SIDE, SIDE), str(path),
+        input_names=["images"], output_names=["boxes", "scores", "labels"], dynamo=False,
+    )  # fmt: skip
+    meta = {
+        "labels": ["thing", "other"],
+        "problem_type": "detection",
+        "input": {"width": SIDE, "height": SIDE, "layout": "NCHW", "scale": 1 / 255},
+        "detection": detection,
+    }
+    return path, meta
+
+
+@pytest.fixture(scope="module")
+def faces(shared: Running) -> dict[str, object]:
+    """A space with the built-in face detector deployed, subscribed, explainable, and the
+    astronaut photo scored through it."""
+    key = shared.new_key("detectors")
+    client = shared.client(key)
+    dep = client.deployments.create(name="faces", model="opencv-faces")
+    sub = client.subscriptions.create(dep)
+    sub.enable_explainability(**FAST)
+    scored = client.score(dep, encode_png(data.astronaut()))
+    return {"client": client, "key": key, "dep": dep, "sub": sub, "scored": scored}
+
+
+def test_a_detector_scores_boxes_and_logs_them(faces: dict, shared: Running):
+    scored = faces["scored"]
+    assert scored.detections, "the face detector finds the astronaut's face"
+    best = scored.detections[0]
+    x0, y0, x1, y1 = best["box"]
+    # her face lies around (225, 115) of the 512×512 photo
+    assert x0 < 225 < x1 and y0 < 115 < y1 and (x1 - x0) < 200
+    assert scored.label == "face" and scored.probability == pytest.approx(best["score"])
+    tx = faces["client"].transactions.get(scored.scoring_id)
+    assert tx["detections"] == scored.detections
+    assert tx["label"] == "face"
+    dep = faces["client"].deployments.get(faces["dep"].id)
+    assert dep.model == "opencv-faces"
+    headers = {"Authorization": f"Bearer {faces['key']}"}
+    listed = httpx.get(f"{shared.url}/v1/deployments/{faces['dep'].id}", headers=headers).json()
+    assert listed["problem_type"] == "detection"
+
+
+def test_v2_answers_a_detectors_boxes_as_tensors(faces: dict, shared: Running):
+    png = encode_png(data.astronaut())
+    photo = encode_png(np.full((80, 120, 3), 200, np.uint8))  # nothing to find
+    body = {
+        "inputs": [
+            {
+                "name": "image",
+                "datatype": "BYTES",
+                "shape": [2],
+                "data": [base64.b64encode(png).decode(), base64.b64encode(photo).decode()],
+            }
+        ]
+    }
+    headers = {"Authorization": f"Bearer {faces['key']}"}
+    r = httpx.post(f"{shared.url}/v2/models/faces/infer", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    out = {o["name"]: o for o in r.json()["outputs"]}
+    assert out["num_detections"]["data"] == [len(faces["scored"].detections), 0]
+    k = len(faces["scored"].detections)
+    assert out["detection_boxes"]["shape"] == [2, k, 4]
+    boxes = np.asarray(out["detection_boxes"]["data"]).reshape(2, k, 4)
+    np.testing.assert_allclose(boxes[0, 0], faces["scored"].detections[0]["box"], atol=0.01)
+    classes = np.asarray(out["detection_classes"]["data"]).reshape(2, k)
+    assert (classes[1] == -1).all()  # the padding of the image without boxes
+    meta = httpx.get(f"{shared.url}/v2/models/faces", headers=headers).json()
+    assert {o["name"] for o in meta["outputs"]} >= {"detection_boxes", "num_detections"}
+    wrong = httpx.post(
+        f"{shared.url}/v2/models/faces/infer",
+        json={**body, "outputs": [{"name": "prediction"}]},
+        headers=headers,
+    )
+    assert wrong.status_code == 422 and "detection_boxes" in wrong.text
+
+
+def test_a_box_is_explained_with_its_outline_on_the_panes(faces: dict):
+    client: APIClient = faces["client"]
+    scored = faces["scored"]
+    exp = client.explanations.create(scored.scoring_id, box=0).wait(timeout=240)
+    assert exp.status == "finished", exp.error
+    result = exp.result
+    assert result["detection"]["index"] == 0
+    np.testing.assert_allclose(result["detection"]["box"], scored.detections[0]["box"], atol=0.01)
+    item = result["explanations"][0]
+    assert item["label"].startswith("box 0 (face)")
+    assert exp.data["settings"]["box"] == 0
+    rgb = np.asarray(Image.open(io.BytesIO(exp.image("positive"))).convert("RGB"))
+    x0, y0 = (round(v) for v in result["detection"]["box"][:2])
+    # the box's outline, yellow, where its top-left corner is
+    corner = rgb[y0 : y0 + 4, x0 : x0 + 12].reshape(-1, 3)
+    assert (np.abs(corner.astype(int) - BOX_COLOUR).sum(axis=1) < 60).any()
+
+
+def test_a_box_is_compared_across_methods(faces: dict):
+    client: APIClient = faces["client"]
+    sid = faces["scored"].scoring_id
+    c = client.comparisons.create(sid, methods=["kernelshap", "occlusion"], box=0)
+    c = c.wait(timeout=300)
+    assert c.status == "finished"
+    assert [e.method for e in c.explanations] == ["kernelshap", "occlusion"]
+    for e in c.explanations:
+        assert client.explanations.get(e.id).result["detection"]["index"] == 0
+    assert c.classes and c.classes[0]["agreement"]
+
+
+def test_what_a_box_cannot_be_explained_with_is_422(faces: dict, shared: Running):
+    client: APIClient = faces["client"]
+    sid = faces["scored"].scoring_id
+    n = len(faces["scored"].detections)
+    for overrides, words in (
+        ({"box": n}, f"found {n} boxes"),
+        ({"box_label": "car"}, "no box labelled 'car'"),
+        ({"method": "gradcam"}, "kernelshap, lime, occlusion, rise"),
+        ({"classes": [0]}, "box or box_label"),
+    ):
+        with pytest.raises(InvalidInputError, match=words):
+            client.explanations.create(sid, **overrides)
+    # another space's key sees no such transaction, box or not
+    stranger = shared.client(shared.new_key("detectors-stranger"))
+    with pytest.raises(NotFoundError):
+        stranger.explanations.create(sid, box=0)
+
+
+def test_an_image_without_boxes_has_none_to_explain(faces: dict):
+    client: APIClient = faces["client"]
+    blank = client.score(faces["dep"], encode_png(np.full((200, 300, 3), 90, np.uint8)))
+    assert blank.detections == [] and blank.label == "" and blank.class_index == -1
+    with pytest.raises(InvalidInputError, match="found nothing"):
+        client.explanations.create(blank.scoring_id)
+
+
+def test_box_is_refused_for_a_classifiers_transaction(shared: Running, tmp_path: Path):
+    from svc_helpers import TinyConv, deploy_onnx
+
+    client = shared.client(shared.new_key("detectors-classifier"))
+    dep = deploy_onnx(client, "tiny", TinyConv(), tmp_path)
+    sub = client.subscriptions.create(dep)
+    sub.enable_explainability(**FAST)
+    sid = client.score(dep, encode_png(np.full((32, 32, 3), 50, np.uint8))).scoring_id
+    with pytest.raises(InvalidInputError, match="object detector"):
+        client.explanations.create(sid, box=0)
+
+
+def test_an_onnx_detector_upload_is_scored_and_bad_outputs_are_422(shared: Running, tmp_path: Path):
+    client = shared.client(shared.new_key("detectors-upload"))
+    good, meta = fixed_detector(tmp_path, "good", [[8, 8, 40, 40]], box_format="xyxy")
+    dep = client.deployments.create(name="fixed", file=good, metadata=meta)
+    scored = client.score(dep, encode_png(np.zeros((128, 256, 3), np.uint8)))
+    # 8..40 of a 64-pixel input is 16..80 of a 128-pixel-high, 32..160 of a 256-wide photo
+    assert scored.detections[0]["box"] == [32.0, 16.0, 160.0, 80.0]
+
+    cases = {
+        "nan": ([[float("nan"), 0, 10, 10]], {}, "not a finite number"),
+        # xyxy declared, but the corners are (x, y, w, h): x1 < x0
+        "format": ([[40, 40, 10, 10]], {"box_format": "xyxy"}, "declared box format"),
+        # pixels declared normalized: 64 times too large
+        "normalized": ([[8, 8, 40, 40]], {"normalized": True}, "declared box format"),
+        "output": ([[8, 8, 40, 40]], {"boxes": "bbox"}, "no output 'bbox'"),
+    }
+    for name, (boxes, detection, words) in cases.items():
+        path, bad = fixed_detector(tmp_path, name, boxes, **detection)
+        with pytest.raises(InvalidInputError, match=words):
+            client.deployments.create(name=f"bad-{name}", file=path, metadata=bad)
+        assert all(d.name != f"bad-{name}" for d in client.deployments.list())
+
+
+def test_a_detectors_metadata_cannot_reach_the_servers_files(shared: Running, tmp_path: Path):
+    """A detector is deployed as the tenant's own upload or the built-in: a tenant naming a
+    server path (a detector's folder, say) is refused as any server path is."""
+    client = shared.client(shared.new_key("detectors-paths"))
+    folder = tmp_path / "det"
+    folder.mkdir()
+    _, meta = fixed_detector(folder, "model", [[8, 8, 40, 40]])
+    (folder / "limner-model.json").write_text(json.dumps(meta))
+    from limner.errors import ForbiddenError
+
+    with pytest.raises(ForbiddenError):
+        client.deployments.create(name="server-det", model=str(folder))
