@@ -226,3 +226,29 @@ def test_a_detectors_metadata_cannot_reach_the_servers_files(shared: Running, tm
 
     with pytest.raises(ForbiddenError):
         client.deployments.create(name="server-det", model=str(folder))
+
+
+def test_grpc_answers_a_detectors_boxes(tmp_path: Path):
+    import grpc
+    from svc_helpers import running
+
+    from limner.protocol import grpc_predict_v2_pb2 as pb
+    from limner.protocol import grpc_predict_v2_pb2_grpc as pb_grpc
+    from limner.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, database_url="", workers=2, grpc_port=0)
+    with running(settings) as r:
+        with r.client() as client:
+            client.deployments.create(name="faces", model="opencv-faces")
+        channel = grpc.insecure_channel(f"127.0.0.1:{r.server.app.state.grpc_port}")
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        req = pb.ModelInferRequest(model_name="faces")
+        tensor = req.inputs.add(name="image", datatype="BYTES", shape=[1])
+        tensor.contents.bytes_contents.append(encode_png(data.astronaut()))
+        resp = stub.ModelInfer(req, metadata=[("authorization", f"Bearer {r.key}")])
+        channel.close()
+    out = {o.name: o for o in resp.outputs}
+    assert list(out["num_detections"].contents.int64_contents) == [1]
+    assert list(out["detection_boxes"].shape) == [1, 1, 4]
+    x0, y0, x1, y1 = out["detection_boxes"].contents.fp32_contents
+    assert x0 < 225 < x1 and y0 < 115 < y1

@@ -91,3 +91,28 @@ def test_the_demos_detector_in_the_dashboard(demo: tuple[Dashboard, str, Path]) 
         assert yellow > 100, "the explained box is outlined on the positive pane"
         page.screenshot(path=str(out / "02-box-explained.png"), full_page=True)
         assert not problems, problems
+
+
+def test_the_box_form_is_the_spaces_own_and_checked(demo: tuple[Dashboard, str, Path]) -> None:
+    """Attack tests of the box field of the dashboard's explain form: another space's session
+    gets 404 for the transaction, a box that is not there or not a number is refused, and
+    nothing is queued by any of them."""
+    from ui_helpers import csrf_of, logged_in
+
+    board, _, _ = demo
+    with board.client() as client:
+        sid = client.transactions.list(limit=1).transactions[0]["scoring_id"]
+        before = len(client.explanations.list(sid))
+    stranger = logged_in(board.url, board.new_key("elsewhere"))
+    csrf = csrf_of(stranger.get("/ui/subscriptions").text)
+    r = stranger.post(f"/ui/transactions/{sid}/explain", data={"csrf": csrf, "box": "0"})
+    assert r.status_code == 404
+    owner = logged_in(board.url, board.key)
+    csrf = csrf_of(owner.get(f"/ui/subscriptions/{board.subscription_id}").text)
+    for box in ("5", "-1", "x"):
+        r = owner.post(f"/ui/transactions/{sid}/explain", data={"csrf": csrf, "box": box})
+        assert r.status_code in (303, 422), r.text
+        if r.status_code == 303:  # refused: back to the subscription with the notice
+            assert "notice=box" in r.headers["location"]
+    with board.client() as client:
+        assert len(client.explanations.list(sid)) == before

@@ -108,6 +108,8 @@ def explain(
             status=exc.status,
         )
         notice = {RateLimitError: "busy", InvalidInputError: "limits"}.get(type(exc), "off")
+        if box is not None and isinstance(exc, InvalidInputError):
+            notice = "box"
         return RedirectResponse(
             f"/ui/subscriptions/{tx.subscription_id}?notice={notice}#explainability",
             status_code=303,
