@@ -178,7 +178,8 @@ def test_explain_box_errors_are_one_line(onnx_files: dict[str, Path], tmp_path: 
     base = [str(tmp_path / "scene.png"), "--detector", str(onnx_files["raw"])]
     for args, says in (
         ([*base, "--metadata", str(tmp_path / "det.json"), "--box", "99"], "boxes (0.."),
-        (base, "give the detector's --metadata"),
+        (base, "not an object detector"),
+        ([str(tmp_path / "scene.png"), "--detector", str(tmp_path / "none.onnx")], "no such file"),
         ([*base, "--metadata", str(tmp_path / "det.json"), "--method", "gradcam"], "gradcam"),
     ):
         done = _cli(*args)

@@ -19,8 +19,9 @@ from skimage import data
 from svc_helpers import FAST, Running
 from torch import nn
 
+from detector_helpers import remote_faces_metadata
 from limner.client import APIClient
-from limner.errors import InvalidInputError, NotFoundError
+from limner.errors import InvalidInputError, LimnerError, NotFoundError
 from limner.explain.detection import BOX_COLOUR
 from limner.imaging import encode_png
 
@@ -252,3 +253,76 @@ def test_grpc_answers_a_detectors_boxes(tmp_path: Path):
     assert list(out["detection_boxes"].shape) == [1, 1, 4]
     x0, y0, x1, y1 = out["detection_boxes"].contents.fp32_contents
     assert x0 < 225 < x1 and y0 < 115 < y1
+
+
+def test_a_url_detector_deploys_through_the_guard_and_scores(tmp_path: Path):
+    from svc_helpers import running
+
+    from limner.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, database_url="", workers=2, allowed_urls="127.0.0.1")
+    with running(settings) as r:
+        source_key = r.new_key("detector-source")
+        with r.client(source_key) as source:
+            source.deployments.create(name="faces", model="opencv-faces")
+        url = f"{r.url}/v2/models/faces"
+        with r.client(r.new_key("detector-user")) as client:
+            headers = {"Authorization": f"Bearer {source_key}"}
+            dep = client.deployments.create(
+                name="remote-faces", model=url, metadata=remote_faces_metadata(), headers=headers
+            )
+            scored = client.score(dep, encode_png(data.astronaut()))
+            assert scored.detections and scored.detections[0]["label"] == "face"
+            x0, y0, x1, y1 = scored.detections[0]["box"]
+            assert x0 < 225 < x1 and y0 < 115 < y1
+            # a name that never resolves is refused before anything is deployed
+            never = "http://faces.invalid/v2/models/faces"
+            with pytest.raises(LimnerError) as refused:
+                client.deployments.create(
+                    name="nowhere", model=never, metadata=remote_faces_metadata()
+                )
+            assert refused.value.status in (403, 422, 503)
+
+
+def test_a_url_detector_is_refused_where_the_operator_allows_no_urls(shared: Running):
+    """The attack test of the detector URL field: loopback (the server's own /v2, or anything
+    listening there) is refused by the address guard unless the operator lists it."""
+    from limner.errors import ForbiddenError
+
+    client = shared.client(shared.new_key("detectors-ssrf"))
+    url = f"{shared.url}/v2/models/faces"
+    with pytest.raises(ForbiddenError):
+        client.deployments.create(name="loop", model=url, metadata=remote_faces_metadata())
+    assert client.deployments.list() == []
+
+
+def test_a_tenant_uploads_a_keras_detector(shared: Running, tmp_path: Path):
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    inputs = keras.Input((SIDE, SIDE, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    corners = keras.layers.Dense(4, kernel_initializer="zeros", name="box_dense")(pooled)
+    score = keras.layers.Dense(1, activation="sigmoid")(pooled)
+    label = keras.layers.Dense(1, kernel_initializer="zeros")(pooled)
+    outputs = {
+        "boxes": keras.layers.Reshape((1, 4), name="boxes")(corners),
+        "scores": keras.layers.Reshape((1,), name="scores")(score),
+        "labels": keras.layers.Reshape((1,), name="labels")(label),
+    }
+    model = keras.Model(inputs, outputs)
+    model.get_layer("box_dense").bias.assign(np.array([8.0, 8.0, 40.0, 40.0], np.float32))
+    path = tmp_path / "det.keras"
+    model.save(path)
+    meta = {
+        "labels": ["thing", "other"],
+        "problem_type": "detection",
+        "input": {"width": SIDE, "height": SIDE, "layout": "NHWC", "scale": 1 / 255},
+        "detection": {"box_format": "xyxy"},
+    }
+    client = shared.client(shared.new_key("detectors-keras"))
+    dep = client.deployments.create(name="keras-det", file=path, metadata=meta)
+    scored = client.score(dep, encode_png(np.zeros((64, 64, 3), np.uint8)))
+    assert scored.detections[0]["box"] == [8.0, 8.0, 40.0, 40.0]

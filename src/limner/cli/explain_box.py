@@ -27,10 +27,11 @@ def register(app: typer.Typer) -> None:
 def explain_box_command(
     image: Annotated[Path, typer.Argument(help="The photo (any size).")],
     detector: Annotated[
-        Path,
+        str,
         typer.Option(
-            help="An ONNX object detector (its limner-model.json beside it, or --metadata), "
-            "or the built-in opencv-faces."
+            help="An object detector: an ONNX, Keras or TorchScript file (its limner-model.json "
+            "beside it, or --metadata), a Hugging Face object-detection directory, an Open "
+            "Inference URL (with --metadata), or the built-in opencv-faces."
         ),
     ],
     metadata: Annotated[
@@ -59,21 +60,26 @@ def explain_box_command(
     with the explained box and every detection (docs/detection.md)."""
     from limner.errors import InvalidInputError
     from limner.explain.detection import explain_detection
-    from limner.models.detectors import BUILTIN_DETECTORS, load_detector
+    from limner.models.detectors import BUILTIN_DETECTORS, detector_metadata_for, load_detector
     from limner.models.metadata import read_metadata_dict
-    from limner.models.onnx_detector import load_onnx_detector
 
     if not image.is_file():
         raise InvalidInputError(f"{image}: no such file")
-    if str(detector) in BUILTIN_DETECTORS:
-        model = load_detector(str(detector), {})
-    else:
-        if not detector.is_file():
-            raise InvalidInputError(f"{detector}: no such file (an ONNX detector)")
-        meta_path = metadata or detector.parent / "limner-model.json"
-        if not meta_path.is_file():
-            raise InvalidInputError(f"{meta_path}: no such file (give the detector's --metadata)")
-        model = load_onnx_detector(detector, read_metadata_dict(meta_path))
+    remote = detector.startswith(("http://", "https://"))
+    if detector not in BUILTIN_DETECTORS and not remote and not Path(detector).exists():
+        raise InvalidInputError(f"{detector}: no such file or folder (an object detector)")
+    given = None
+    if metadata is not None:
+        if not metadata.is_file():
+            raise InvalidInputError(f"{metadata}: no such file (the detector's metadata)")
+        given = read_metadata_dict(metadata)
+    described = detector_metadata_for(detector, given)
+    if described is None:
+        raise InvalidInputError(
+            f"{detector}: not an object detector; its limner-model.json (beside it, or "
+            '--metadata) needs "problem_type": "detection" and a detection block'
+        )
+    model = load_detector(detector, described)
     settings: dict[str, Any] = {"segmentation": segmentation, "baseline": baseline, "seed": seed}
     if samples is not None:
         settings["samples"] = samples

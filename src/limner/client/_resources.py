@@ -343,7 +343,7 @@ class Reports:
 def _metadata_dict(metadata: dict[str, Any] | str | Path) -> dict[str, Any]:
     """The fields of a ``limner-model.json`` given as a dict or a file, for a JSON body."""
     data = metadata if isinstance(metadata, dict) else json.loads(Path(metadata).read_text())
-    keys = ("labels", "input", "output", "problem_type")
+    keys = ("labels", "input", "output", "problem_type", "detection")
     return {k: data[k] for k in keys if k in data}
 
 

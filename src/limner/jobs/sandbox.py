@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from limner.errors import InvalidInputError, LimnerError, ModelError
+from limner.errors import LimnerError, ModelError
 from limner.models.metadata import plain_text
 
 log = logging.getLogger("limner.jobs")
@@ -107,19 +107,16 @@ class LoadSpec:
             from limner.models.policy import check_tenant_model
 
             check_tenant_model(Path(self.spec))
-        detection = detector_metadata_for(self.spec, self.metadata)
-        if detection is not None:
-            if self.is_url:
-                raise InvalidInputError(
-                    "the service takes object detectors as ONNX uploads or the built-in "
-                    "opencv-faces; remote detectors are not served"
-                )
-            return load_detector(self.spec, detection, name=self.name)
         client = None
         if self.is_url and self.allowed_urls is not None:
             from limner.net import UrlPolicy, guarded_client
 
             client = guarded_client(UrlPolicy.parse(self.allowed_urls), timeout=self.timeout)
+        detection = detector_metadata_for(self.spec, self.metadata)
+        if detection is not None:
+            return load_detector(
+                self.spec, detection, name=self.name, client=client, headers=self.headers
+            )
         if self.input_name is not None:
             from limner.models.remote import RemoteModel
 

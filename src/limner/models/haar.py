@@ -31,7 +31,7 @@ def opencv_faces_metadata() -> dict[str, Any]:
         "labels": ["face"],
         "problem_type": "detection",
         "name": OPENCV_FACES,
-        "input": {"width": SIDE, "height": SIDE, "layout": "NHWC", "dtype": "uint8"},
+        "input": {"width": SIDE, "height": SIDE, "layout": "NHWC", "dtype": "uint8", "scale": 1},
         "detection": {"layout": "nms", "box_format": "xywh", "normalized": False},
     }
 

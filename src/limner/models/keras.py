@@ -271,6 +271,22 @@ def _config_too_large(shown: str) -> PayloadTooLargeError:
     )
 
 
+def open_keras(path: Path) -> Any:
+    """The Keras 3 model in the ``.keras`` file ``path``, loaded in safe mode (no code) after
+    its ``config.json`` is sized (:data:`MAX_CONFIG_BYTES`); errors name the file only."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_config_size(archive, path.name)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelError(f"{path.name}: not a loadable Keras model (not a zip archive)") from exc
+    keras = _import_keras()
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:
+        problem = plain_text(without_folder(str(exc), path.parent))
+        raise ModelError(f"{path.name}: not a loadable Keras model ({problem})") from exc
+
+
 def load_keras(
     path: str | Path,
     metadata: ModelMetadata | None = None,
@@ -291,17 +307,7 @@ def load_keras(
         name: the model's name where ``given`` names none (default: the file's stem).
     """
     p = Path(path)
-    try:
-        with zipfile.ZipFile(p) as archive:
-            check_config_size(archive, p.name)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelError(f"{p.name}: not a loadable Keras model (not a zip archive)") from exc
-    keras = _import_keras()
-    try:
-        model = keras.saving.load_model(str(p), compile=False, safe_mode=True)
-    except Exception as exc:
-        problem = plain_text(without_folder(str(exc), p.parent))
-        raise ModelError(f"{p.name}: not a loadable Keras model ({problem})") from exc
+    model = open_keras(p)
     if metadata is None:
         fields = _metadata_beside(p) if given is None else given
         told = derived_fields(model, name or p.stem, p.name)

@@ -16,6 +16,7 @@ describe the boxes. Every field is checked when the detector is read, with error
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,18 +90,11 @@ def detector_metadata(data: dict[str, Any]) -> tuple[ModelMetadata, DetectionSpe
 def load_onnx_detector(path: str | Path, metadata: dict[str, Any]) -> Detector:
     """An ONNX detector at ``path`` described by ``metadata`` (the JSON of its
     ``limner-model.json``)."""
-    meta, spec = detector_metadata(metadata)
+    spec = detector_metadata(metadata)[1]
     session, _ = open_session(path)
-    names = {o.name for o in session.get_outputs()}
-    wanted = [spec.raw] if spec.layout == "raw" else [spec.boxes, spec.scores, spec.labels]
-    missing = [n for n in wanted if n not in names]
-    if missing:
-        raise InvalidInputError(
-            f"detection: the model has no output {missing[0]!r} (it has {', '.join(sorted(names))})"
-        )
+    check_outputs(spec, {o.name for o in session.get_outputs()})
     input_name = session.get_inputs()[0].name
-    w, h = meta.input.width, meta.input.height
-    classes = len(meta.labels)
+    wanted = wanted_outputs(spec)
     shown = Path(path).name
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -112,38 +106,85 @@ def load_onnx_detector(path: str | Path, metadata: dict[str, Any]) -> Detector:
 
     # a raw head with a free batch dimension scores a whole batch in one run
     batched = spec.layout == "raw" and not isinstance(session.get_inputs()[0].shape[0], int)
+    return outputs_detector(run, metadata, batched=batched, shown=shown)
+
+
+def wanted_outputs(spec: DetectionSpec) -> list[str]:
+    """The outputs a detector's layout reads, by name."""
+    return [spec.raw] if spec.layout == "raw" else [spec.boxes, spec.scores, spec.labels]
+
+
+def check_outputs(spec: DetectionSpec, names: set[str]) -> None:
+    """A one-line error when the model lacks an output its layout reads."""
+    missing = [n for n in wanted_outputs(spec) if n not in names]
+    if missing:
+        raise InvalidInputError(
+            f"detection: the model has no output {missing[0]!r} (it has {', '.join(sorted(names))})"
+        )
+
+
+def outputs_detector(
+    run: Callable[[np.ndarray], dict[str, np.ndarray]],
+    metadata: dict[str, Any],
+    *,
+    batched: bool = False,
+    shown: str = "detector",
+) -> Detector:
+    """A :class:`Detector` of any format: ``run`` takes a preprocessed batch (the metadata's
+    ``input``) and returns the outputs :func:`wanted_outputs` names, which are read as the
+    ``detection`` block says. ``batched``: whether ``run`` takes several images at once (else
+    it is called an image at a time)."""
+    meta, spec = detector_metadata(metadata)
+    w, h = meta.input.width, meta.input.height
+    classes = len(meta.labels)
 
     def fn(images: np.ndarray) -> list[tuple[np.ndarray, ...]]:
         x = meta.input.preprocess(images)
         if batched and len(images) > 1:
-            raw = run(x)[spec.raw]
-            if np.ndim(raw) == 3 and np.shape(raw)[0] == len(images):
-                return [_decode_raw(raw[i : i + 1], spec, classes, w, h) for i in range(len(raw))]
+            out = run(x)
+            if spec.layout == "raw":
+                raw = np.asarray(out[spec.raw])
+                if raw.ndim == 3 and raw.shape[0] == len(images):
+                    return [
+                        _decode_raw(raw[i : i + 1], spec, classes, w, h) for i in range(len(raw))
+                    ]
+            else:
+                boxes = np.asarray(out[spec.boxes])
+                if boxes.ndim == 3 and boxes.shape[0] == len(images):
+                    return [_decode_nms(out, i, spec, w, h) for i in range(len(images))]
         found = []
         for i in range(len(images)):
             out = run(x[i : i + 1])
             if spec.layout == "raw":
                 found.append(_decode_raw(out[spec.raw], spec, classes, w, h))
             else:
-                boxes = _unbatched(out[spec.boxes], 2)
-                found.append(
-                    (
-                        to_xyxy(
-                            boxes, spec.box_format, normalized=spec.normalized, width=w, height=h
-                        ),
-                        _unbatched(out[spec.scores], 1),
-                        _unbatched(out[spec.labels], 1).astype(np.int64),
-                    )
-                )
+                found.append(_decode_nms(out, None, spec, w, h))
         return found
 
-    return Detector(
-        fn,
-        meta.labels,
-        (w, h),
-        name=meta.name if meta.name != "model" else shown,
-        metadata=metadata,
-    )
+    name = meta.name if meta.name != "model" else shown
+    return Detector(fn, meta.labels, (w, h), name=name, metadata=metadata)
+
+
+def _decode_nms(
+    out: dict[str, np.ndarray], row: int | None, spec: DetectionSpec, width: int, height: int
+) -> tuple[np.ndarray, ...]:
+    """Boxes, scores and labels of a graph with its own NMS (row ``row`` of a batch, or the
+    outputs of one image); rows whose class is negative are padding and are dropped, as
+    detectors that pad to a fixed count (and limner's own ``/v2``) mark them."""
+
+    def pick(name: str, ndim: int) -> np.ndarray:
+        a = np.asarray(out[name])
+        return a[row] if row is not None else _unbatched(a, ndim)
+
+    boxes = pick(spec.boxes, 2)
+    scores = pick(spec.scores, 1).reshape(-1)
+    labels = np.rint(np.asarray(pick(spec.labels, 1), dtype=np.float64)).reshape(-1)
+    keep = labels >= 0 if len(labels) == len(scores) else slice(None)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == len(labels):
+        boxes = boxes[keep]
+    xyxy = to_xyxy(boxes, spec.box_format, normalized=spec.normalized, width=width, height=height)
+    return xyxy, scores[keep], labels[keep].astype(np.int64)
 
 
 def _unbatched(a: np.ndarray, ndim: int) -> np.ndarray:

@@ -64,7 +64,9 @@ class DeploymentCreate(Strict):
     labels: list[str] | None = Field(default=None, min_length=1)
     input: dict[str, Any] | None = None
     output: Literal["probabilities", "logits"] | None = None
-    problem_type: Literal["binary", "multiclass"] | None = None
+    problem_type: Literal["binary", "multiclass", "detection"] | None = None
+    #: An object detector's ``detection`` block (its output names and box format).
+    detection: dict[str, Any] | None = None
     headers: Headers = None
 
     def hints(self) -> dict[str, Any] | None:
@@ -74,6 +76,7 @@ class DeploymentCreate(Strict):
             "input": self.input,
             "output": self.output,
             "problem_type": self.problem_type,
+            "detection": self.detection,
         }
         given = {k: v for k, v in fields.items() if v is not None}
         return given or None
