@@ -145,10 +145,10 @@ def test_a_box_is_explained_with_its_outline_on_the_panes(faces: dict):
 def test_a_box_is_compared_across_methods(faces: dict):
     client: APIClient = faces["client"]
     sid = faces["scored"].scoring_id
-    c = client.comparisons.create(sid, methods=["kernelshap", "occlusion"], box=0)
+    c = client.comparisons.create(sid, methods=["kernelshap", "drise"], box=0)
     c = c.wait(timeout=300)
     assert c.status == "finished"
-    assert [e.method for e in c.explanations] == ["kernelshap", "occlusion"]
+    assert [e.method for e in c.explanations] == ["kernelshap", "drise"]
     for e in c.explanations:
         assert client.explanations.get(e.id).result["detection"]["index"] == 0
     assert c.classes and c.classes[0]["agreement"]
@@ -161,7 +161,7 @@ def test_what_a_box_cannot_be_explained_with_is_422(faces: dict, shared: Running
     for overrides, words in (
         ({"box": n}, f"found {n} boxes"),
         ({"box_label": "car"}, "no box labelled 'car'"),
-        ({"method": "gradcam"}, "kernelshap, lime, occlusion, rise"),
+        ({"method": "gradcam"}, "kernelshap, lime, occlusion, rise, drise"),
         ({"classes": [0]}, "box or box_label"),
     ):
         with pytest.raises(InvalidInputError, match=words):
@@ -190,6 +190,8 @@ def test_box_is_refused_for_a_classifiers_transaction(shared: Running, tmp_path:
     sid = client.score(dep, encode_png(np.full((32, 32, 3), 50, np.uint8))).scoring_id
     with pytest.raises(InvalidInputError, match="object detector"):
         client.explanations.create(sid, box=0)
+    with pytest.raises(InvalidInputError, match="drise explains an object detector"):
+        client.explanations.create(sid, method="drise")
 
 
 def test_an_onnx_detector_upload_is_scored_and_bad_outputs_are_422(shared: Running, tmp_path: Path):

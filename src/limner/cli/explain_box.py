@@ -45,7 +45,7 @@ def explain_box_command(
         str | None, typer.Option(help="Explain the best-scoring detection of this class.")
     ] = None,
     method: Annotated[
-        str, typer.Option(help="kernelshap | lime | occlusion | rise.")
+        str, typer.Option(help="kernelshap | lime | occlusion | rise | drise.")
     ] = "kernelshap",
     samples: SamplesOption = None,
     segments: SegmentsOption = None,

@@ -30,7 +30,7 @@ from limner.models.detection import Detections, Detector, iou
 from limner.models.metadata import InputSpec, ModelMetadata
 
 #: The methods that explain a detection through :func:`box_target`.
-DETECTION_METHODS = ("kernelshap", "lime", "occlusion", "rise")
+DETECTION_METHODS = ("kernelshap", "lime", "occlusion", "rise", "drise")
 
 
 @dataclass(frozen=True)

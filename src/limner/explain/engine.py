@@ -13,7 +13,13 @@ import numpy as np
 
 from limner.errors import InvalidInputError
 from limner.explain.checks import class_warnings
-from limner.explain.methods import BLACK_BOX_METHODS, GRADIENT_METHODS, METHODS, make_explainer
+from limner.explain.methods import (
+    BLACK_BOX_METHODS,
+    EXPLAINERS,
+    GRADIENT_METHODS,
+    METHODS,
+    make_explainer,
+)
 from limner.explain.methods.base import Design, Estimate, Explainer
 from limner.explain.methods.gradients import (
     GradientAttributor,
@@ -508,7 +514,7 @@ def _validate(
     top_k: int,
     batch_size: int | None,
 ) -> None:
-    if method not in METHODS:
+    if method not in METHODS and method not in EXPLAINERS:  # drise: the detectors' own
         raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if segmentation not in SEGMENTATIONS:
         raise InvalidInputError(

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Method = Literal[
-    "lime", "kernelshap", "occlusion", "rise", "integrated-gradients", "gradcam", "xrai"
+    "lime", "kernelshap", "occlusion", "rise", "drise", "integrated-gradients", "gradcam", "xrai"
 ]
 Segmentation = Literal["slic", "quickshift", "felzenszwalb", "grid"]
 Baseline = Literal["mean", "blur", "gray", "black"]

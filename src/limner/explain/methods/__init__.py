@@ -7,14 +7,22 @@ from limner.explain.methods.base import Design, Estimate, Explainer
 from limner.explain.methods.kernelshap import KernelShapExplainer
 from limner.explain.methods.lime import LimeExplainer
 from limner.explain.methods.occlusion import OcclusionExplainer
-from limner.explain.methods.rise import RiseExplainer
+from limner.explain.methods.rise import DriseExplainer, RiseExplainer
 from limner.models.gradients import GRADIENT_METHODS
 
 EXPLAINERS: dict[str, type[Explainer]] = {
-    cls.name: cls for cls in (KernelShapExplainer, LimeExplainer, OcclusionExplainer, RiseExplainer)
+    cls.name: cls
+    for cls in (
+        KernelShapExplainer,
+        LimeExplainer,
+        OcclusionExplainer,
+        RiseExplainer,
+        DriseExplainer,
+    )
 }
-#: Methods that treat the model as a black box (every model can use them).
-BLACK_BOX_METHODS = tuple(EXPLAINERS)
+#: Methods that treat the model as a black box (every model can use them); ``drise`` is
+#: the detectors' (docs/detection.md), left out of what classifiers are offered.
+BLACK_BOX_METHODS = tuple(m for m in EXPLAINERS if m != DriseExplainer.name)
 #: Every method; the gradient ones need a model with a torch forward.
 METHODS = BLACK_BOX_METHODS + GRADIENT_METHODS
 
@@ -29,7 +37,7 @@ def make_explainer(
     """
     try:
         cls = EXPLAINERS[method]
-    except KeyError:
+    except KeyError:  # drise is named where a detector is explained
         raise InvalidInputError(
             f"unknown method {method!r}; choose one of {', '.join(BLACK_BOX_METHODS)}"
         ) from None

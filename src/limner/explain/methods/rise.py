@@ -96,3 +96,38 @@ def masks(design: _RiseDesign, start: int, stop: int, h: int, w: int) -> np.ndar
         dy, dx = design.shifts[i]
         out[k] = ry[dy : dy + h] @ design.grids[i] @ rx[dx : dx + w].T
     return out
+
+
+class DriseExplainer(RiseExplainer):
+    """D-RISE (Petsiuk et al., CVPR 2021), the detector method: RISE's random masks of
+    16×16 cells, each masked image's answer (for a detector's box: D-RISE's similarity of its
+    detections to the box) weighting its mask. The paper's pixel map, averaged over a region,
+    less what a mask unrelated to the answers would give, is the covariance of the answers with
+    the region's coverage over the keep probability: that is each region's weight here. Its
+    interval is the covariance's standard error (the masks are independent draws)."""
+
+    name = "drise"
+    cells = 16
+
+    def estimate(self, design: Design, y: np.ndarray) -> Estimate:
+        """Each region's D-RISE weight, ``cov(answers, coverage) / keep``, and its error."""
+        z = design.z.astype(np.float64)
+        y = y.astype(np.float64)
+        n = len(y)
+        dz = z - z.mean(axis=0)
+        dy = y - y.mean()
+        products = dz * dy[:, None] / self.keep_probability
+        weights = products.mean(axis=0)
+        variance = products.var(axis=0, ddof=1) / max(n, 2)
+        intercept = float(y.mean() - z.mean(axis=0) @ weights)
+        fit = z @ weights + intercept
+        total = float(((y - y.mean()) ** 2).sum())
+        r2 = 1.0 - float(((y - fit) ** 2).sum()) / total if total > 0 else 0.0
+        return Estimate(
+            weights=weights,
+            intercept=intercept,
+            fit_r2=r2,
+            used_features=z.shape[1],
+            cov=np.diag(variance),
+            dof=float(max(n - 1, 1)),
+        )

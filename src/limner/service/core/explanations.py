@@ -71,6 +71,8 @@ def request_explanation(
         settings.update(box_settings(tx, body, method))
     elif body.box is not None or body.box_label is not None:
         raise InvalidInputError("box and box_label apply to an object detector's transactions")
+    elif method == "drise":
+        raise InvalidInputError("drise explains an object detector's box; this is a classifier")
     if method not in GRADIENT_METHODS:
         if body.steps is not None or body.layer is not None:
             raise InvalidInputError("steps and layer apply to the gradient methods only")
