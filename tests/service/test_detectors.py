@@ -124,7 +124,7 @@ def test_v2_answers_a_detectors_boxes_as_tensors(faces: dict, shared: Running):
     assert wrong.status_code == 422 and "detection_boxes" in wrong.text
 
 
-def test_a_box_is_explained_with_its_outline_on_the_panes(faces: dict):
+def test_a_box_is_explained_with_its_outline_on_the_panes(faces: dict, tmp_path: Path):
     client: APIClient = faces["client"]
     scored = faces["scored"]
     exp = client.explanations.create(scored.scoring_id, box=0).wait(timeout=240)
@@ -140,6 +140,9 @@ def test_a_box_is_explained_with_its_outline_on_the_panes(faces: dict):
     # the box's outline, yellow, where its top-left corner is
     corner = rgb[y0 : y0 + 4, x0 : x0 + 12].reshape(-1, 3)
     assert (np.abs(corner.astype(int) - BOX_COLOUR).sum(axis=1) < 60).any()
+    # the report of a box: its region table under the box's name
+    report = client.reports.save([exp], tmp_path / "box.html", format="html").read_text()
+    assert "box 0 (face)" in report and "Deletion" in report
 
 
 def test_a_box_is_compared_across_methods(faces: dict):
