@@ -75,7 +75,7 @@ def test_default_intervals_cover_exact_shapley_values(ties):
         for cells in (8, 10):
             c = int(model.predict(photo[None])[0].argmax())
             exact = _brute_force_shapley(model, photo, cells, c)
-            for seed in range(20):
+            for seed in range(12):
                 exp = limner.explain(
                     photo,
                     model,

@@ -153,13 +153,13 @@ class AuditLog:
     thread (the service's middleware uses it). The writer thread ends after
     :data:`_IDLE_SECONDS` without work and starts again on demand.
 
-    On SQLite, :meth:`append` and :meth:`append_async` first try to store the record at once,
-    in the caller's thread: when no other append of this log is being written and SQLite's
-    write lock of the trail's file is free, one INSERT that commits itself takes about 0.1 ms
-    (WAL, no flush). That saves the two thread wake-ups of a hand-off to the writer, which on a
-    busy machine cost an audited request several milliseconds of waiting for a CPU (measured
-    with ``benchmarks/audit_overhead.py``). When the lock is taken, the record goes to the
-    writer.
+    On SQLite, :meth:`append` first tries to store the record at once, in the caller's thread,
+    and :meth:`append_async` stores the appends of one turn of the event loop together at its
+    end: when no other append of this log is being written and SQLite's write lock of the
+    trail's file is free, one INSERT that commits itself takes about 0.1 ms (WAL, no flush).
+    That saves the two thread wake-ups of a hand-off to the writer, which on a busy machine cost
+    an audited request several milliseconds of waiting for a CPU (measured with
+    ``benchmarks/audit_overhead.py``). When the lock is taken, the records go to the writer.
     """
 
     def __init__(self, db: Database, *, enabled: bool = True) -> None:
@@ -174,6 +174,8 @@ class AuditLog:
         self._writing = threading.Lock()
         #: The event loop's own inserter (SQLite only; it never waits for the write lock).
         self._inline: _Inserter | None = None
+        #: Each event loop's appends of its current turn (SQLite only, see append_async).
+        self._turns: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
 
     def append(self, space_id: str, entry: AuditEntry) -> dict[str, Any] | None:
         """Append ``entry`` to the chain of ``space_id`` (nothing while the log is off); return
@@ -192,36 +194,73 @@ class AuditLog:
         return pending.row
 
     async def append_async(self, space_id: str, entry: AuditEntry) -> dict[str, Any] | None:
-        """:meth:`append` for a coroutine: waits on the event loop, not in a thread."""
+        """:meth:`append` for a coroutine: waits on the event loop, not in a thread.
+
+        On SQLite the appends of one turn of the event loop are stored together, at the end of
+        the turn, in one statement (:meth:`_flush_turn`): each statement lets go of the
+        interpreter lock and the loop then waits to get it back, so a busy service pays that
+        wait once for all the records of a turn, not once per record."""
         if not self.enabled:
             return None
         loop = asyncio.get_running_loop()
         pending = _Pending(space_id, normalised(entry), loop=loop, future=loop.create_future())
-        row = self._store_inline(pending)
-        if row is not None:
-            return row
-        self._submit(pending)
+        if self.db.trail.engine.dialect.name == "sqlite":
+            turn = self._turns.setdefault(loop, [])
+            turn.append(pending)
+            if len(turn) == 1:
+                loop.call_soon(self._flush_turn, loop)
+        else:
+            self._submit(pending)
         assert pending.future is not None
         try:
             return await pending.future
         except Exception as exc:
             raise _append_error(space_id, exc) from exc
 
+    def _flush_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the event loop: store the appends of this turn in one statement when the trail's
+        file is free, else hand them to the writer thread."""
+        batch = self._turns.pop(loop, [])
+        if not batch:
+            return
+        try:
+            rows = self._store_now(batch)
+        except BaseException as exc:
+            for pending in batch:
+                pending.error = exc
+            _settle(batch)
+            return
+        if rows is None:
+            for pending in batch:
+                self._submit(pending)
+            return
+        for pending, row in zip(batch, rows, strict=True):
+            pending.row = row
+        _settle(batch)
+
     def _store_inline(self, pending: _Pending) -> dict[str, Any] | None:
         """Store ``pending`` in this thread if that needs no wait (SQLite only): its record,
         or None when it must go to the writer."""
         if self.db.trail.engine.dialect.name != "sqlite":
             return None
+        try:
+            rows = self._store_now([pending])
+        except Exception as exc:
+            raise _append_error(pending.space_id, exc) from exc
+        return rows[0] if rows is not None else None
+
+    def _store_now(self, batch: list[_Pending]) -> list[dict[str, Any]] | None:
+        """Store ``batch`` in this thread, in one statement, if that needs no wait (SQLite
+        only): the records, or None when the trail is being written (by this log's writer, or
+        another process holding SQLite's write lock)."""
         if not self._writing.acquire(blocking=False):
             return None
         try:
             if self._inline is None:
                 self._inline = _Inserter(self.db.trail.engine, wait=False)
-            return self._write(self._inline, [pending])[0]
+            return self._write(self._inline, batch)
         except _Busy:
             return None
-        except Exception as exc:
-            raise _append_error(pending.space_id, exc) from exc
         finally:
             self._writing.release()
 
