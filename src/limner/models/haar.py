@@ -45,6 +45,11 @@ def opencv_faces() -> Detector:
             f"{OPENCV_FACES} needs the package opencv-python-headless (pip install limner "
             "installs it)"
         ) from exc
+    if not hasattr(cv2, "CascadeClassifier"):  # OpenCV 5 left the cascades out
+        raise ModelError(
+            f"{OPENCV_FACES} needs OpenCV 4 (opencv-python-headless<5), which ships the Haar "
+            f"cascades; the installed OpenCV is {getattr(cv2, '__version__', 'unknown')}"
+        )
     cv2.setNumThreads(1)  # one image at a time per call; the service runs calls side by side
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)  # type: ignore[attr-defined]
     if cascade.empty():  # pragma: no cover - the file ships with the package
