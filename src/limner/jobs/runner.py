@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from limner.errors import ConflictError, LimnerError, ModelTimeoutError, NotFoundError
 from limner.explain.methods import GRADIENT_METHODS
 from limner.explain.result import LABELS
+from limner.explain.result import Explanation as Explained
 from limner.explain.segmentation import RegionMap
 from limner.explain.shared_regions import load_regions
 from limner.imaging import decode_image
@@ -396,16 +397,24 @@ class JobRunner:
                 return loaded.batcher.predict(x, timeout=deadline.left())
 
             exp = explain(image, model, predict=predict, progress=progress, **settings)
+        result = exp.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
+        return result, self._store_panes(exp)
+
+    def _store_panes(
+        self, exp: Explained, draw: Callable[[bytes], bytes] | None = None
+    ) -> dict[str, str]:
+        """Store the explanation's panes (``draw`` over each but the region labels: a
+        detector's box) and raw maps; their blob keys by ``class/kind``."""
         drawn: dict[tuple[int, str], str] = {}
         panes: dict[str, str] = {}
         for (ci, kind), source in exp.pane_keys():
             if source not in drawn:  # a pane shared by the classes is drawn once
-                drawn[source] = self.blobs.put(exp.png(*source))
+                png = exp.png(*source)
+                drawn[source] = self.blobs.put(draw(png) if draw and kind != LABELS else png)
             panes[f"{ci}/{kind}"] = drawn[source]
         for ci, values in exp.saliency.items():  # the raw map views are drawn from
             panes[attribution_key(ci)] = self.blobs.put(encode_map(values))
-        result = exp.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
-        return result, panes
+        return panes
 
     def _compute_box(
         self,
@@ -432,18 +441,7 @@ class JobRunner:
             progress=progress,
             **settings,
         )
-        exp = found.explanation
-        drawn: dict[tuple[int, str], str] = {}
-        panes: dict[str, str] = {}
-        for (ci, kind), source in exp.pane_keys():
-            if source not in drawn:
-                png = exp.png(*source)
-                if kind != LABELS:
-                    png = outline_png(png, found.target.box)
-                drawn[source] = self.blobs.put(png)
-            panes[f"{ci}/{kind}"] = drawn[source]
-        for ci, values in exp.saliency.items():
-            panes[attribution_key(ci)] = self.blobs.put(encode_map(values))
+        panes = self._store_panes(found.explanation, lambda png: outline_png(png, found.target.box))
         result = found.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
         return result, panes
 
