@@ -331,3 +331,25 @@ def test_a_tenant_uploads_a_keras_detector(shared: Running, tmp_path: Path):
     dep = client.deployments.create(name="keras-det", file=path, metadata=meta)
     scored = client.score(dep, encode_png(np.zeros((64, 64, 3), np.uint8)))
     assert scored.detections[0]["box"] == [8.0, 8.0, 40.0, 40.0]
+
+
+def test_a_tenants_torchscript_detector_is_refused_unread(shared: Running, tmp_path: Path):
+    """A file that runs code, declared a detector: a tenant's TorchScript (a format whose
+    loading runs the file's code) in a detector folder is refused before anything loads it, as
+    a classifier's is, and nothing is deployed."""
+    import zipfile
+
+    from limner.errors import ForbiddenError
+
+    pt = tmp_path / "model.pt"
+    traced = torch.jit.trace(FixedBoxes([[8, 8, 40, 40]], [0.9]), torch.zeros(1, 3, SIDE, SIDE))
+    traced.save(str(pt))
+    _, meta = fixed_detector(tmp_path, "m", [[8, 8, 40, 40]])
+    archive = tmp_path / "det.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(pt, "model.pt")
+        z.writestr("limner-model.json", json.dumps({**meta, "artifact": "model.pt"}))
+    client = shared.client(shared.new_key("detectors-code"))
+    with pytest.raises(ForbiddenError, match=r"(?i)torchscript"):
+        client.deployments.create(name="thief", file=archive)
+    assert client.deployments.list() == []
