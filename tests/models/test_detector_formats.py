@@ -15,7 +15,7 @@ import torch
 from skimage import data
 from test_onnx_detector import SIZE, GridDetector, meta
 
-from detector_helpers import remote_faces_metadata
+from detector_helpers import remote_faces_metadata, tiny_yolos
 from limner.datasets.scenes import scene
 from limner.errors import InvalidInputError
 from limner.models.detectors import detector_metadata_for, load_detector
@@ -81,20 +81,9 @@ def test_a_keras_detector_is_read_by_its_output_names(tmp_path: Path):
 
 
 def test_a_hugging_face_detector_directory_is_read_as_a_raw_head(tmp_path: Path):
-    transformers = pytest.importorskip("transformers")
-    config = transformers.YolosConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-        image_size=[64, 64], patch_size=16, num_detection_tokens=6,
-        id2label={0: "square", 1: "disc"}, label2id={"square": 0, "disc": 1},
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.YolosForObjectDetection(config).eval()
-    # a bias towards class 0 over "no object", so that every query is a candidate box
-    with torch.no_grad():
-        model.class_labels_classifier.layers[-1].bias[:] = torch.tensor([8.0, 0.0, 0.0])
+    pytest.importorskip("transformers")
     folder = tmp_path / "yolos"
-    model.save_pretrained(folder, safe_serialization=True)
-    transformers.YolosImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    model = tiny_yolos(folder)
     described = detector_metadata_for(str(folder))
     assert described is not None and described["labels"] == ["square", "disc"]
     assert described["input"]["width"] == 64 and described["detection"]["layout"] == "raw"

@@ -353,3 +353,62 @@ def test_a_tenants_torchscript_detector_is_refused_unread(shared: Running, tmp_p
     with pytest.raises(ForbiddenError, match=r"(?i)torchscript"):
         client.deployments.create(name="thief", file=archive)
     assert client.deployments.list() == []
+
+
+class RedBox(nn.Module):
+    """A differentiable detector: one fixed box, scored by how red the image is inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("box", torch.tensor([[[16.0, 16.0, 48.0, 48.0]]]))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        inside = x[:, :, 16:48, 16:48]
+        red = inside[:, 0].mean(dim=(1, 2)) - inside[:, 1:].mean(dim=(1, 2, 3))
+        scores = torch.sigmoid(10 * red - 2)[:, None]
+        boxes = self.box.expand(x.shape[0], 1, 4)
+        return boxes, scores, torch.zeros_like(scores, dtype=torch.int64)
+
+
+def test_a_torch_detectors_box_is_explained_with_gradients_in_its_worker(
+    shared: Running, tmp_path: Path
+):
+    """An operator's TorchScript detector explains a box with Integrated Gradients (run in the
+    model's worker, where its tensors are): the weight lies inside the box and adds up to the
+    box score; a detector without a torch forward gets a 422 naming what it can use."""
+    import zipfile
+
+    pt = tmp_path / "model.pt"
+    torch.jit.trace(RedBox(), torch.zeros(1, 3, SIDE, SIDE)).save(str(pt))
+    _, meta = fixed_detector(tmp_path, "m", [[8, 8, 40, 40]])
+    archive = tmp_path / "red.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(pt, "model.pt")
+        z.writestr("limner-model.json", json.dumps({**meta, "artifact": "model.pt"}))
+    admin = shared.client()
+    dep = admin.deployments.create(name="red-box", file=archive)
+    sub = admin.subscriptions.create(dep)
+    sub.enable_explainability(**FAST)
+    image = np.full((SIDE, SIDE, 3), 40, np.uint8)
+    image[20:44, 20:44] = (230, 30, 30)
+    scored = admin.score(dep, encode_png(image))
+    assert scored.detections[0]["box"] == [16.0, 16.0, 48.0, 48.0]
+    exp = admin.explanations.create(scored.scoring_id, method="integrated-gradients", box=0)
+    exp = exp.wait(timeout=240)
+    assert exp.status == "finished", exp.error
+    item = exp.result["explanations"][0]
+    assert exp.result["method"] == "integrated-gradients" and exp.result["detection"]["index"] == 0
+    assert item["completeness_gap"] <= 0.01
+    top = max(item["regions"], key=lambda r: r["weight"])
+    x0, y0, x1, y1 = top["bbox"]
+    assert 16 <= (x0 + x1) / 2 <= 48 and 16 <= (y0 + y1) / 2 <= 48, top
+    with pytest.raises(InvalidInputError, match="gradcam hooks"):
+        admin.explanations.create(scored.scoring_id, method="gradcam")
+
+    path, onnx_meta = fixed_detector(tmp_path, "fixed", [[8, 8, 40, 40]])
+    tenant = shared.client(shared.new_key("detectors-gradients"))
+    black_box = tenant.deployments.create(name="fixed", file=path, metadata=onnx_meta)
+    tenant.subscriptions.create(black_box).enable_explainability(**FAST)
+    sid = tenant.score(black_box, encode_png(image)).scoring_id
+    with pytest.raises(InvalidInputError, match="integrated-gradients needs gradients"):
+        tenant.explanations.create(sid, method="integrated-gradients")

@@ -19,6 +19,7 @@ from limner.cli.model_options import (
     BaselineOption,
     InputSizeOption,
     LabelsOption,
+    LayerOption,
     LayoutOption,
     MeanOption,
     MetadataOption,
@@ -29,6 +30,7 @@ from limner.cli.model_options import (
     SegmentationOption,
     SegmentsOption,
     StdOption,
+    StepsOption,
 )
 from limner.imaging.decode import DEFAULT_MAX_PIXELS
 
@@ -74,16 +76,8 @@ def explain_command(
             help="Adjacent top regions within this share of the largest weight count as tied."
         ),
     ] = 0.0,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            help="integrated-gradients, xrai: integration steps (default: until complete)."
-        ),
-    ] = None,
-    layer: Annotated[
-        str | None,
-        typer.Option(help="gradcam: the layer to read (default: the last spatial feature map)."),
-    ] = None,
+    steps: StepsOption = None,
+    layer: LayerOption = None,
     segmentation: SegmentationOption = "slic",
     segments: SegmentsOption = None,
     baseline: BaselineOption = "blur",

@@ -1,4 +1,4 @@
-"""``limner explain-box IMAGE --detector MODEL``: explain one box of an ONNX object detector."""
+"""``limner explain-box IMAGE --detector MODEL``: explain one box of an object detector."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from rich.table import Table
 from limner.cli.common import console
 from limner.cli.model_options import (
     BaselineOption,
+    LayerOption,
     SamplesOption,
     SeedOption,
     SegmentationOption,
     SegmentsOption,
+    StepsOption,
 )
 
 
@@ -45,8 +47,14 @@ def explain_box_command(
         str | None, typer.Option(help="Explain the best-scoring detection of this class.")
     ] = None,
     method: Annotated[
-        str, typer.Option(help="kernelshap | lime | occlusion | rise | drise.")
+        str,
+        typer.Option(
+            help="kernelshap | lime | occlusion | rise | drise; for a TorchScript or Hugging "
+            "Face detector also integrated-gradients | xrai (| gradcam where hookable)."
+        ),
     ] = "kernelshap",
+    steps: StepsOption = None,
+    layer: LayerOption = None,
     samples: SamplesOption = None,
     segments: SegmentsOption = None,
     segmentation: SegmentationOption = "slic",
@@ -85,6 +93,10 @@ def explain_box_command(
         settings["samples"] = samples
     if segments is not None:
         settings["segments"] = segments
+    if steps is not None:
+        settings["steps"] = steps
+    if layer is not None:
+        settings["layer"] = layer
     exp = explain_detection(image, model, box=box, label=label, method=method, **settings)
     folder = exp.save(out / f"{image.stem}-box{exp.target.index}")
     result = exp.to_dict()

@@ -43,6 +43,14 @@ SegmentationOption = Annotated[str, typer.Option(help="slic | quickshift | felze
 SegmentsOption = Annotated[int | None, typer.Option(help="Number of regions.")]
 BaselineOption = Annotated[str, typer.Option(help="mean | blur | gray | black")]
 SeedOption = Annotated[int, typer.Option(help="Sampling seed.")]
+StepsOption = Annotated[
+    int | None,
+    typer.Option(help="integrated-gradients, xrai: integration steps (default: until complete)."),
+]
+LayerOption = Annotated[
+    str | None,
+    typer.Option(help="gradcam: the layer to read (default: the last spatial feature map)."),
+]
 
 
 def read_labels(path: Path) -> list[str]:

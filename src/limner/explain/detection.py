@@ -15,19 +15,23 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from limner.errors import InvalidInputError
-from limner.explain.engine import explain
+from limner.explain.engine import check_method, explain
 from limner.explain.methods.rise import mask_design, masks
 from limner.explain.result import LABELS, Explanation
 from limner.imaging.decode import ImageInput, decode_image
 from limner.imaging.transform import resize
 from limner.models.base import CallableModel
 from limner.models.detection import Detections, Detector, iou
+from limner.models.gradients import GRADIENT_METHODS, UNHOOKED_METHODS, TorchForward
 from limner.models.metadata import InputSpec, ModelMetadata
+
+if TYPE_CHECKING:
+    from limner.models.detector_gradients import DetectorForward
 
 #: The methods that explain a detection through :func:`box_target`.
 DETECTION_METHODS = ("kernelshap", "lime", "occlusion", "rise", "drise")
@@ -101,9 +105,96 @@ def similarity(target: Target, detections: Detections, num_classes: int) -> floa
     return float(np.clip(np.max(iou(target.box, detections.boxes) * cosine * scores), 0.0, 1.0))
 
 
+def similarity_tensor(target: Target, boxes: Any, scores: Any, vectors: Any) -> Any:
+    """:func:`similarity` in torch, differentiable in the detections' ``boxes`` (K, 4)
+    ``xyxy``, ``scores`` (K,) and class ``vectors`` (K, C)."""
+    import torch
+
+    if boxes.shape[0] == 0:
+        return scores.sum() * 0.0  # nothing found: 0, still part of the graph
+    t = boxes.new_tensor(target.box)
+    v = vectors.new_tensor(target.vector)
+    w = (torch.minimum(boxes[:, 2], t[2]) - torch.maximum(boxes[:, 0], t[0])).clamp(min=0)
+    h = (torch.minimum(boxes[:, 3], t[3]) - torch.maximum(boxes[:, 1], t[1])).clamp(min=0)
+    inter = w * h
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = areas + (t[2] - t[0]) * (t[3] - t[1]) - inter
+    overlap = torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+    norms = vectors.norm(dim=1) * v.norm().clamp(min=1e-12)
+    cosine = vectors @ v / norms.clamp(min=1e-12)
+    return (overlap * cosine * scores.clamp(0.0, 1.0)).max().clamp(0.0, 1.0)
+
+
+def box_forward(forward: DetectorForward, target: Target, metadata: ModelMetadata) -> TorchForward:
+    """The box target's differentiable forward: float pixels → (similarity, its complement),
+    through the detector's module and its preprocessing (``metadata``: the box target's)."""
+    import torch
+
+    def call(x: Any) -> Any:
+        p = torch.stack([similarity_tensor(target, *c) for c in forward.candidates(x)])
+        return torch.stack([p, 1.0 - p], dim=1)
+
+    meta = replace(metadata, input=forward.model_metadata.input)  # the detector's own preprocessing
+    return TorchForward(
+        module=forward.module,
+        metadata=meta,
+        device=torch.device("cpu"),
+        hookable=forward.hookable,
+        call=call,
+        kind=forward.kind,
+    )
+
+
+class BoxModel(CallableModel):
+    """The two-class model of a box target, with the detector's differentiable forward where
+    it has one."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], metadata: ModelMetadata,
+                 *, name: str, forward: Callable[[], TorchForward] | None) -> None:  # fmt: skip
+        super().__init__(fn, metadata, name=name)
+        self._torch = forward
+
+    def torch_forward(self) -> TorchForward | None:
+        """The box score's torch forward (:func:`box_forward`), or None (a black box)."""
+        return self._torch() if self._torch is not None else None
+
+
+def detection_methods(detector: Detector) -> tuple[str, ...]:
+    """The methods a box of ``detector`` can be explained with: the region methods, and the
+    gradient ones where it has a torch forward (Grad-CAM where its layers can be hooked)."""
+    if detector.forward is None:
+        return DETECTION_METHODS
+    return DETECTION_METHODS + (GRADIENT_METHODS if detector.forward.hookable else UNHOOKED_METHODS)
+
+
+def check_detection_method(
+    detector: Detector, method: str, *, steps: int | None = None, layer: str | None = None
+) -> None:
+    """A one-line :class:`InvalidInputError` unless a box of ``detector`` can be explained with
+    ``method`` (and ``steps``/``layer``)."""
+    if method in GRADIENT_METHODS:
+        if detector.forward is None:
+            raise InvalidInputError(
+                f"{method} needs gradients, and {detector.name} exposes none (TorchScript, "
+                "PyTorch and Hugging Face detectors do); its boxes are explained with "
+                f"{', '.join(DETECTION_METHODS)}"
+            )
+        probe = Target(0, np.array([0.0, 0.0, 1.0, 1.0]), 0, 1.0, np.eye(len(detector.labels))[0])
+        check_method(box_target(detector, probe), method, steps=steps, layer=layer)
+        return
+    if method not in DETECTION_METHODS:
+        raise InvalidInputError(
+            f"a detection is explained with {', '.join(detection_methods(detector))}, "
+            f"not {method!r}"
+        )
+    if steps is not None or layer is not None:
+        raise InvalidInputError("steps and layer apply to the gradient methods only")
+
+
 def box_target(detector: Detector, target: Target) -> CallableModel:
     """A two-class model of uint8 images at the detector's size: P(``target``) is the
-    similarity of the image's detections to the target, the second class its complement."""
+    similarity of the image's detections to the target, the second class its complement
+    (differentiable, :func:`box_forward`, where the detector has a torch forward)."""
     w, h = detector.input_size
     name = detector.labels[target.label]
     meta = ModelMetadata(
@@ -122,7 +213,13 @@ def box_target(detector: Detector, target: Target) -> CallableModel:
         p = np.array([similarity(target, d, k) for d in detector.detect(images)])
         return np.stack([p, 1.0 - p], axis=1)
 
-    return CallableModel(fn, meta, name=detector.name)
+    forward = detector.forward
+    return BoxModel(
+        fn,
+        meta,
+        name=detector.name,
+        forward=None if forward is None else lambda: box_forward(forward, target, meta),
+    )
 
 
 @dataclass
@@ -223,14 +320,16 @@ def explain_detection(
         box_xyxy: explain this box instead, ``[x0, y0, x1, y1]`` in the photo's pixels, of
             class ``label`` (a box another detector found, say: every detector compared on it
             explains the same target); ``box`` is then only the number the RESULT reports.
-        method: ``kernelshap`` (default), ``lime``, ``occlusion`` or ``rise``.
+        method: ``kernelshap`` (default), ``lime``, ``occlusion``, ``rise`` or ``drise``; for
+            a detector with a torch forward (TorchScript, PyTorch, Hugging Face) also
+            ``integrated-gradients``, ``xrai`` and (its layers hookable) ``gradcam``, on the
+            same box score taken over the head's every candidate (:func:`box_forward`).
         settings: the engine's other settings (``samples``, ``segments``, ``baseline``,
             ``seed``, ...; see :func:`limner.explain`).
     """
-    if method not in DETECTION_METHODS:
-        raise InvalidInputError(
-            f"a detection is explained with {', '.join(DETECTION_METHODS)}, not {method!r}"
-        )
+    check_detection_method(
+        detector, method, steps=settings.get("steps"), layer=settings.get("layer")
+    )
     if "classes" in settings or "top_k" in settings:
         raise InvalidInputError("a detection is chosen with box= or label=, not classes or top_k")
     photo = decode_image(image)
@@ -255,6 +354,32 @@ def explain_detection(
     found = replace(at_input, boxes=at_input.boxes * scale)
     explained = replace(target, box=target.box * scale)
     return DetectionExplanation(exp, explained, found, detector.labels)
+
+
+def explain_box(
+    image: ImageInput,
+    detector: Detector,
+    settings: dict[str, Any],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> DetectionExplanation:
+    """Explain the box a stored job's ``settings`` name (:func:`explain_detection`): ``box``,
+    its number, and ``target``, the transaction's box itself (``box`` corners in the photo's
+    pixels and ``class_index``, so that every detector compared on it explains the same box),
+    beside the engine's settings (a comparison's ``classes`` is the target's own and dropped)."""
+    rest = dict(settings)
+    box = int(rest.pop("box", 0))
+    rest.pop("classes", None)
+    target = rest.pop("target", None)
+    return explain_detection(
+        image,
+        detector,
+        box=box,
+        box_xyxy=target["box"] if target else None,
+        label=int(target["class_index"]) if target else None,
+        progress=progress,
+        **rest,
+    )
 
 
 def _label_index(label: str | int | None, labels: Sequence[str]) -> int | None:

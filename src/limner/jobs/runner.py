@@ -382,7 +382,7 @@ class JobRunner:
         progress = self._progress_writer(job_id, attempt)
         model = loaded.model
         if isinstance(model, WorkerModel) and model.is_detector:
-            return self._compute_box(job_id, image, model, settings, progress)
+            return self._compute_box(job_id, image, model, settings, progress, deadline)
         if isinstance(model, WorkerModel) and settings.get("method") in GRADIENT_METHODS:
             # the gradients need the model's own tensors: the whole explanation runs inside
             left = deadline.left()
@@ -423,24 +423,21 @@ class JobRunner:
         model: WorkerModel,
         settings: dict[str, Any],
         progress: Callable[[int, int], None],
+        deadline: Deadline,
     ) -> JobOutcome:
         """Explain one box of a detector's transaction (:func:`limner.explain_detection`):
-        its RESULT, with ``detection``, and its panes with the box drawn on them."""
-        from limner.explain.detection import explain_detection, outline_png
+        its RESULT, with ``detection``, and its panes with the box drawn on them. The gradient
+        methods run in the worker, where the detector's tensors are."""
+        from limner.explain.detection import explain_box, outline_png
 
-        box = int(settings.pop("box", 0))
-        settings.pop("classes", None)  # a comparison's: the box target has one class
         settings.pop("top_k", None)
-        target = settings.pop("target", None)  # the transaction's box, which every detector
-        found = explain_detection(  # compared on it explains
-            image,
-            model.as_detector(),
-            box=box,
-            box_xyxy=target["box"] if target else None,
-            label=int(target["class_index"]) if target else None,
-            progress=progress,
-            **settings,
-        )
+        if settings.get("method") in GRADIENT_METHODS:
+            left = deadline.left()
+            found = model.explain_inside(
+                image, settings, progress=progress, timeout=left if left is not None else 1e9
+            )
+        else:
+            found = explain_box(image, model.as_detector(), settings, progress=progress)
         panes = self._store_panes(found.explanation, lambda png: outline_png(png, found.target.box))
         result = found.to_dict(image_refs=lambda ci, kind: pane_path(job_id, ci, kind))
         return result, panes

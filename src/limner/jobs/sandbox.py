@@ -11,7 +11,8 @@ what it loaded, and then answers requests from the service over a pipe, one at a
 - ``("detect", shm_name, shape, dtype)``: an object detector's detections of the uint8 images in
   the block, per image its boxes, scores and labels (small arrays, through the pipe);
 - ``("explain", image, settings)``: a whole explanation run here (the gradient methods, which
-  need the model's own tensors), with ``("progress", done, total)`` messages on the way;
+  need the model's own tensors; a detector's, of the box the settings name), with
+  ``("progress", done, total)`` messages on the way;
 - ``("check", method, steps, layer)``: whether the model can be explained so;
 - ``("stop",)``.
 
@@ -275,10 +276,8 @@ def serve(conn: Connection, spec: LoadSpec, limits: WorkerLimits, tmp: str) -> N
                 _, image, settings = message
                 conn.send(("ok", _explain(conn, model, image, settings)))
             elif op == "check":
-                from limner.explain.engine import check_method
-
                 _, method, steps, layer = message
-                check_method(model, method, steps=steps, layer=layer)
+                _check(model, method, steps, layer)
                 conn.send(("ok", None))
             else:
                 conn.send(("error", ModelError(f"unknown worker request {op!r}")))
@@ -298,12 +297,28 @@ def _attach(name: str, blocks: dict[str, shared_memory.SharedMemory]) -> Any:
     return block
 
 
+def _check(model: Any, method: str, steps: int | None, layer: str | None) -> None:
+    from limner.explain.detection import check_detection_method
+    from limner.explain.engine import check_method
+    from limner.models.detection import Detector
+
+    if isinstance(model, Detector):
+        check_detection_method(model, method, steps=steps, layer=layer)
+    else:
+        check_method(model, method, steps=steps, layer=layer)
+
+
 def _explain(conn: Connection, model: Any, image: np.ndarray, settings: dict[str, Any]) -> Any:
+    """A whole explanation (a detector's: of the box the settings name)."""
     from limner.explain import explain
+    from limner.explain.detection import explain_box
+    from limner.models.detection import Detector
 
     def progress(done: int, total: int) -> None:
         conn.send(("progress", done, total))
 
+    if isinstance(model, Detector):
+        return explain_box(image, model, settings, progress=progress)
     return explain(image, model, progress=progress, **settings)
 
 

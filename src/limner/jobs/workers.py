@@ -274,11 +274,15 @@ class WorkerModel(Model):
     def check_method(self, method: str, *, steps: int | None, layer: str | None) -> None:
         """Refuse (422) a method this model cannot be explained with (checked in the worker
         for the gradient methods, which need the model's module)."""
+        from limner.explain.detection import check_detection_method
         from limner.explain.engine import check_method
         from limner.explain.methods import GRADIENT_METHODS
 
         if method not in GRADIENT_METHODS:
-            check_method(self, method, steps=steps, layer=layer)
+            if self.is_detector:
+                check_detection_method(self.as_detector(), method, steps=steps, layer=layer)
+            else:
+                check_method(self, method, steps=steps, layer=layer)
             return
         with self._lock:
             worker = self._live_worker()

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from limner.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from limner.models.detector_gradients import DetectorForward
 
 #: The box formats a detector may declare.
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -53,10 +56,16 @@ def to_xyxy(
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if normalized:
         b = b * np.array([width, height, width, height], dtype=np.float64)
+    return corners(b, box_format, np.concatenate)
+
+
+def corners(b: Any, box_format: str, cat: Callable[..., Any]) -> Any:
+    """``xyxy`` corners of boxes ``b`` (K, 4) in ``box_format`` (pixels), for numpy arrays
+    (``cat=np.concatenate``) and torch tensors (``cat=torch.cat``) alike."""
     if box_format == "xywh":
-        b = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
-    elif box_format == "cxcywh":
-        b = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1)
+        return cat([b[:, :2], b[:, :2] + b[:, 2:]], 1)
+    if box_format == "cxcywh":
+        return cat([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], 1)
     return b
 
 
@@ -149,9 +158,11 @@ class Detector:
         normalized: bool = False,
         name: str = "detector",
         metadata: dict[str, Any] | None = None,
+        forward: DetectorForward | None = None,
     ) -> None:
         """``metadata``: the detector's ``limner-model.json`` where it has one (what a
-        deployment records); default: its labels, input size and box format."""
+        deployment records); default: its labels, input size and box format. ``forward``: its
+        differentiable torch forward, where it has one (the gradient methods need it)."""
         if box_format not in BOX_FORMATS:
             raise InvalidInputError(
                 f"box format must be one of {', '.join(BOX_FORMATS)}, not {box_format!r}"
@@ -162,6 +173,7 @@ class Detector:
         self.box_format = box_format
         self.normalized = normalized
         self.name = name
+        self.forward = forward
         self.metadata: dict[str, Any] = metadata or {
             "labels": self.labels,
             "problem_type": "detection",

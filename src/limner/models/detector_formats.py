@@ -26,6 +26,7 @@ import numpy as np
 
 from limner.errors import InvalidInputError, ModelError, ModelUnavailableError
 from limner.models.detection import Detector
+from limner.models.detector_gradients import DetectorForward
 from limner.models.metadata import plain_text, without_folder
 from limner.models.onnx_detector import (
     check_outputs,
@@ -59,24 +60,42 @@ def torchscript_detector(path: Path, metadata: dict[str, Any]) -> Detector:
     """A TorchScript detector saved with ``torch.jit.save`` (an admin's, or the CLI's)."""
     import torch
 
-    spec = detector_metadata(metadata)[1]
+    detector_metadata(metadata)
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:
         problem = plain_text(without_folder(str(exc), path.parent))
         raise ModelError(f"{path.name}: not a loadable TorchScript model ({problem})") from exc
-    names = wanted_outputs(spec)
+    return torch_detector(module, metadata, shown=path.name)
+
+
+def torch_detector(module: Any, metadata: dict[str, Any], *, shown: str = "detector") -> Detector:
+    """A detector of a ``torch.nn.Module`` or TorchScript module taking the metadata's
+    preprocessed input: a tuple output in the order the layout reads (``boxes, scores,
+    labels``, or ``raw``), or a dict by its keys. It keeps its differentiable forward, so the
+    gradient methods explain its boxes too."""
+    import torch
+
+    names = wanted_outputs(detector_metadata(metadata)[1])
+
+    def outputs(x: Any) -> dict[str, Any]:
+        out = module(x)
+        return _named((out,) if isinstance(out, torch.Tensor) else out, names, shown, keep=True)
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            out = module(torch.from_numpy(np.ascontiguousarray(x)))
-        if isinstance(out, torch.Tensor):
-            out = (out,)
-        if isinstance(out, dict):
-            return {str(k): v.detach().cpu().numpy() for k, v in out.items()}
-        return _named([t.detach().cpu().numpy() for t in out], names, path.name)
+            out = outputs(torch.from_numpy(np.ascontiguousarray(x)))
+        return {k: v.detach().cpu().numpy() for k, v in out.items()}
 
-    return outputs_detector(run, metadata, batched=True, shown=path.name)
+    scripted = isinstance(module, torch.jit.ScriptModule)
+    forward = DetectorForward(
+        module,
+        outputs,
+        metadata,
+        hookable=not scripted,
+        kind="a TorchScript detector" if scripted else "a PyTorch detector",
+    )
+    return outputs_detector(run, metadata, batched=True, shown=shown, forward=forward)
 
 
 def is_hf_detector(path: Path) -> bool:
@@ -138,14 +157,18 @@ def hf_detector(path: Path, metadata: dict[str, Any]) -> Detector:
         raise ModelError(f"{path.name}: not a loadable transformers detector ({problem})") from exc
     raw_name = detector_metadata(metadata)[1].raw
 
+    def outputs(x: Any) -> dict[str, Any]:
+        out = model(pixel_values=x)
+        scores = out.logits.softmax(-1)[..., :-1]  # the last class is "no object"
+        return {raw_name: torch.cat([out.pred_boxes, scores], dim=-1)}  # (N, Q, 4 + C)
+
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            out = model(pixel_values=torch.from_numpy(np.ascontiguousarray(x)))
-        scores = out.logits.softmax(-1)[..., :-1]  # the last class is "no object"
-        raw = torch.cat([out.pred_boxes, scores], dim=-1)  # (N, Q, 4 + C)
+            raw = outputs(torch.from_numpy(np.ascontiguousarray(x)))[raw_name]
         return {raw_name: raw.float().cpu().numpy()}
 
-    return outputs_detector(run, metadata, batched=True, shown=path.name)
+    forward = DetectorForward(model, outputs, metadata, kind="a Hugging Face detector")
+    return outputs_detector(run, metadata, batched=True, shown=path.name, forward=forward)
 
 
 def remote_detector(
@@ -222,14 +245,16 @@ def remote_detector(
     return outputs_detector(checked_run, metadata, batched=True, shown=base)
 
 
-def _named(out: Any, names: list[str], shown: str) -> dict[str, np.ndarray]:
-    """A model's outputs (a dict, or a sequence in ``names``' order) by name."""
+def _named(out: Any, names: list[str], shown: str, *, keep: bool = False) -> dict[str, Any]:
+    """A model's outputs (a dict, or a sequence in ``names``' order) by name, as numpy arrays
+    (``keep``: as they are, tensors say)."""
+    as_is: Callable[[Any], Any] = (lambda v: v) if keep else np.asarray
     if isinstance(out, dict):
-        return {str(k): np.asarray(v) for k, v in out.items()}
+        return {str(k): as_is(v) for k, v in out.items()}
     seq = list(out) if isinstance(out, list | tuple) else [out]
     if len(seq) < len(names):
         raise InvalidInputError(
             f"{shown}: {len(seq)} outputs, but the detection layout reads {len(names)} "
             f"({', '.join(names)})"
         )
-    return {n: np.asarray(v) for n, v in zip(names, seq, strict=False)}
+    return {n: as_is(v) for n, v in zip(names, seq, strict=False)}

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from limner.errors import InvalidInputError, ModelError
 from limner.models.detection import BOX_FORMATS, Detector, nms, to_xyxy
 from limner.models.metadata import ModelMetadata
 from limner.models.onnx import open_session
+
+if TYPE_CHECKING:
+    from limner.models.detector_gradients import DetectorForward
 
 #: Candidates of a raw head that go into NMS: this many per detection kept at most.
 PRE_NMS = 10
@@ -129,11 +132,13 @@ def outputs_detector(
     *,
     batched: bool = False,
     shown: str = "detector",
+    forward: DetectorForward | None = None,
 ) -> Detector:
     """A :class:`Detector` of any format: ``run`` takes a preprocessed batch (the metadata's
     ``input``) and returns the outputs :func:`wanted_outputs` names, which are read as the
     ``detection`` block says. ``batched``: whether ``run`` takes several images at once (else
-    it is called an image at a time)."""
+    it is called an image at a time). ``forward``: the detector's differentiable forward,
+    where it has one."""
     meta, spec = detector_metadata(metadata)
     w, h = meta.input.width, meta.input.height
     classes = len(meta.labels)
@@ -162,7 +167,7 @@ def outputs_detector(
         return found
 
     name = meta.name if meta.name != "model" else shown
-    return Detector(fn, meta.labels, (w, h), name=name, metadata=metadata)
+    return Detector(fn, meta.labels, (w, h), name=name, metadata=metadata, forward=forward)
 
 
 def _decode_nms(
@@ -197,18 +202,35 @@ def _decode_raw(
     raw: np.ndarray, spec: DetectionSpec, classes: int, width: int, height: int
 ) -> tuple[np.ndarray, ...]:
     """Boxes, scores, labels and class scores of a YOLO-style head, after limner's NMS."""
-    a = _unbatched(raw, 2).astype(np.float64)
-    if a.ndim != 2 or 4 + classes not in a.shape:
-        raise InvalidInputError(
-            f"detection: a raw output must be (1, 4 + {classes}, N) or (1, N, 4 + {classes}) for "
-            f"{classes} labels, got {tuple(np.shape(raw))}"
-        )
-    if a.shape[0] == 4 + classes and a.shape[1] != 4 + classes:
-        a = a.T
+    a = raw_rows(np.asarray(raw), classes).astype(np.float64)
     boxes = to_xyxy(
         a[:, :4], spec.box_format, normalized=spec.normalized, width=width, height=height
     )
     class_scores = a[:, 4:]
+    idx = _kept_candidates(class_scores, boxes, spec)
+    kept = class_scores[idx]
+    return boxes[idx], kept.max(axis=1), kept.argmax(axis=1), kept
+
+
+def raw_rows(raw: Any, classes: int) -> Any:
+    """A raw head's candidates as rows ``(N, 4 + C)`` (numpy or torch), from ``(1, 4 + C, N)``
+    or ``(1, N, 4 + C)`` (or either without the batch dimension)."""
+    a = raw[0] if raw.ndim == 3 and raw.shape[0] == 1 else raw
+    if a.ndim != 2 or 4 + classes not in a.shape:
+        raise InvalidInputError(
+            f"detection: a raw output must be (1, 4 + {classes}, N) or (1, N, 4 + {classes}) for "
+            f"{classes} labels, got {tuple(raw.shape)}"
+        )
+    if a.shape[0] == 4 + classes and a.shape[1] != 4 + classes:
+        a = a.T
+    return a
+
+
+def _kept_candidates(
+    class_scores: np.ndarray, boxes: np.ndarray, spec: DetectionSpec
+) -> np.ndarray:
+    """Indices of the raw head's candidates that are detections, best first: those scoring at
+    least the threshold (the best ``PRE_NMS × max_detections``), after per-class NMS."""
     scores = class_scores.max(axis=1)
     labels = class_scores.argmax(axis=1)
     keep = np.flatnonzero(scores >= spec.score_threshold)
@@ -221,5 +243,4 @@ def _decode_raw(
             int(of_class[j]) for j in nms(boxes[of_class], scores[of_class], spec.iou_threshold)
         ]
     order = sorted(kept, key=lambda j: -scores[j])[: spec.max_detections]
-    idx = np.asarray(order, dtype=np.int64)
-    return boxes[idx], scores[idx], labels[idx], class_scores[idx]
+    return np.asarray(order, dtype=np.int64)

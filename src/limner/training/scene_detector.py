@@ -179,11 +179,18 @@ def save_onnx_detector(
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     export_onnx(net, size, out / "model.onnx", output="raw")
-    meta = {
+    meta = {**scene_detector_metadata(size, score_threshold), "artifact": "model.onnx"}
+    (out / "limner-model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def scene_detector_metadata(size: int = 96, score_threshold: float = 0.2) -> dict[str, Any]:
+    """The ``limner-model.json`` of :class:`SceneNet` (its raw head, ``cxcywh`` pixels), for
+    its ONNX export or the module itself (:func:`limner.models.detector_formats.torch_detector`)."""
+    return {
         "name": "scene-detector",
         "labels": SCENE_LABELS,
         "problem_type": "detection",
-        "artifact": "model.onnx",
         "input": {"width": size, "height": size, "layout": "NCHW", "scale": 1 / 255},
         "detection": {
             "layout": "raw",
@@ -194,5 +201,3 @@ def save_onnx_detector(
             "max_detections": 20,
         },
     }
-    (out / "limner-model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return out

@@ -122,9 +122,10 @@ def pick_box(tx: Transaction, body: SettingOverrides, method: str) -> int:
     be explained with."""
     from limner.explain.detection import DETECTION_METHODS
 
-    if method not in DETECTION_METHODS:
+    if method not in DETECTION_METHODS + GRADIENT_METHODS:  # gradients: the worker checks
         raise InvalidInputError(
-            f"a detector's box is explained with {', '.join(DETECTION_METHODS)}, not {method!r}"
+            f"a detector's box is explained with {', '.join(DETECTION_METHODS)} (and, for a "
+            f"detector with a torch forward, {', '.join(GRADIENT_METHODS)}), not {method!r}"
         )
     if body.classes is not None or body.top_k is not None:
         raise InvalidInputError("a detector's box is chosen with box or box_label, not classes")
