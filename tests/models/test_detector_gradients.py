@@ -89,3 +89,22 @@ def test_a_hugging_face_detectors_box_is_explained_with_integrated_gradients(tmp
     weights = found.explanation.classes[0].weights
     assert np.isfinite(weights).all() and np.abs(weights).sum() > 0
     assert found.to_dict()["detection"]["label"] == "square"
+
+
+def test_explain_box_takes_a_gradient_method_for_a_torchscript_detector(tmp_path: Path):
+    import json
+
+    from PIL import Image
+    from test_onnx_detector import _cli
+
+    pt = _traced(tmp_path, True)
+    (tmp_path / "det.json").write_text(json.dumps(meta(**RAW)))
+    Image.fromarray(scene(4, SIZE, SIZE)[0]).save(tmp_path / "scene.png")
+    base = [str(tmp_path / "scene.png"), "--detector", str(pt), "--metadata"]
+    done = _cli(*base, str(tmp_path / "det.json"), "--method", "integrated-gradients",
+                "--steps", "32", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "out" / "scene-box0" / "result.json").read_text())
+    assert result["method"] == "integrated-gradients" and result["detection"]["index"] == 0
+    refused = _cli(*base, str(tmp_path / "det.json"), "--method", "gradcam")
+    assert refused.returncode == 2 and "gradcam hooks" in refused.stderr, refused.stderr

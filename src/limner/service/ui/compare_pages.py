@@ -66,7 +66,8 @@ def compare_form(
             own = dep.id == sub.deployment_id
             deployments.append({"id": dep.id, "name": dep.name, "own": own, "checked": own})
     current = str(exp.settings.get("method", ""))
-    methods = DETECTION_METHODS if exp.settings.get("box") is not None else METHODS
+    box = exp.settings.get("box") is not None  # the gradient methods: torch detectors only
+    methods = DETECTION_METHODS + GRADIENT_METHODS if box else METHODS
     return {
         "action": f"/ui/explanations/{exp.id}/compare",
         "deployments": deployments,
