@@ -116,7 +116,7 @@ def test_choosing_a_box_that_is_not_there():
         explain_detection(img, empty)
     with pytest.raises(InvalidInputError, match="not one of the detector's"):
         explain_detection(img, colour_detector(), label="green")
-    with pytest.raises(InvalidInputError, match="gradcam needs gradients, and .* exposes none"):
+    with pytest.raises(InvalidInputError, match=r"gradcam needs gradients, and .* exposes none"):
         explain_detection(img, colour_detector(), method="gradcam")
     with pytest.raises(InvalidInputError, match="not 'lime_image'"):
         explain_detection(img, colour_detector(), method="lime_image")

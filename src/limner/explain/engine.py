@@ -8,9 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from limner.amortized.calibration import CHECK_PAIRS, check_coalitions
 from limner.errors import InvalidInputError
 from limner.explain.checks import class_warnings
 from limner.explain.methods import (
@@ -20,6 +23,7 @@ from limner.explain.methods import (
     METHODS,
     make_explainer,
 )
+from limner.explain.methods.amortized import amortized_estimates, learned_explainer
 from limner.explain.methods.base import Design, Estimate, Explainer
 from limner.explain.methods.gradients import (
     GradientAttributor,
@@ -62,6 +66,9 @@ from limner.imaging.decode import DEFAULT_MAX_PIXELS, ImageInput, decode_image
 from limner.imaging.transform import resize
 from limner.models.base import Model
 
+if TYPE_CHECKING:
+    from limner.amortized import AmortizedExplainer
+
 DEFAULT_METHOD = "kernelshap"
 DEFAULT_SEGMENTATION = "slic"
 DEFAULT_BASELINE = "blur"
@@ -97,13 +104,15 @@ def explain(
     steps: int | None = None,
     layer: str | None = None,
     regions: RegionMap | None = None,
+    explainer: AmortizedExplainer | str | Path | None = None,
 ) -> Explanation:
     """Explain which regions of ``image`` pushed ``model``'s classes up or down.
 
     Args:
         image: a path, encoded bytes, a PIL image or an RGB uint8 array, of any size.
         model: a loaded classifier (``limner.load_model``).
-        method: ``kernelshap`` (default), ``lime``, ``occlusion``, ``rise``, or for a model
+        method: ``kernelshap`` (default), ``lime``, ``occlusion``, ``rise``, ``amortized`` (a
+            trained explainer's forward pass, ``explainer``: docs/amortized.md), or for a model
             with a torch forward ``integrated-gradients``, ``gradcam`` or ``xrai`` (regions
             grown from Integrated Gradients by gain density, Kapishnikov et al. 2019; its
             regions replace ``segmentation``, and ``segments`` caps their number).
@@ -138,6 +147,10 @@ def explain(
         regions: a region map of this image to use instead of segmenting it (several
             explanations compared on the same regions share one); ``xrai`` then ranks these
             regions by gain density instead of growing its own.
+        explainer: method ``amortized``'s trained explainer (a folder from ``limner explainer
+            train``, or a loaded :class:`~limner.amortized.AmortizedExplainer`); its baseline
+            replaces ``baseline``. An image its check finds outside what it learned is
+            explained with the default method instead, with a warning.
 
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the RESULT.
@@ -145,9 +158,12 @@ def explain(
     _validate(method, segmentation, baseline, samples, segments, top_k, batch_size)
     _validate_uncertainty(max_samples, confidence, settle_top, tie_tolerance)
     gradients = _gradients(method, model, steps, layer)
-    explainer = (
+    learned = learned_explainer(method, explainer, model)
+    if learned is not None:
+        baseline = learned.baseline  # the games it learned were played with it
+    sampler = (
         None
-        if gradients
+        if gradients or learned
         else make_explainer(method, samples=samples, seed=seed, max_samples=max_samples)
     )
     start = time.perf_counter()
@@ -177,10 +193,10 @@ def explain(
         prepare=model.preprocess,
     )
     rng = np.random.default_rng(seed)
-    design = explainer.design(perturber, rng) if explainer else None
-    budget = 0
-    if explainer is not None and design is not None:
-        budget = max(len(design.z), explainer.samples) if explainer.adaptive() else len(design.z)
+    design = sampler.design(perturber, rng) if sampler else None
+    budget = 1 + 2 * CHECK_PAIRS if learned else 0
+    if sampler is not None and design is not None:
+        budget = max(len(design.z), sampler.samples) if sampler.adaptive() else len(design.z)
     evaluate = _Evaluator(
         predict or model.predict_tensor, batch_size or model.preferred_batch_size, progress
     )
@@ -196,9 +212,30 @@ def explain(
         estimates = [gradient_estimate(g, perturber.labels, m) for g in maps]
         open_: list = [[] for _ in chosen]
         stop_reason = "exact"
-    if explainer is not None and design is not None:
+    amortized = None
+    if learned is not None:
+        base = evaluate.masks(np.zeros((1, m), np.float32), perturber)[0]
+        checked = evaluate.masks(check_coalitions(m, seed), perturber)
+        amortized = amortized_estimates(
+            learned, perturber.image, perturber.labels, m, full, base, checked, chosen,
+            confidence, seed,
+        )  # fmt: skip
+        if amortized.outside:  # not what it learned: the per-image default explains it
+            return _fallback(
+                rgb, model, amortized.info, chosen,
+                dict(
+                    samples=samples, max_samples=max_samples, confidence=confidence,
+                    settle_top=settle_top, tie_tolerance=tie_tolerance,
+                    segmentation=segmentation, segments=segments, baseline=baseline, seed=seed,
+                    batch_size=batch_size, predict=predict, progress=progress, regions=regions,
+                ),
+            )  # fmt: skip
+        estimates = amortized.estimates
+        open_ = [[] for _ in chosen]
+        stop_reason = "amortized"
+    if sampler is not None and design is not None:
         estimates, open_, stop_reason = _sample(
-            explainer, design, evaluate, perturber, rng, chosen, confidence, settle_top,
+            sampler, design, evaluate, perturber, rng, chosen, confidence, settle_top,
             tie_tolerance,
         )  # fmt: skip
     # the budget not spent no longer counts towards the progress
@@ -226,9 +263,11 @@ def explain(
             )
         # a deterministic method's weights have no sampling error: no interval, and nothing
         # to settle (``settled`` None: not applicable), rather than a certainty it never tested
-        certain = est.deterministic
+        conformal = est.halfwidth is not None
+        certain = est.deterministic and not conformal
         q = quantile(confidence, est.dof)
-        settled = None if certain else not o
+        settled = None if certain or conformal else not o
+        stderr = est.halfwidth / q if est.halfwidth is not None else est.stderr
         explained.append(
             ClassExplanation(
                 label=model.labels[c],
@@ -243,10 +282,12 @@ def explain(
                     random_deletion_auc=rd,
                     random_insertion_auc=ri,
                 ),
-                stderr=np.zeros(0) if certain else est.stderr,
-                interval=np.zeros((0, 2)) if certain else intervals(est.weights, est.stderr, q),
+                stderr=np.zeros(0) if certain else stderr,
+                interval=np.zeros((0, 2)) if certain else intervals(est.weights, stderr, q),
                 settled=settled,
-                ties=[] if certain else ties(est.weights, est.cov, settle_top, q, tie_tolerance),
+                ties=[]
+                if certain or conformal
+                else ties(est.weights, est.cov, settle_top, q, tie_tolerance),
                 warnings=class_warnings(
                     est.fit_r2, boxes_areas, settled, stop_reason, confidence, note
                 ),
@@ -272,9 +313,33 @@ def explain(
         confidence=confidence,
         tie_tolerance=tie_tolerance,
         stop_reason=stop_reason,
-        max_samples=explainer.samples if explainer and explainer.adaptive() else None,
+        max_samples=sampler.samples if sampler and sampler.adaptive() else None,
+        amortized=amortized.info if amortized else None,
         **(_gradient_fields(method, maps, chosen, perturber.labels, m) if gradients else {}),
     )
+
+
+def _fallback(
+    image: np.ndarray,
+    model: Model,
+    info: dict,
+    chosen: list[int],
+    settings: dict,
+) -> Explanation:
+    """The default method's explanation of an image the amortized explainer's check found
+    outside what it learned, with a warning and the check's verdict in ``amortized``."""
+    exp = explain(image, model, method=DEFAULT_METHOD, classes=chosen, **settings)
+    check = info["check"]
+    warning = (
+        "this image is outside what the amortized explainer learned (its check: residual "
+        f"{check['residual']:.3g}, limit {check['residual_limit']:.3g}; efficiency gap "
+        f"{check['efficiency_gap']:.3g}, limit {check['gap_limit']:.3g}): explained with "
+        f"{DEFAULT_METHOD} instead"
+    )
+    for c in exp.classes:
+        c.warnings.append(warning)
+    exp.amortized = {**info, "fallback": DEFAULT_METHOD}
+    return exp
 
 
 def _gradient_fields(
@@ -514,7 +579,7 @@ def _validate(
     top_k: int,
     batch_size: int | None,
 ) -> None:
-    if method not in METHODS and method not in EXPLAINERS:  # drise: the detectors' own
+    if method not in METHODS and method not in EXPLAINERS and method != "amortized":
         raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if segmentation not in SEGMENTATIONS:
         raise InvalidInputError(

@@ -147,6 +147,9 @@ class Explanation(OriginalSize):
     completeness: dict[int, float] = field(default_factory=dict)
     steps: int | None = None
     layer: str | None = None
+    #: Method ``amortized``: its explainer's held-out error and the check on this image (and
+    #: ``fallback``, the method that explained it instead when the check failed).
+    amortized: dict[str, Any] | None = None
 
     @property
     def explained_classes(self) -> list[int]:
@@ -445,6 +448,7 @@ class Explanation(OriginalSize):
             "explanations": out,
             **({"steps": self.steps} if self.steps is not None else {}),
             **({"layer": self.layer} if self.layer is not None else {}),
+            **({"amortized": self.amortized} if self.amortized is not None else {}),
         }
 
     def save(self, directory: str | Path) -> Path:

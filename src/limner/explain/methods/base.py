@@ -54,6 +54,9 @@ class Estimate:
     #: such an estimate gets no intervals and no ``settled`` verdict.
     cov: np.ndarray | None = None
     dof: float = float("inf")
+    #: Each weight's interval half-width where the method gives it directly (the amortized
+    #: method's split-conformal intervals) rather than through ``cov``.
+    halfwidth: np.ndarray | None = None
 
     @property
     def deterministic(self) -> bool:

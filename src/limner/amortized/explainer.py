@@ -1,0 +1,228 @@
+"""A trained explainer: its network and its ``limner-explainer.json``, saved as data.
+
+The folder holds ``explainer.safetensors`` (the network's weights, tensors only: loading it runs
+no code, unlike a pickle) and ``limner-explainer.json``: the model it belongs to (labels, input
+size, the SHA-256 of its artifact where it has one), the baseline it was trained with, the
+network's width, how many images it learned from, its training history and the held-out
+calibration (:class:`limner.amortized.calibration.Calibration`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from limner.amortized.calibration import Calibration, calibrate
+from limner.amortized.games import SEGMENTATIONS, Games, play
+from limner.amortized.network import DEFAULT_WIDTH, ExplainerNet
+from limner.amortized.training import StageProgress, fit, pixels, region_values
+from limner.errors import InvalidInputError
+from limner.models.base import Model
+
+WEIGHTS = "explainer.safetensors"
+DESCRIPTION = "limner-explainer.json"
+FORMAT = 1
+
+
+@dataclass
+class AmortizedExplainer:
+    """An explainer network and its description (``meta``: the JSON's fields)."""
+
+    net: ExplainerNet
+    meta: dict[str, Any]
+
+    @property
+    def calibration(self) -> Calibration:
+        """The held-out calibration."""
+        return Calibration(**self.meta["calibration"])
+
+    @property
+    def baseline(self) -> str:
+        """The baseline the explainer learned its games with."""
+        return str(self.meta["baseline"])
+
+    def fits(self, model: Model, sha256: str | None = None) -> None:
+        """A one-line error unless the explainer was trained for ``model`` (labels, input size
+        and, where both are known, the artifact's SHA-256)."""
+        mine = self.meta["model"]
+        if list(mine["labels"]) != list(model.labels) or tuple(mine["input_size"]) != tuple(
+            model.input_size
+        ):
+            raise InvalidInputError(
+                f"this explainer was trained for another model ({mine.get('name')}, labels "
+                f"{', '.join(mine['labels'][:5])}, input {mine['input_size'][0]}×"
+                f"{mine['input_size'][1]})"
+            )
+        if sha256 and mine.get("sha256") and sha256 != mine["sha256"]:
+            raise InvalidInputError(
+                "this explainer was trained for another version of the model (its artifact's "
+                "SHA-256 differs): train it again"
+            )
+
+    def values(self, games: Games) -> tuple[np.ndarray, np.ndarray]:
+        """The efficient region values ``(n, C, M)`` of the games' images and the raw maps'
+        totals ``(n, C)``."""
+        with torch.no_grad():
+            maps = self.net(pixels(games.images))
+            phi = region_values(
+                maps,
+                torch.from_numpy(games.labels),
+                torch.from_numpy(games.counts),
+                torch.from_numpy(games.delta),
+                games.z.shape[2],
+            )
+            return phi.double().numpy(), maps.sum(dim=(2, 3)).double().numpy()
+
+    def region_values(
+        self, image: np.ndarray, labels: np.ndarray, count: int, delta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One image's efficient values ``(C, M)`` and raw totals ``(C,)`` (uint8 ``image``
+        and ``labels`` at the model's input size)."""
+        one = Games(
+            images=image[None],
+            labels=labels[None].astype(np.int64),
+            counts=np.array([count]),
+            z=np.zeros((1, 0, count), np.float32),
+            values=np.zeros((1, 0, len(delta)), np.float32),
+            delta=np.asarray(delta, np.float32)[None],
+            full=np.zeros((1, len(delta)), np.float32),
+        )
+        phi, totals = self.values(one)
+        return phi[0], totals[0]
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the weights and the description to ``folder``; return it."""
+        from safetensors.torch import save_file
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, out / WEIGHTS)
+        (out / DESCRIPTION).write_text(json.dumps(self.meta, indent=2) + "\n")
+        return out
+
+
+def load_explainer(folder: str | Path) -> AmortizedExplainer:
+    """An explainer folder (``explainer.safetensors`` and ``limner-explainer.json``); one-line
+    errors for anything else (no pickles are read)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(folder)
+    if not (path / DESCRIPTION).is_file() or not (path / WEIGHTS).is_file():
+        raise InvalidInputError(
+            f"{path.name}: not an explainer folder (it needs {WEIGHTS} and {DESCRIPTION})"
+        )
+    try:
+        meta = json.loads((path / DESCRIPTION).read_text())
+        classes = len(meta["model"]["labels"])
+        width = int(meta["width"])
+        Calibration(**meta["calibration"])
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(f"{path.name}/{DESCRIPTION}: not an explainer's ({exc})") from exc
+    net = ExplainerNet(classes, width)
+    try:
+        net.load_state_dict(load_file(path / WEIGHTS))
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise InvalidInputError(f"{path.name}/{WEIGHTS}: not this explainer's weights") from exc
+    return AmortizedExplainer(net.eval(), meta)
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """The SHA-256 of a model's artifact: the file, or a folder's ``limner-model.json``
+    artifact (None for built-in models and URLs)."""
+    p = Path(path)
+    if p.is_dir():
+        from limner.models.loader import artifact_path
+        from limner.models.metadata import read_metadata_dict
+
+        try:
+            p = artifact_path(p, read_metadata_dict(p / "limner-model.json"))
+        except Exception:
+            return None
+    if not p.is_file():
+        return None
+    digest = hashlib.sha256()
+    with p.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def train_explainer(
+    model: Model,
+    images: Sequence[np.ndarray],
+    *,
+    model_sha256: str | None = None,
+    baseline: str = "blur",
+    pairs: int = 16,
+    heldout: float = 0.2,
+    epochs: int = 60,
+    patience: int = 8,
+    width: int = DEFAULT_WIDTH,
+    reference_samples: int = 2048,
+    calibration_images: int = 50,
+    seed: int = 0,
+    progress: StageProgress | None = None,
+) -> AmortizedExplainer:
+    """Train an explainer for ``model`` on ``images`` (uint8, any size: resized to the model's
+    input): play the games, fit the network with a held-out share for early stopping, and
+    calibrate it on (up to ``calibration_images`` of) the held-out images against KernelSHAP
+    with ``reference_samples`` coalitions. ``progress(stage, done, total)`` for the stages
+    ``games``, ``training``, ``calibrating``."""
+    from limner.imaging.transform import resize
+
+    if len(images) < 10:
+        raise InvalidInputError(f"an explainer needs at least 10 images, not {len(images)}")
+    if not 0.05 <= heldout <= 0.5:
+        raise InvalidInputError("heldout must be between 0.05 and 0.5")
+    started = time.perf_counter()
+    w, h = model.input_size
+    sized = [resize(np.asarray(im, np.uint8), w, h) for im in images]
+    stage = progress or (lambda *_: None)
+    games = play(
+        model, sized, pairs=pairs, baseline=baseline, seed=seed,
+        progress=lambda d, t: stage("games", d, t),
+    )  # fmt: skip
+    order = np.random.default_rng(seed).permutation(len(games))
+    cut = max(2, round(heldout * len(games)))
+    held, train = games.subset(order[:cut]), games.subset(order[cut:])
+    net, report = fit(train, held, width=width, epochs=epochs, patience=patience, seed=seed,
+                      progress=progress)  # fmt: skip
+    explainer = AmortizedExplainer(net, {})
+    cal = calibrate(
+        explainer.values, model, held.subset(np.arange(min(calibration_images, len(held)))),
+        baseline=baseline, samples=reference_samples, seed=seed,
+        progress=lambda d, t: stage("calibrating", d, t),
+    )  # fmt: skip
+    explainer.meta = {
+        "format": FORMAT,
+        "model": {
+            "name": model.name,
+            "labels": list(model.labels),
+            "input_size": list(model.input_size),
+            "sha256": model_sha256,
+        },
+        "baseline": baseline,
+        "segmentations": [list(s) for s in SEGMENTATIONS],
+        "width": width,
+        "training_images": len(train),
+        "heldout_images": len(held),
+        "coalitions_per_image": 2 * pairs,
+        "epochs": len(report.train_loss),
+        "best_epoch": report.best_epoch,
+        "train_loss": [round(v, 8) for v in report.train_loss],
+        "heldout_loss": [round(v, 8) for v in report.heldout_loss],
+        "seconds": round(time.perf_counter() - started, 2),
+        "calibration": asdict(cal),
+    }
+    return explainer

@@ -1,0 +1,128 @@
+"""Method ``amortized`` (experimental): an explainer trained for one model explains in one
+forward pass, its RESULT says so, its weights add up to f(image) − f(baseline), its intervals
+are conformal; an image its check rejects is explained by the default instead; an explainer
+of another model is refused; the artifact is data (no pickle is read)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from limner.amortized import load_explainer, train_explainer
+from limner.errors import InvalidInputError
+from limner.explain import explain
+from limner.models.base import CallableModel
+from limner.models.metadata import InputSpec, ModelMetadata
+
+SIDE = 32
+
+
+def _redness(labels: list[str] = ["red", "not red"]) -> CallableModel:  # noqa: B006
+    """P(red) from how much redder than green the left half of the image is."""
+    meta = ModelMetadata(
+        labels=labels,
+        input=InputSpec(width=SIDE, height=SIDE, layout="NHWC", dtype="uint8", scale=1.0),
+        output="probabilities",
+        problem_type="binary",
+    )
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        left = x[:, :, : SIDE // 2].astype(np.float64)
+        p = 1 / (1 + np.exp(-(left[..., 0] - left[..., 1]).mean(axis=(1, 2)) / 20))
+        return np.stack([p, 1 - p], axis=1)
+
+    return CallableModel(fn, meta, name="redness")
+
+
+def _images(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = _redness()
+    learned = train_explainer(
+        model, _images(40, 0), epochs=3, pairs=8, reference_samples=64, calibration_images=8,
+        width=8,
+    )  # fmt: skip
+    return learned.save(tmp_path_factory.mktemp("explainer"))
+
+
+def _with_limits(trained: Path, folder: Path, limit: float) -> Path:
+    """The trained explainer with its check's limits set to ``limit``."""
+    learned = load_explainer(trained)
+    learned.meta["calibration"]["residual_limit"] = limit
+    learned.meta["calibration"]["gap_limit"] = limit
+    return learned.save(folder)
+
+
+def test_an_amortized_explanation_is_one_forward_pass_with_conformal_intervals(
+    trained: Path, tmp_path: Path
+):
+    model = _redness()
+    image = _images(1, 9)[0]
+    lenient = _with_limits(trained, tmp_path / "lenient", 1e9)  # the check accepts any image
+    exp = explain(image, model, method="amortized", explainer=lenient, segments=8)
+    result = exp.to_dict()
+    assert result["method"] == "amortized" and result["stop_reason"] == "amortized"
+    info = result["amortized"]
+    assert info["outside"] is False and "fallback" not in info
+    assert info["check"]["coalitions"] == 8 and info["heldout_error"] >= 0
+    c = exp.classes[0]
+    base = model.predict(np.asarray(exp.image)[None])  # the photo is at the model's size
+    assert c.intercept + c.weights.sum() == pytest.approx(float(base[0, c.class_index]), abs=1e-4)
+    width = c.interval[:, 1] - c.interval[:, 0]
+    assert np.all(width > 0) and np.allclose(width, width[0])  # one conformal half-width
+    # the baseline and the check's coalitions beside the curves: no sampling of the game
+    assert result["model_evaluations"] < explain(image, model, segments=8).model_evaluations
+
+
+def test_an_image_the_check_rejects_is_explained_by_the_default(trained: Path, tmp_path: Path):
+    strict = _with_limits(trained, tmp_path / "strict", 0.0)
+    exp = explain(_images(1, 5)[0], _redness(), method="amortized", explainer=strict)
+    assert exp.method == "kernelshap" and exp.amortized is not None
+    assert exp.amortized["fallback"] == "kernelshap" and exp.amortized["outside"] is True
+    assert any("outside what the amortized explainer learned" in w for w in exp.classes[0].warnings)
+
+
+def test_an_explainer_of_another_model_or_without_one_is_refused(trained: Path):
+    other = _redness(["warm", "cold"])
+    with pytest.raises(InvalidInputError, match="trained for another model"):
+        explain(_images(1, 1)[0], other, method="amortized", explainer=trained)
+    with pytest.raises(InvalidInputError, match="needs explainer="):
+        explain(_images(1, 1)[0], _redness(), method="amortized")
+    with pytest.raises(InvalidInputError, match="amortized only"):
+        explain(_images(1, 1)[0], _redness(), explainer=trained)
+
+
+class _Trap:
+    """A pickle that writes a file when it is loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.write_text, (self.path, "ran"))
+
+
+def test_an_explainer_artifact_is_data_and_a_pickle_is_refused_unread(
+    trained: Path, tmp_path: Path
+):
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "limner-explainer.json").write_text((trained / "limner-explainer.json").read_text())
+    marker = tmp_path / "ran.txt"
+    (folder / "explainer.safetensors").write_bytes(pickle.dumps(_Trap(marker)))
+    with pytest.raises(InvalidInputError, match="not this explainer's weights"):
+        load_explainer(folder)
+    assert not marker.exists()
+    (folder / "limner-explainer.json").write_text(json.dumps({"format": 1}))
+    with pytest.raises(InvalidInputError, match="not an explainer's"):
+        load_explainer(folder)
+    with pytest.raises(InvalidInputError, match="not an explainer folder"):
+        load_explainer(tmp_path / "nothing")
