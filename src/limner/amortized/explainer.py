@@ -71,7 +71,7 @@ class AmortizedExplainer:
         """The efficient region values ``(n, C, M)`` of the games' images and the raw maps'
         totals ``(n, C)``."""
         with torch.no_grad():
-            maps = self.net(pixels(games.images))
+            maps = self.net(pixels(games.images, games.bases))
             phi = region_values(
                 maps,
                 torch.from_numpy(games.labels),
@@ -82,12 +82,18 @@ class AmortizedExplainer:
             return phi.double().numpy(), maps.sum(dim=(2, 3)).double().numpy()
 
     def region_values(
-        self, image: np.ndarray, labels: np.ndarray, count: int, delta: np.ndarray
+        self,
+        image: np.ndarray,
+        base: np.ndarray,
+        labels: np.ndarray,
+        count: int,
+        delta: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One image's efficient values ``(C, M)`` and raw totals ``(C,)`` (uint8 ``image``
-        and ``labels`` at the model's input size)."""
+        """One image's efficient values ``(C, M)`` and raw totals ``(C,)`` (uint8 ``image``, its
+        baseline ``base`` and ``labels`` at the model's input size)."""
         one = Games(
             images=image[None],
+            bases=base[None],
             labels=labels[None].astype(np.int64),
             counts=np.array([count]),
             z=np.zeros((1, 0, count), np.float32),
@@ -164,7 +170,7 @@ def train_explainer(
     *,
     model_sha256: str | None = None,
     baseline: str = "blur",
-    pairs: int = 16,
+    pairs: int = 64,
     heldout: float = 0.2,
     epochs: int = 60,
     patience: int = 8,

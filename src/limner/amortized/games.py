@@ -38,13 +38,15 @@ SEGMENTATIONS: tuple[tuple[str, int], ...] = (
 class Games:
     """The games of ``n`` images at the classifier's input size.
 
-    ``images`` (n, H, W, 3) uint8; ``labels`` (n, H, W) region ids; ``counts`` (n,) regions of
+    ``images`` (n, H, W, 3) uint8 and their ``bases`` (the baseline images); ``labels``
+    (n, H, W) region ids; ``counts`` (n,) regions of
     each image; ``z`` (n, K, M) coalitions (1: the region is in; columns past an image's count
     are 0); ``values`` (n, K, C) their v(S); ``delta`` (n, C) = f(image) − f(baseline);
     ``full`` (n, C) = f(image).
     """
 
     images: np.ndarray
+    bases: np.ndarray
     labels: np.ndarray
     counts: np.ndarray
     z: np.ndarray
@@ -93,6 +95,7 @@ def play(
     c = model.num_classes
     h, w = images[0].shape[:2]
     labels = np.zeros((n, h, w), np.int32)
+    bases = np.zeros((n, h, w, 3), np.uint8)
     counts = np.zeros(n, np.int64)
     z = np.zeros((n, k, most), np.float32)
     values = np.zeros((n, k, c), np.float32)
@@ -122,6 +125,7 @@ def play(
         coalitions = kernel_pairs(m, pairs, rng) if m > 1 else np.ones((k, 1), np.float32)
         z[i, :, :m] = coalitions
         perturber = Perturber(image, regions, baseline, m, prepare=model.preprocess)
+        bases[i] = perturber.base
         ends = np.vstack([np.ones((1, m), np.float32), np.zeros((1, m), np.float32)])
         pending.append((i, perturber.regions(np.vstack([ends, coalitions]))))
         if sum(len(x) for _, x in pending) >= batch_size:
@@ -129,5 +133,7 @@ def play(
         if progress is not None:
             progress(i + 1, n)
     flush()
-    return Games(images=np.stack(images), labels=labels, counts=counts, z=z, values=values,
-                 delta=delta, full=full)  # fmt: skip
+    return Games(
+        images=np.stack(images), bases=bases, labels=labels, counts=counts, z=z,
+        values=values, delta=delta, full=full,
+    )  # fmt: skip

@@ -1,8 +1,10 @@
 """The explainer network: an image in, a per-pixel attribution map per class out.
 
 A small fully convolutional encoder (two stride-2 stages, then dilated convolutions for
-context) reads the image at the classifier's input size, scaled to 0..1, and predicts one map
-per class at a quarter of the resolution, upsampled bilinearly to the input size. Summed over
+context) reads the image and its baseline (what a switched-off region becomes: the Shapley
+values are about their difference), both scaled to 0..1 and brought down to at most
+:data:`WORK_SIDE` pixels on the longer side, and predicts one map per class at a quarter of
+that resolution, spread over the input's pixels. Summed over
 a region, a class's map is that region's Shapley value for the class (:mod:`.training` teaches
 it so); the same map serves any segmentation.
 """
@@ -14,16 +16,18 @@ from torch import nn
 
 #: Channels of the encoder's layers (the artifact's JSON records it).
 DEFAULT_WIDTH = 32
+#: The longest side the network works at.
+WORK_SIDE = 48
 
 
 class ExplainerNet(nn.Module):
-    """``(N, 3, H, W)`` pixels in 0..1 → ``(N, C, H, W)`` attribution maps."""
+    """``(N, 6, H, W)`` image and baseline in 0..1 → ``(N, C, H, W)`` attribution maps."""
 
     def __init__(self, classes: int, width: int = DEFAULT_WIDTH) -> None:
         super().__init__()
         c = width
         self.body = nn.Sequential(
-            nn.Conv2d(3, c, 3, padding=1),
+            nn.Conv2d(6, c, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(c, 2 * c, 3, stride=2, padding=1),
             nn.ReLU(),
@@ -37,11 +41,18 @@ class ExplainerNet(nn.Module):
             nn.ReLU(),
         )
         self.head = nn.Conv2d(2 * c, classes, 1)
+        nn.init.zeros_(self.head.weight)  # it starts from equal shares of f(x) − f(b)
+        assert self.head.bias is not None
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The maps at the input's size; each low-resolution cell's value is spread over the
         pixels it covers (so a region's sum does not depend on the resolution)."""
         h, w = x.shape[2:]
+        scale = WORK_SIDE / max(h, w)
+        if scale < 1:
+            size = (max(8, round(h * scale)), max(8, round(w * scale)))
+            x = nn.functional.interpolate(x, size=size, mode="area")
         low = self.head(self.body(x))
         cells = low.shape[2] * low.shape[3]
         up = nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)

@@ -40,9 +40,10 @@ class FitReport:
     seconds: float = 0.0
 
 
-def pixels(images: np.ndarray, device: Any = "cpu") -> torch.Tensor:
-    """uint8 images (N, H, W, 3) as the network's input (N, 3, H, W) in 0..1."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+def pixels(images: np.ndarray, bases: np.ndarray, device: Any = "cpu") -> torch.Tensor:
+    """uint8 images and their baselines (N, H, W, 3) as the network's input (N, 6, H, W) in
+    0..1."""
+    x = torch.from_numpy(np.concatenate([images, bases], axis=3)).to(device)
     return x.permute(0, 3, 1, 2).float() / 255.0
 
 
@@ -66,7 +67,7 @@ def game_loss(
 ) -> torch.Tensor:
     """The masked-model loss of images ``idx``: mean (Σ_{i∈S} φ̂_i − v(S))²."""
     size = games.z.shape[2]
-    maps = net(pixels(games.images[idx], device))
+    maps = net(pixels(games.images[idx], games.bases[idx], device))
     phi = region_values(
         maps,
         torch.from_numpy(games.labels[idx]).to(device),

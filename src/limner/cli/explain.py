@@ -59,9 +59,13 @@ def explain_command(
         str,
         typer.Option(
             help="kernelshap | lime | occlusion | rise; for PyTorch models also "
-            "integrated-gradients | gradcam | xrai"
+            "integrated-gradients | gradcam | xrai; amortized with --explainer"
         ),
     ] = "kernelshap",
+    explainer: Annotated[
+        Path | None,
+        typer.Option(help="method amortized: a folder from limner explainer train."),
+    ] = None,
     samples: SamplesOption = None,
     max_samples: Annotated[
         int | None, typer.Option(help="Budget of the adaptive default (kernelshap).")
@@ -162,7 +166,7 @@ def explain_command(
 
         view_settings = ViewSettings.parse(view, view_settings or ViewSettings.default_for(method))
     for name, value, allowed in (
-        ("method", method, METHODS),
+        ("method", method, (*METHODS, "amortized")),
         ("segmentation", segmentation, SEGMENTATIONS),
         ("baseline", baseline, BASELINES),
     ):
@@ -178,6 +182,11 @@ def explain_command(
         std=std,
         output=output,
     )
+    learned = None
+    if explainer is not None:
+        from limner.amortized import load_explainer
+
+        learned = load_explainer(explainer)  # a bad folder fails before any image is read
     headers = parse_headers(header)
     if model.startswith(("http://", "https://")):
         headers = with_limner_key(model, headers)
@@ -235,6 +244,7 @@ def explain_command(
                     steps=steps,
                     layer=layer,
                     max_pixels=max_pixels,
+                    explainer=learned,
                 )
                 exp.save(folder)
                 result = {"input": str(path), **exp.to_dict(_file_refs(exp, folder))}

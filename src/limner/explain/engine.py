@@ -217,7 +217,8 @@ def explain(
         base = evaluate.masks(np.zeros((1, m), np.float32), perturber)[0]
         checked = evaluate.masks(check_coalitions(m, seed), perturber)
         amortized = amortized_estimates(
-            learned, perturber.image, perturber.labels, m, full, base, checked, chosen,
+            learned, perturber.image, perturber.base, perturber.labels, m, full, base, checked,
+            chosen,
             confidence, seed,
         )  # fmt: skip
         if amortized.outside:  # not what it learned: the per-image default explains it

@@ -59,6 +59,7 @@ class AmortizedEstimates:
 def amortized_estimates(
     learned: AmortizedExplainer,
     image: np.ndarray,
+    base_image: np.ndarray,
     labels: np.ndarray,
     m: int,
     full: np.ndarray,
@@ -68,11 +69,12 @@ def amortized_estimates(
     confidence: float,
     seed: int,
 ) -> AmortizedEstimates:
-    """Region weights of ``chosen`` classes (``image``, ``labels`` at the model's size), with
+    """Region weights of ``chosen`` classes (``image``, its ``base_image`` and ``labels`` at
+    the model's size), with
     conformal half-widths, checked on ``check_values`` (the model's answers to
     :func:`check_coalitions` ``(m, seed)``)."""
     delta = full - base
-    phi, totals = learned.region_values(image, labels, m, delta)
+    phi, totals = learned.region_values(image, base_image, labels, m, delta)
     z = check_coalitions(m, seed).astype(np.float64)
     cal = learned.calibration
     q = cal.halfwidth(confidence)
