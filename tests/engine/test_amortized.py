@@ -56,8 +56,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _with_limits(trained: Path, folder: Path, limit: float) -> Path:
     """The trained explainer with its check's limits set to ``limit``."""
     learned = load_explainer(trained)
-    learned.meta["calibration"]["residual_limit"] = limit
-    learned.meta["calibration"]["gap_limit"] = limit
+    for name in ("residual_limit", "gap_limit", "distance_limit"):
+        learned.meta["calibration"][name] = limit
     return learned.save(folder)
 
 
@@ -88,6 +88,20 @@ def test_an_image_the_check_rejects_is_explained_by_the_default(trained: Path, t
     assert exp.method == "kernelshap" and exp.amortized is not None
     assert exp.amortized["fallback"] == "kernelshap" and exp.amortized["outside"] is True
     assert any("outside what the amortized explainer learned" in w for w in exp.classes[0].warnings)
+
+
+def test_an_image_far_from_the_training_images_features_is_sent_to_the_default(
+    trained: Path, tmp_path: Path
+):
+    """The distance check alone (the coalitions' and the efficiency limits lenient)."""
+    learned = load_explainer(trained)
+    limits = learned.meta["calibration"]
+    limits.update(residual_limit=1e9, gap_limit=1e9, distance_limit=0.0)
+    exp = explain(_images(1, 3)[0], _redness(), method="amortized",
+                  explainer=learned.save(tmp_path / "near"))  # fmt: skip
+    assert exp.method == "kernelshap" and exp.amortized is not None
+    assert exp.amortized["check"]["distance"] > 0
+    assert any("distance from its training images" in w for w in exp.classes[0].warnings)
 
 
 def test_an_explainer_of_another_model_or_without_one_is_refused(trained: Path):

@@ -11,7 +11,8 @@ least-squares fit). On the held-out images :func:`calibrate` compares the explai
   as the held-out images are exchangeable with them);
 - the **check's** distribution on images like the training ones: the efficiency gap (how far
   the raw region sums are from f(x) − f(b)) and the residual of a few coalitions evaluated on
-  the image (:func:`check_coalitions`), both in units of |f(x) − f(b)| + 0.05. An image whose
+  the image (:func:`check_coalitions`), both in units of |f(x) − f(b)| + 0.05, and the image's
+  distance from the training images' features (the network's own, Mahalanobis). An image whose
   check exceeds what the held-out images reached is outside what the explainer learned.
 """
 
@@ -44,6 +45,9 @@ class Calibration:
     gap_limit: float
     residual_limit: float
     reference_samples: int
+    #: The largest distance from the training images' features a familiar image has (the
+    #: held-out images' 99th percentile); None: not checked.
+    distance_limit: float | None = None
 
     def halfwidth(self, confidence: float) -> float:
         """The conformal quantile of the scores at ``confidence`` (finite-sample corrected)."""
@@ -109,6 +113,7 @@ def calibrate(
     model: Model,
     heldout: Games,
     *,
+    distances: Callable[[Games], np.ndarray] | None = None,
     baseline: str,
     samples: int = 2048,
     seed: int = 0,
@@ -117,7 +122,8 @@ def calibrate(
     """Compare the explainer with near-exact values on the ``heldout`` games' images.
 
     ``predict_values(games)`` gives the explainer's efficient values ``(n, C, M)`` and the raw
-    sums' totals ``(n, C)``."""
+    sums' totals ``(n, C)``; ``distances(games)`` each image's distance from the training
+    images' features."""
     phi_hat, raw_totals = predict_values(heldout)
     errors: list[float] = []
     scores: list[float] = []
@@ -154,4 +160,7 @@ def calibrate(
         gap_limit=float(np.quantile(gaps, CHECK_QUANTILE)),
         residual_limit=float(np.quantile(residuals, CHECK_QUANTILE)),
         reference_samples=samples,
+        distance_limit=(
+            None if distances is None else float(np.quantile(distances(heldout), CHECK_QUANTILE))
+        ),
     )

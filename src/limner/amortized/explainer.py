@@ -81,6 +81,17 @@ class AmortizedExplainer:
             )
             return phi.double().numpy(), maps.sum(dim=(2, 3)).double().numpy()
 
+    def distances(self, games: Games) -> np.ndarray:
+        """Each of the games' images' distance from the training images' features."""
+        with torch.no_grad():
+            return self.net.distance(pixels(games.images, games.bases)).double().numpy()
+
+    def distance(self, image: np.ndarray, base: np.ndarray) -> float:
+        """One image's distance from the training images' features (uint8 ``image`` and its
+        baseline ``base`` at the model's input size)."""
+        with torch.no_grad():
+            return float(self.net.distance(pixels(image[None], base[None]))[0])
+
     def region_values(
         self,
         image: np.ndarray,
@@ -204,9 +215,15 @@ def train_explainer(
     held, train = games.subset(order[:cut]), games.subset(order[cut:])
     net, report = fit(train, held, width=width, epochs=epochs, patience=patience, seed=seed,
                       progress=progress)  # fmt: skip
+    with torch.no_grad():
+        net.familiarize(torch.cat([
+            net.features(pixels(train.images[s : s + 64], train.bases[s : s + 64]))
+            for s in range(0, len(train), 64)
+        ]))  # fmt: skip
     explainer = AmortizedExplainer(net, {})
     cal = calibrate(
         explainer.values, model, held.subset(np.arange(min(calibration_images, len(held)))),
+        distances=explainer.distances,
         baseline=baseline, samples=reference_samples, seed=seed,
         progress=lambda d, t: stage("calibrating", d, t),
     )  # fmt: skip

@@ -44,16 +44,54 @@ class ExplainerNet(nn.Module):
         nn.init.zeros_(self.head.weight)  # it starts from equal shares of f(x) − f(b)
         assert self.head.bias is not None
         nn.init.zeros_(self.head.bias)
+        features = 4 * c  # the feature maps' mean and spread, per channel
+        #: Where the training images' features lie (their mean and shrunk precision), so that
+        #: :meth:`distance` can tell an image unlike them (set after training; saved with the
+        #: weights).
+        self.register_buffer("familiar_mean", torch.zeros(features))
+        self.register_buffer("familiar_precision", torch.eye(features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The maps at the input's size; each low-resolution cell's value is spread over the
-        pixels it covers (so a region's sum does not depend on the resolution)."""
+    def _small(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2:]
         scale = WORK_SIDE / max(h, w)
         if scale < 1:
             size = (max(8, round(h * scale)), max(8, round(w * scale)))
             x = nn.functional.interpolate(x, size=size, mode="area")
-        low = self.head(self.body(x))
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 4·width)``: the mean and standard deviation of each of the encoder's
+        channels over the image."""
+        f = self.body(self._small(x))
+        return torch.cat([f.mean(dim=(2, 3)), f.std(dim=(2, 3))], dim=1)
+
+    def familiarize(self, features: torch.Tensor, shrink: float = 0.1) -> None:
+        """Remember where the training images' ``features`` lie: their mean and the inverse of
+        their covariance, shrunk towards its average variance (a stable inverse)."""
+        mean = features.mean(dim=0)
+        centred = features - mean
+        cov = centred.T @ centred / max(len(features) - 1, 1)
+        scale = torch.trace(cov) / cov.shape[0]
+        shrunk = (1 - shrink) * cov + shrink * scale * torch.eye(cov.shape[0])
+        self._buffer("familiar_mean").copy_(mean)
+        self._buffer("familiar_precision").copy_(torch.linalg.inv(shrunk))
+
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N,)``: each image's Mahalanobis distance from the training images' features."""
+        d = self.features(x) - self._buffer("familiar_mean")
+        quadratic = ((d @ self._buffer("familiar_precision")) * d).sum(dim=1)
+        return torch.sqrt(torch.clamp(quadratic, min=0))
+
+    def _buffer(self, name: str) -> torch.Tensor:
+        buffer = self.get_buffer(name)
+        assert isinstance(buffer, torch.Tensor)
+        return buffer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The maps at the input's size; each low-resolution cell's value is spread over the
+        pixels it covers (so a region's sum does not depend on the resolution)."""
+        h, w = x.shape[2:]
+        low = self.head(self.body(self._small(x)))
         cells = low.shape[2] * low.shape[3]
         up = nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
         return up * (cells / (h * w))

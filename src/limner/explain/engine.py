@@ -334,8 +334,9 @@ def _fallback(
     warning = (
         "this image is outside what the amortized explainer learned (its check: residual "
         f"{check['residual']:.3g}, limit {check['residual_limit']:.3g}; efficiency gap "
-        f"{check['efficiency_gap']:.3g}, limit {check['gap_limit']:.3g}): explained with "
-        f"{DEFAULT_METHOD} instead"
+        f"{check['efficiency_gap']:.3g}, limit {check['gap_limit']:.3g}; distance from its "
+        f"training images {check['distance']:.3g}, limit {check['distance_limit']}): "
+        f"explained with {DEFAULT_METHOD} instead"
     )
     for c in exp.classes:
         c.warnings.append(warning)

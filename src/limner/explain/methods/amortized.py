@@ -5,8 +5,9 @@ the image's regions and made efficient (they add up to f(image) − f(baseline))
 region weights. Two model evaluations beside f(image) are needed for that (the baseline), and
 :data:`~limner.amortized.calibration.CHECK_PAIRS` × 2 more check the weights on the image: the
 coalitions' residual and the raw maps' efficiency gap, against what the held-out images reached
-(:class:`~limner.amortized.calibration.Calibration`). Past it, the image is outside what the
-explainer learned, and the engine explains it with the per-image default instead, saying so.
+(:class:`~limner.amortized.calibration.Calibration`), and so is the image's distance from the
+training images' features. Past any, the image is outside what the explainer learned, and the
+engine explains it with the per-image default instead, saying so.
 
 Each region's interval is split conformal: the held-out scores' quantile at the confidence,
 times σ = (|f(x) − f(b)| + 0.05) / M.
@@ -94,7 +95,9 @@ def amortized_estimates(
                 halfwidth=np.full(m, q * sigma),
             )
         )
-    outside = worst_gap > cal.gap_limit or worst_residual > cal.residual_limit
+    distance = learned.distance(image, base_image)
+    unfamiliar = cal.distance_limit is not None and distance > cal.distance_limit
+    outside = unfamiliar or worst_gap > cal.gap_limit or worst_residual > cal.residual_limit
     info = {
         "heldout_error": round(cal.heldout_error, 6),
         "trained_on": learned.meta.get("training_images"),
@@ -106,6 +109,8 @@ def amortized_estimates(
             "residual": round(worst_residual, 6),
             "residual_limit": round(cal.residual_limit, 6),
             "coalitions": len(z),
+            "distance": round(distance, 6),
+            "distance_limit": None if cal.distance_limit is None else round(cal.distance_limit, 6),
         },
         "outside": bool(outside),
     }
