@@ -50,6 +50,20 @@ def _gradient_results() -> list[dict]:
     ]
 
 
+def _amortized_result() -> dict:
+    """The RESULT of method ``amortized`` (it adds its own object) with a tiny explainer."""
+    from limner.amortized import train_explainer
+
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(12)]
+    model = brightness_model(32)
+    learned = train_explainer(
+        model, images, epochs=1, pairs=4, reference_samples=32, calibration_images=3, width=8
+    )
+    exp = limner.explain(images[0], model, method="amortized", explainer=learned, segments=4)
+    return exp.to_dict()
+
+
 def _keys(value: object, prefix: str = "") -> set[tuple[str, str]]:
     """Every field of a JSON value as (name, ``parent.name``); fields of list items keep the
     list's prefix."""
@@ -67,7 +81,7 @@ def test_every_result_field_is_documented() -> None:
     doc = (ROOT / "docs" / "result.md").read_text()
     documented = set(re.findall(r"`([a-z0-9_.]+)`", doc))
     fields = _keys(_result())
-    for extra in _gradient_results():
+    for extra in [*_gradient_results(), _amortized_result()]:
         fields |= _keys(extra)
     parents = {d.split(".")[0] for d in documented if "." in d}
     missing = sorted(d for b, d in fields if not {b, d} & (documented | parents))
