@@ -42,6 +42,10 @@ def grid_labels(height: int, width: int, n: int) -> np.ndarray:
 COUNT_TOLERANCE = 0.2
 #: Longest side at which quickshift runs (its cost grows with pixels × kernel area).
 QUICKSHIFT_MAX_SIDE = 128
+#: Width of the Gaussian that smooths an image before SLIC, as a share of its longer side; 0
+#: (none) by default: 1/75 (3 px at 224) keeps the regions under pixel noise but is not yet
+#: measured for faithfulness (docs/benchmarks.md, "Regions under noise").
+SLIC_SMOOTHING = 0.0
 #: Most segmentations tried while searching an algorithm's scale parameter.
 MAX_TRIES = 8
 
@@ -79,13 +83,19 @@ def _run(image: np.ndarray, algorithm: str, segments: int, t: float) -> np.ndarr
     h, w = image.shape[:2]
     if algorithm == "slic":
         n = max(2, round(segments * t))
+        sigma = SLIC_SMOOTHING * max(h, w)  # skimage: 0 smooths nothing
         labels = sk.slic(
-            image, n_segments=n, compactness=10.0, start_label=0, enforce_connectivity=True
+            image,
+            n_segments=n,
+            compactness=10.0,
+            sigma=sigma,
+            start_label=0,
+            enforce_connectivity=True,
         )
         if labels.max() + 1 < max(2, segments // 4):
             # fine, noisy textures can collapse SLIC into a few regions: let SLIC-zero adapt
             # the compactness per region instead
-            labels = sk.slic(image, n_segments=n, slic_zero=True, start_label=0)
+            labels = sk.slic(image, n_segments=n, slic_zero=True, sigma=sigma, start_label=0)
         return np.asarray(labels)
     if algorithm == "quickshift":
         # LIME's settings, with the kernel scaled to reach the requested count
