@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from skimage import data
+from stats import paired
 
 from limner import load_model
 from limner.amortized import train_explainer
@@ -33,12 +34,6 @@ from limner.training import load_image_folder, train
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "camera", "rocket", "hubble_deep_field",
           "immunohistochemistry", "brick", "grass", "gravel")  # fmt: skip
-
-
-def _interval(diffs: np.ndarray, rng: np.random.Generator) -> str:
-    boot = [np.mean(rng.choice(diffs, len(diffs))) for _ in range(2000)]
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    return f"{np.mean(diffs):+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def main() -> None:
@@ -101,8 +96,8 @@ def main() -> None:
         print(f"| {name} | {np.median(e):.3f} ({e.mean():.3f}) | {a[:, 0].mean():.3f} | "
               f"{a[:, 1].mean():.3f} | {np.median(seconds[name]):.3f} |")  # fmt: skip
     a, d = np.array(aucs["amortized"]), np.array(aucs["default"])
-    dele = _interval(a[:, 0] - d[:, 0], rng)
-    ins = _interval(a[:, 1] - d[:, 1], rng)
+    dele = paired(a[:, 0] - d[:, 0], rng)
+    ins = paired(a[:, 1] - d[:, 1], rng)
     print(f"\namortized − default, paired bootstrap 95%: deletion {dele}, insertion {ins}")
     print(
         f"conformal 90% intervals cover {covered}/{total} "

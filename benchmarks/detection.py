@@ -17,6 +17,7 @@ import os
 import time
 
 import numpy as np
+from stats import bootstrap_interval
 
 from limner.datasets.scenes import colour_detector, scene
 from limner.explain.detection import box_target, drise_map, explain_detection, pick_target
@@ -36,14 +37,6 @@ def curves_auc(model: Model, photo: np.ndarray, labels: np.ndarray, weights: np.
     p = np.concatenate([model.predict(pert.regions(z[i : i + 32]))[:, 0] for z in (dele, ins)
                         for i in range(0, len(z), 32)])  # fmt: skip
     return auc(p[: m + 1]), auc(p[m + 1 :])
-
-
-def interval(diffs: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """Paired bootstrap 95% interval of the mean of ``diffs``."""
-    rng = np.random.default_rng(seed)
-    means = [diffs[rng.integers(0, len(diffs), len(diffs))].mean() for _ in range(5000)]
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def main() -> None:
@@ -87,8 +80,8 @@ def main() -> None:
     ratio = a[:, 0] / a[:, 1]
     del_diff = a[:, 2] - a[:, 3]  # lower deletion is better: > 0 means the default is worse
     ins_diff = a[:, 4] - a[:, 5]  # higher insertion is better: < 0 means the default is worse
-    lo_d, hi_d = interval(del_diff)
-    lo_i, hi_i = interval(ins_diff)
+    lo_d, hi_d = bootstrap_interval(del_diff, np.random.default_rng(0))
+    lo_i, hi_i = bootstrap_interval(ins_diff, np.random.default_rng(0))
     print()
     print(
         f"{args.scenes} scenes of {WIDTH}×{HEIGHT}, the best-scoring box each; "

@@ -25,6 +25,7 @@ import platform
 import time
 
 import numpy as np
+from stats import paired
 
 import limner
 from limner.imaging import resize
@@ -49,13 +50,6 @@ def images() -> dict[str, np.ndarray]:
         }.items():  # fmt: skip
             out[f"{name}-{tag}"] = np.ascontiguousarray(photo[y : y + SIDE, x : x + SIDE])
     return out
-
-
-def interval(diffs: np.ndarray, rng: np.random.Generator, fmt: str = "+.3f") -> str:
-    """Mean of paired differences with its bootstrap 95% interval."""
-    boot = [np.mean(rng.choice(diffs, len(diffs))) for _ in range(4000)]
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    return f"{np.mean(diffs):{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
 def max_sensitivity(draws: int, cases: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -174,8 +168,8 @@ def main() -> None:
     ins = per_image("smoothed", "insertion") - per_image("unsmoothed", "insertion")
     print(
         f"\nsmoothed − unsmoothed, {len(cases)} images (each the mean of {args.seeds} seeds), "
-        f"paired bootstrap 95% over images: deletion {interval(dele, rng)}, "
-        f"insertion {interval(ins, rng)}"
+        f"paired bootstrap 95% over images: deletion {paired(dele, rng)}, "
+        f"insertion {paired(ins, rng)}"
     )
 
 
