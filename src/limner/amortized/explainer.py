@@ -115,13 +115,17 @@ class AmortizedExplainer:
         phi, totals = self.values(one)
         return phi[0], totals[0]
 
+    def weights(self) -> bytes:
+        """The network's weights as safetensors bytes (tensors only)."""
+        from safetensors.torch import save
+
+        return save({k: v.contiguous() for k, v in self.net.state_dict().items()})
+
     def save(self, folder: str | Path) -> Path:
         """Write the weights and the description to ``folder``; return it."""
-        from safetensors.torch import save_file
-
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, out / WEIGHTS)
+        (out / WEIGHTS).write_bytes(self.weights())
         (out / DESCRIPTION).write_text(json.dumps(self.meta, indent=2) + "\n")
         return out
 
@@ -129,9 +133,6 @@ class AmortizedExplainer:
 def load_explainer(folder: str | Path) -> AmortizedExplainer:
     """An explainer folder (``explainer.safetensors`` and ``limner-explainer.json``); one-line
     errors for anything else (no pickles are read)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(folder)
     if not (path / DESCRIPTION).is_file() or not (path / WEIGHTS).is_file():
         raise InvalidInputError(
@@ -139,18 +140,30 @@ def load_explainer(folder: str | Path) -> AmortizedExplainer:
         )
     try:
         meta = json.loads((path / DESCRIPTION).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"{path.name}/{DESCRIPTION}: not an explainer's ({exc})") from exc
+    return explainer_from(meta, (path / WEIGHTS).read_bytes(), name=path.name)
+
+
+def explainer_from(meta: Any, weights: bytes, *, name: str = "explainer") -> AmortizedExplainer:
+    """An explainer from its description and its safetensors weights (bytes); one-line errors
+    for anything else. Safetensors holds tensors only: reading it runs no code."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
         classes = len(meta["model"]["labels"])
         width = int(meta["width"])
         Calibration(**meta["calibration"])
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInputError(f"{path.name}/{DESCRIPTION}: not an explainer's ({exc})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(f"{name}/{DESCRIPTION}: not an explainer's ({exc})") from exc
     net = ExplainerNet(classes, width)
     try:
-        net.load_state_dict(load_file(path / WEIGHTS))
-    except (SafetensorError, RuntimeError, OSError) as exc:
-        raise InvalidInputError(f"{path.name}/{WEIGHTS}: not this explainer's weights") from exc
+        net.load_state_dict(load(weights))
+    except (SafetensorError, RuntimeError, OSError, ValueError) as exc:
+        raise InvalidInputError(f"{name}/{WEIGHTS}: not this explainer's weights") from exc
     return AmortizedExplainer(net.eval(), meta)
 
 

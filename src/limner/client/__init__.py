@@ -29,6 +29,7 @@ from limner.client._explanation import Explanation, ExplanationFailedError
 from limner.client._resources import (
     Deployment,
     Deployments,
+    Explainers,
     Explanations,
     Reports,
     Subscription,
@@ -79,6 +80,7 @@ class APIClient:
         self.explanations = Explanations(self._core)
         self.comparisons = Comparisons(self._core)
         self.reports = Reports(self._core)
+        self.explainers = Explainers(self._core)
 
     @property
     def base_url(self) -> str:

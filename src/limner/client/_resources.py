@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from limner.client._core import error_from_response
+from limner.client._core import error_from_response, poll_until_done
 from limner.client._explanation import Explanation
 
 if TYPE_CHECKING:
@@ -152,6 +152,57 @@ class Deployments:
     def delete(self, deployment: Deployment | str) -> None:
         """Remove a deployment with its subscription, transactions and explanations."""
         self._core.request("DELETE", f"/v1/deployments/{_id(deployment)}")
+
+
+class Explainers:
+    """``client.explainers``: deployments' amortized explainers (docs/amortized.md)."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    def train(
+        self,
+        deployment: Deployment | str,
+        *,
+        images: list[str | Path] | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        **settings: Any,
+    ) -> dict[str, Any]:
+        """Train the deployment's explainer on its newest logged transactions, or on the
+        ``images`` files given; ``settings``: ``limit``, ``baseline``, ``pairs``, ``epochs``,
+        ``calibration_images``, ``reference_samples``, ``seed``. With ``wait``, return once
+        the training is finished or failed."""
+        path = f"/v1/deployments/{_id(deployment)}/explainers"
+        if images is None:
+            data = self._core.json("POST", path, json=settings)
+        else:
+            files = [
+                ("images", (Path(p).name, Path(p).read_bytes(), "application/octet-stream"))
+                for p in images
+            ]
+            fields = {k: str(v) for k, v in settings.items()}
+            data = self._core.json("POST", path, data=fields, files=files)
+        if wait:
+            explainer_id = data["id"]
+
+            def refresh() -> str:
+                data.update(self.get(explainer_id))
+                return str(data["status"])
+
+            poll_until_done(refresh, what=f"explainer {explainer_id}", timeout=timeout, poll=poll)
+        return data
+
+    def list(self, deployment: Deployment | str) -> list[dict[str, Any]]:
+        """The deployment's explainers, newest version first (``current``: the one method
+        ``amortized`` uses)."""
+        path = f"/v1/deployments/{_id(deployment)}/explainers"
+        return list(self._core.json("GET", path)["explainers"])
+
+    def get(self, explainer_id: str) -> dict[str, Any]:
+        """One explainer training: status, progress, and once finished what it learned."""
+        return dict(self._core.json("GET", f"/v1/explainers/{explainer_id}"))
 
 
 class Subscriptions:

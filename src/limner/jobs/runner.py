@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import ColumnElement, and_, or_, select, update
@@ -47,7 +47,19 @@ POLL_LIMIT = 1000
 #: explanations are all made on the same regions); the rest of the settings go to ``explain``.
 REGIONS_SETTING = "shared_regions"
 
+#: The job setting naming the trained explainer (an ``explainers`` row) of method
+#: ``amortized``.
+EXPLAINER_SETTING = "explainer_id"
+
 JobOutcome = tuple[dict[str, Any], dict[str, str]]
+
+
+class ExplainerSource(Protocol):
+    """Loads a trained explainer by its id (:class:`limner.jobs.explainers.ExplainerTrainer`)."""
+
+    def load(self, explainer_id: str) -> Any:
+        """The finished explainer ``explainer_id``."""
+        ...
 
 
 def _explaining_deployment(s: Session, job: Explanation, sub: Subscription) -> Deployment | None:
@@ -122,6 +134,7 @@ class JobRunner:
         poll_seconds: float = 2.0,
         fair_share: int | None = None,
         job_timeout: float | None = None,
+        explainers: ExplainerSource | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -143,6 +156,8 @@ class JobRunner:
         self._space_of: dict[str, str] = {}  # space of each job running here
         #: Seconds one job may take in all (None: no limit).
         self.job_timeout = job_timeout
+        #: Where method ``amortized`` finds a deployment's trained explainer.
+        self.explainers = explainers
 
     def enqueue(self, explanation_id: str) -> None:
         """Run the (already stored, queued) job soon, unless this process already has it."""
@@ -375,6 +390,11 @@ class JobRunner:
         shared = settings.pop(REGIONS_SETTING, None)
         if shared is not None:
             settings["regions"] = self._shared_regions(str(shared))
+        learned = settings.pop(EXPLAINER_SETTING, None)
+        if learned is not None:
+            if self.explainers is None:
+                raise RuntimeError("this runner has no explainers for method amortized")
+            settings["explainer"] = self.explainers.load(str(learned))
         if self.models is None:
             raise RuntimeError("this runner has no models; it hands model work to its executor")
         deadline = Deadline(self.job_timeout)

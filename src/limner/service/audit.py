@@ -63,6 +63,7 @@ AUDITED: dict[tuple[str, str], str] = {
     ("PUT", "/v1/transactions/{scoring_id}/feedback"): "transaction.feedback",
     ("POST", "/v1/comparisons"): "explanation.compare",
     ("POST", "/ui/login-links"): "login_link.create",
+    ("POST", "/v1/deployments/{deployment_id}/explainers"): "explainer.train",
 }
 
 #: Where a handler leaves what it adds to its request's record.

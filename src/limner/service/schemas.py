@@ -9,7 +9,15 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Method = Literal[
-    "lime", "kernelshap", "occlusion", "rise", "drise", "integrated-gradients", "gradcam", "xrai"
+    "lime",
+    "kernelshap",
+    "occlusion",
+    "rise",
+    "drise",
+    "integrated-gradients",
+    "gradcam",
+    "xrai",
+    "amortized",
 ]
 Segmentation = Literal["slic", "quickshift", "felzenszwalb", "grid"]
 Baseline = Literal["mean", "blur", "gray", "black"]
@@ -92,6 +100,8 @@ class DeploymentRead(BaseModel):
     num_classes: int
     input_size: list[int]
     inference_url: str
+    #: The SHA-256 of the model's artifact (null for built-in models and URLs).
+    artifact_sha256: str | None = None
     created_at: Timestamp
 
 
@@ -162,6 +172,12 @@ class ExplainabilitySettings(Strict):
     layer: str | None = Field(default=None, min_length=1, max_length=200)
     #: The view the dashboard shows of each explanation (default: the method's Vertex default).
     view: ViewBody | None = None
+    #: Explain every scored transaction in the background (with the deployment's amortized
+    #: explainer once it has one, else with ``method``).
+    auto_explain: bool = False
+    #: Train the deployment's amortized explainer from its logged transactions once this many
+    #: are logged (null: only on request).
+    explainer_after: int | None = Field(default=None, ge=10, le=5000)
 
 
 class SubscriptionRead(BaseModel):

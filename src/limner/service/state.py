@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from limner.jobs import JobRunner, ModelProvider, make_executor
+from limner.jobs.explainers import ExplainerTrainer
 from limner.service.guard import FailedKeyLimiter
 from limner.service.loads import ModelLoads
 from limner.service.metrics import Metrics, serve_operator_metrics
@@ -30,6 +31,7 @@ class ServiceState:
     key_limiter: FailedKeyLimiter
     scoring_slots: SpaceSlots
     audit: AuditLog
+    explainers: ExplainerTrainer
     metrics_server: Any = None
 
     @classmethod
@@ -41,6 +43,13 @@ class ServiceState:
         blobs = open_blob_store(settings.resolved_blob_url())
         models = ModelProvider.from_settings(settings)
         metrics = Metrics()
+        explainers = ExplainerTrainer(
+            db,
+            blobs,
+            models,
+            max_pixels=settings.max_pixels,
+            replica_id=settings.resolved_replica_id(),
+        )
         runner = JobRunner(
             db,
             blobs,
@@ -55,8 +64,10 @@ class ServiceState:
             poll_seconds=settings.poll_seconds,
             fair_share=max(1, settings.workers // 2),
             job_timeout=settings.job_timeout,
+            explainers=explainers,
         )
         runner.resume()
+        explainers.resume()
         loads = ModelLoads(max_concurrent=settings.model_loads, timeout=settings.model_load_timeout)
         server = None
         if settings.metrics_port is not None:
@@ -69,8 +80,9 @@ class ServiceState:
         )
         audit = AuditLog(db, enabled=settings.audit)
         return cls(
-            settings, db, blobs, models, runner, metrics, loads, limiter, slots, audit, server
-        )
+            settings, db, blobs, models, runner, metrics, loads, limiter, slots, audit, explainers,
+            server,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Stop the jobs, unload the models, close the database."""
@@ -79,6 +91,7 @@ class ServiceState:
             self.metrics_server.server_close()
         self.loads.close()
         self.runner.close()
+        self.explainers.close()
         self.models.registry.close()
         self.audit.close()
         self.db.close()

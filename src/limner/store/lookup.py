@@ -7,9 +7,15 @@ from typing import TypeVar
 from sqlalchemy import select
 
 from limner.store.db import Database
-from limner.store.tables import Deployment, Explanation, Subscription, Transaction
+from limner.store.tables import (
+    Deployment,
+    ExplainerJob,
+    Explanation,
+    Subscription,
+    Transaction,
+)
 
-Owned = TypeVar("Owned", Deployment, Subscription, Transaction, Explanation)
+Owned = TypeVar("Owned", Deployment, Subscription, Transaction, Explanation, ExplainerJob)
 
 
 def find_in_space(db: Database, table: type[Owned], row_id: str, space_id: str) -> Owned | None:

@@ -228,3 +228,44 @@ class AuditRecord(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ExplainerJob(Base):
+    """An amortized explainer of a deployment: its training job and, once finished, the
+    explainer itself (``meta``: its ``limner-explainer.json``; ``weights_blob``: its
+    safetensors weights, data only). Each training makes a new ``version`` of the deployment's
+    explainer; method ``amortized`` uses the newest finished one of the deployment's current
+    artifact."""
+
+    __tablename__ = "explainers"
+    __table_args__ = (Index("ix_explainers_dep_version", "deployment_id", "version", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    #: ``queued``, ``running``, ``finished`` or ``failed``, as explanation jobs.
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    #: ``transactions`` (the deployment's logged images) or ``upload`` (``images_blob``).
+    source: Mapped[str] = mapped_column(String(16))
+    #: The training settings (baseline, pairs, epochs, limit, calibration).
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: An upload's images, resized to the model's input (one ``.npy`` blob, released once
+    #: the training is over).
+    images_blob: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The SHA-256 of the deployment's artifact the explainer was trained for.
+    model_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stage: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    weights_blob: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The replica that runs it (a restart of that replica queues it again).
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    requested_by_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    requested_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

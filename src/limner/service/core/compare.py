@@ -39,6 +39,8 @@ from limner.service.comparison_schemas import (
     PairAgreementRead,
 )
 from limner.service.core.deployments import check_live
+from limner.service.core.explainers import METHOD as AMORTIZED
+from limner.service.core.explainers import amortized_settings
 from limner.service.core.explanations import _OVERRIDABLE, _check_classes, box_settings
 from limner.service.core.quotas import (
     JOBS_RETRY_AFTER,
@@ -132,7 +134,8 @@ def request_comparison(state: ServiceState, space: SpaceRef, body: ComparisonCre
     base["segments"] = base.get("segments") or DEFAULT_SEGMENTS
     settings = [
         check_explanation_settings(_job_settings(base, method), state.settings)
-        for _, method in pairs
+        | (amortized_settings(state, dep.id if dep else None) if method == AMORTIZED else {})
+        for dep, method in pairs
     ]
     _check_room(state, space, len(pairs))
     regions_key = _segment_once(state, tx, base["segmentation"], base["segments"])

@@ -42,11 +42,13 @@ from limner.models.zoo import BUILTIN_MODELS
 from limner.net import UrlPolicy
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
+from limner.store.blobs import release_blobs
 from limner.store.lookup import list_in_space
 from limner.store.private import private_dir, private_tree
 from limner.store.tables import (
     Annotation,
     Deployment,
+    ExplainerJob,
     Explanation,
     Subscription,
     Transaction,
@@ -540,11 +542,33 @@ def delete_deployment(state: ServiceState, dep: Deployment) -> None:
     """Remove a deployment with its subscription, transactions and explanations (see
     :func:`has_reviewed_history`: the route retires instead unless an admin purges)."""
     with state.db.session() as s:
+        trained = s.execute(
+            select(ExplainerJob.weights_blob, ExplainerJob.images_blob).where(
+                ExplainerJob.deployment_id == dep.id
+            )
+        ).all()
         row = s.get(Deployment, dep.id)
         if row is not None:
             s.delete(row)
+    _release_explainer_blobs(state, {key for pair in trained for key in pair if key})
     state.models.drop_deployment(dep.id)
     shutil.rmtree(state.settings.data_dir / "models" / dep.id, ignore_errors=True)
+
+
+def _release_explainer_blobs(state: ServiceState, keys: set[str]) -> None:
+    """Delete the blobs of deleted explainers (weights, an upload's images) that no remaining
+    explainer references (two trainings may have made the same bytes)."""
+
+    def referenced(batch: list[str]) -> set[str]:
+        with state.db.session() as s:
+            rows = s.execute(
+                select(ExplainerJob.weights_blob, ExplainerJob.images_blob).where(
+                    or_(ExplainerJob.weights_blob.in_(batch), ExplainerJob.images_blob.in_(batch))
+                )
+            )
+            return {key for pair in rows for key in pair if key}
+
+    release_blobs(state.blobs, keys, referenced)
 
 
 def check_live(dep: Deployment) -> None:

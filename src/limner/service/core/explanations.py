@@ -6,11 +6,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
 from limner.errors import ConflictError, InvalidInputError, LimnerError, RateLimitError
 from limner.explain import DEFAULT_METHOD
 from limner.explain.methods import GRADIENT_METHODS
 from limner.jobs import QUEUED
 from limner.service.core.deployments import check_live
+from limner.service.core.explainers import METHOD as AMORTIZED
+from limner.service.core.explainers import amortized_settings
 from limner.service.core.find import find_explanations, find_transactions
 from limner.service.core.quotas import (
     check_explanation_settings,
@@ -52,6 +56,21 @@ def request_explanation(
     beyond the sample and segment limits, 429 while the space has too many jobs in flight)."""
     with state.db.session() as s:
         sub = s.get(Subscription, tx.subscription_id)
+    settings = job_settings(state, sub, tx, body)
+    check_jobs_in_flight(state.db, space.id, state.settings)
+    job = _new_job(space, tx, settings)
+    with state.db.session() as s:
+        s.add(job)
+    state.runner.enqueue(job.id)
+    return job
+
+
+def job_settings(
+    state: ServiceState, sub: Subscription | None, tx: Transaction, body: ExplanationCreate
+) -> dict[str, Any]:
+    """The settings of a job explaining ``tx``: the subscription's, overridden by ``body``'s
+    (409 while explainability is off or the deployment is retired, 422 for settings the
+    model or the limits refuse)."""
     if sub is not None and sub.deployment_id is not None:
         with state.db.session() as s:
             dep = s.get(Deployment, sub.deployment_id)
@@ -73,6 +92,8 @@ def request_explanation(
         raise InvalidInputError("box and box_label apply to an object detector's transactions")
     elif method == "drise":
         raise InvalidInputError("drise explains an object detector's box; this is a classifier")
+    elif method == AMORTIZED:
+        settings.update(amortized_settings(state, sub.deployment_id))
     if method not in GRADIENT_METHODS:
         if body.steps is not None or body.layer is not None:
             raise InvalidInputError("steps and layer apply to the gradient methods only")
@@ -86,9 +107,11 @@ def request_explanation(
         settings["top_k"] = body.top_k
     if body.seed is not None:
         settings["seed"] = body.seed
-    settings = check_explanation_settings(settings, state.settings)
-    check_jobs_in_flight(state.db, space.id, state.settings)
-    job = Explanation(
+    return check_explanation_settings(settings, state.settings)
+
+
+def _new_job(space: SpaceRef, tx: Transaction, settings: dict[str, Any]) -> Explanation:
+    return Explanation(
         id=new_id(),
         space_id=space.id,
         transaction_id=tx.id,
@@ -101,10 +124,40 @@ def request_explanation(
         requested_by=space.key_name,
         requested_role=space.role,
     )
+
+
+def queue_explanations(
+    state: ServiceState,
+    space: SpaceRef,
+    sub: Subscription,
+    scoring_ids: list[str],
+    overrides: dict[str, Any],
+) -> list[Explanation]:
+    """Queue an explanation of each of the subscription's just-logged transactions
+    ``scoring_ids`` (``auto_explain``), with the subscription's settings and ``overrides``.
+
+    These jobs are not refused at ``LIMNER_MAX_JOBS_PER_SPACE``: they come one per scored
+    image, so scoring's own limits bound them, and the runner's fair share keeps the space's
+    jobs from holding every worker while other spaces' wait."""
     with state.db.session() as s:
-        s.add(job)
-    state.runner.enqueue(job.id)
-    return job
+        txs = list(
+            s.scalars(
+                select(Transaction).where(
+                    Transaction.space_id == space.id,
+                    Transaction.subscription_id == sub.id,
+                    Transaction.scoring_id.in_(scoring_ids),
+                )
+            )
+        )
+    if not txs:
+        return []
+    body = ExplanationCreate.model_validate({"scoring_id": txs[0].scoring_id, **overrides})
+    jobs = [_new_job(space, tx, job_settings(state, sub, tx, body)) for tx in txs]
+    with state.db.session() as s:
+        s.add_all(jobs)
+    for job in jobs:
+        state.runner.enqueue(job.id)
+    return jobs
 
 
 def box_settings(tx: Transaction, body: SettingOverrides, method: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from limner.explain.methods import EXPLAINERS
 from limner.jobs import QUEUED, RUNNING
 from limner.settings import Settings
 from limner.store import Database
-from limner.store.tables import Explanation
+from limner.store.tables import ExplainerJob, Explanation
 
 #: Seconds a client told "too many jobs" is asked to wait before it tries again.
 JOBS_RETRY_AFTER = 10
@@ -48,14 +48,20 @@ def check_explanation_settings(settings: dict[str, Any], limits: Settings) -> di
 
 
 def jobs_in_flight(db: Database, space_id: str) -> int:
-    """How many explanations of the space are queued or running."""
+    """How many jobs of the space are queued or running: explanations and explainer
+    trainings."""
+    n = 0
     with db.session() as s:
-        n = s.scalar(
-            select(func.count())
-            .select_from(Explanation)
-            .where(Explanation.space_id == space_id, Explanation.status.in_((QUEUED, RUNNING)))
-        )
-    return int(n or 0)
+        for table in (Explanation, ExplainerJob):
+            n += (
+                s.scalar(
+                    select(func.count())
+                    .select_from(table)
+                    .where(table.space_id == space_id, table.status.in_((QUEUED, RUNNING)))
+                )
+                or 0
+            )
+    return int(n)
 
 
 def check_jobs_in_flight(db: Database, space_id: str, limits: Settings) -> None:
@@ -63,7 +69,8 @@ def check_jobs_in_flight(db: Database, space_id: str, limits: Settings) -> None:
     n = jobs_in_flight(db, space_id)
     if n >= limits.max_jobs_per_space:
         raise RateLimitError(
-            f"this space has {n} explanations queued or running, the limit is "
+            f"this space has {n} jobs (explanations and explainer trainings) queued or running, "
+            "the limit is "
             f"{limits.max_jobs_per_space} (LIMNER_MAX_JOBS_PER_SPACE); try again when some "
             "have finished",
             retry_after=JOBS_RETRY_AFTER,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,11 +15,14 @@ from limner.errors import ConflictError, InvalidInputError, PayloadTooLargeError
 from limner.imaging import check_image, decode_image, encode_png, header_pixels, resize
 from limner.service.core.deployments import check_live
 from limner.service.core.detections import best_box, class_scores, detect_photos, worker_detector
+from limner.service.core.explainers import after_scoring
 from limner.service.schemas import as_utc
 from limner.service.state import ServiceState
 from limner.settings import Settings
 from limner.store import SpaceRef, new_id
 from limner.store.tables import Deployment, Subscription, Transaction, utcnow
+
+logger = logging.getLogger("limner.service")
 
 #: Most images one scoring request may carry.
 MAX_IMAGES_PER_REQUEST = 256
@@ -140,7 +144,12 @@ def score(
     ids: list[str | None] = [None] * len(items)
     if sub_id is not None:
         labels = loaded.model.labels
-        ids = list(_log(state, dep.space_id, sub_id, labels, items, probs, found))
+        logged = _log(state, dep.space_id, sub_id, labels, items, probs, found)
+        ids = list(logged)
+        try:
+            after_scoring(state, dep.space_id, sub_id, logged)
+        except Exception:  # never the scoring's failure: the transactions are logged
+            logger.exception("after scoring on subscription %s", sub_id)
     return Scores(probs, ids, found)
 
 

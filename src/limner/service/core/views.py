@@ -35,6 +35,7 @@ def deployment_view(dep: Deployment) -> DeploymentRead:
         num_classes=len(meta.get("labels", [])),
         input_size=[int(meta["input"]["width"]), int(meta["input"]["height"])],
         inference_url=f"/v2/models/{dep.name}",
+        artifact_sha256=dep.artifact_sha256,
         created_at=dep.created_at,
     )
 
