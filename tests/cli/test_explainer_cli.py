@@ -64,3 +64,23 @@ def test_an_explainer_is_trained_for_a_model_and_explains_with_it(tmp_path: Path
         failed = run(*args)
         lines = failed.stderr.strip().splitlines()
         assert failed.returncode == 2 and len(lines) == 1 and says in lines[0], failed.stderr
+
+
+def test_limner_train_with_explainer_trains_both_on_the_same_images(tmp_path: Path):
+    from limner.datasets import make_shapes
+
+    make_shapes(tmp_path / "shapes", per_class=8, size=32, classes=["circle", "square"], seed=0)
+    out = tmp_path / "model"
+    done = run("train", str(tmp_path / "shapes"), "--out", str(out), "--arch", "small-cnn",
+               "--epochs", "1", "--explainer")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "trained an explainer for" in done.stdout
+    meta = json.loads((out / "explainer" / "limner-explainer.json").read_text())
+    train_images = list((tmp_path / "shapes" / "train").rglob("*.png"))
+    assert meta["training_images"] + meta["heldout_images"] == len(train_images)
+    digest = hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
+    assert meta["model"]["sha256"] == digest
+    explained = run("explain", str(train_images[0]), "--model", str(out), "--method",
+                    "amortized", "--explainer", str(out / "explainer"), "--out",
+                    str(tmp_path / "panes"))  # fmt: skip
+    assert explained.returncode == 0, explained.stderr

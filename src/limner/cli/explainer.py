@@ -38,17 +38,37 @@ def train_command(
     """Learn an explainer for MODEL from the images of a folder: the model's own coalition
     games, a held-out fifth for early stopping and calibration, and a folder with
     explainer.safetensors and limner-explainer.json."""
-    from limner import load_model
-    from limner.amortized import train_explainer
-    from limner.amortized.explainer import file_sha256
     from limner.errors import InvalidInputError
-    from limner.imaging.decode import decode_image
-    from limner.training.data import IMAGE_SUFFIXES
 
     if baseline not in ("blur", "gray", "black"):
         raise InvalidInputError(f"--baseline must be blur, gray or black, not {baseline!r}")
     if not images.is_dir():
         raise InvalidInputError(f"{images}: no such folder")
+    train_and_save(model, images, out, baseline=baseline, limit=limit, pairs=pairs,
+                   epochs=epochs, seed=seed)  # fmt: skip
+
+
+def train_and_save(
+    model: str,
+    images: Path,
+    out: Path,
+    *,
+    baseline: str = "blur",
+    limit: int = 1000,
+    pairs: int = 64,
+    epochs: int = 60,
+    seed: int = 0,
+) -> Path:
+    """Train an explainer for the model spec ``model`` on (at most ``limit`` drawn) images of
+    the folder ``images``, with a progress bar, save it to ``out`` and say how it did."""
+    from limner import load_model
+    from limner.amortized import train_explainer
+    from limner.amortized.explainer import file_sha256
+    from limner.errors import InvalidInputError
+    from limner.imaging.decode import decode_image
+    from limner.imaging.transform import resize
+    from limner.training.data import IMAGE_SUFFIXES
+
     files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(files) < 10:
         raise InvalidInputError(f"{images}: {len(files)} images; an explainer needs at least 10")
@@ -57,8 +77,6 @@ def train_command(
         files = [files[i] for i in sorted(rng.choice(len(files), limit, replace=False))]
     loaded = load_model(model)
     w, h = loaded.input_size
-    from limner.imaging.transform import resize
-
     pictures = [resize(decode_image(p), w, h) for p in files]
     names = {"games": "the model's games", "training": "training", "calibrating": "calibrating"}
     with terminal_progress() as progress:
@@ -81,3 +99,4 @@ def train_command(
         f"KernelSHAP with {meta['calibration']['reference_samples']} samples); "
         f"{escape(str(folder))}"
     )
+    return folder

@@ -41,6 +41,14 @@ def train_command(
         ),
     ] = "efficientnet-lite0",
     seed: Annotated[int, typer.Option(help="Seed of the initialization and batch order.")] = 0,
+    explainer: Annotated[
+        bool,
+        typer.Option(
+            "--explainer",
+            help="Also train the model's amortized explainer on the same train/ images "
+            "(written to OUT/explainer; method amortized, docs/amortized.md).",
+        ),
+    ] = False,
 ) -> None:
     """Train an image classifier and write model.onnx, limner-model.json and metrics."""
     from limner.training import train
@@ -63,6 +71,11 @@ def train_command(
         f"validation accuracy {m['validation_accuracy']:.1%} on {m['validation_images']} "
         f"images; model in {result.model_dir}"
     )
+    if explainer:
+        from limner.cli.explainer import train_and_save
+
+        train_and_save(str(result.model_dir), Path(data_dir) / "train",
+                       Path(result.model_dir) / "explainer", seed=seed)  # fmt: skip
 
 
 @contextmanager
