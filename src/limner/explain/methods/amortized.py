@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from limner.amortized.calibration import FLOOR, check_coalitions, check_statistics
-from limner.amortized.explainer import AmortizedExplainer, load_explainer
 from limner.errors import InvalidInputError
 from limner.explain.methods.base import Estimate, weighted_r2
 from limner.models.base import Model
+
+if TYPE_CHECKING:  # the explainer needs torch: imported when method amortized is used
+    from limner.amortized.explainer import AmortizedExplainer
 
 METHOD = "amortized"
 
@@ -43,6 +45,8 @@ def learned_explainer(
         raise InvalidInputError(
             "method amortized needs explainer= (a folder from limner explainer train)"
         )
+    from limner.amortized.explainer import AmortizedExplainer, load_explainer
+
     learned = explainer if isinstance(explainer, AmortizedExplainer) else load_explainer(explainer)
     learned.fits(model)
     return learned
