@@ -140,3 +140,18 @@ def test_an_explainer_artifact_is_data_and_a_pickle_is_refused_unread(
         load_explainer(folder)
     with pytest.raises(InvalidInputError, match="not an explainer folder"):
         load_explainer(tmp_path / "nothing")
+
+
+def test_an_amortized_explanation_without_curves_costs_its_check_alone(
+    trained: Path, tmp_path: Path
+):
+    model = _redness()
+    lenient = _with_limits(trained, tmp_path / "lenient", 1e9)
+    image = _images(1, 9)[0]
+    lean = explain(image, model, method="amortized", explainer=lenient, segments=8, curves=False)
+    full = explain(image, model, method="amortized", explainer=lenient, segments=8)
+    # the image, its baseline and the check's coalitions: nothing else
+    assert lean.model_evaluations == 2 + lean.to_dict()["amortized"]["check"]["coalitions"]
+    assert lean.model_evaluations < full.model_evaluations
+    assert np.array_equal(lean.classes[0].weights, full.classes[0].weights)
+    assert lean.to_dict()["explanations"][0]["deletion_auc"] is None

@@ -74,7 +74,9 @@ def ctx(shared: Running, small_pngs, tmp_path_factory: pytest.TempPathFactory) -
     trained = _wait(http, queued.json()["id"])
     sha = http.get(f"/v1/deployments/{dep.id}").json()["artifact_sha256"]
     assert sha
-    return {"client": client, "http": http, "dep": dep, "sha": sha, "trained": trained}
+    return {
+        "client": client, "http": http, "dep": dep, "sub": sub, "sha": sha, "trained": trained
+    }  # fmt: skip
 
 
 def test_an_explainer_trains_from_the_logged_transactions(ctx) -> None:
@@ -102,6 +104,26 @@ def test_method_amortized_explains_with_the_deployments_explainer(ctx, small_png
     else:  # the check sent it to the per-image default, and says so
         assert result["method"] == info["fallback"] == "kernelshap"
         assert "amortized explainer" in " ".join(result["explanations"][0]["warnings"])
+
+
+def test_an_explanation_without_curves_has_null_faithfulness_and_a_report(ctx, small_pngs):
+    http = ctx["http"]
+    sid = ctx["client"].score(ctx["dep"], small_pngs(14)[-1]).scoring_id
+    exp = ctx["client"].explanations.create(sid, method="kernelshap", curves=False).wait()
+    assert exp.status == "finished", exp.error
+    first = exp.result["explanations"][0]
+    assert first["deletion_auc"] is None and first["sufficient_regions"] is None
+    assert first["regions"] and exp.data["settings"]["curves"] is False
+    report = http.get(f"/v1/explanations/{exp.id}/report.html")
+    assert report.status_code == 200 and "without its deletion and insertion curves" in report.text
+    for body in ({"method": "integrated-gradients", "curves": False}, {"curves": "maybe"}):
+        answer = http.post("/v1/explanations", json={"scoring_id": sid, **body})
+        assert answer.status_code == 422, body
+    put = http.put(
+        f"/v1/subscriptions/{ctx['sub'].id}/explainability",
+        json={"method": "gradcam", "curves": False},
+    )
+    assert put.status_code == 422 and "region methods" in put.json()["error"]["message"]
 
 
 def test_the_stored_explainer_is_safetensors_data(ctx, shared: Running) -> None:

@@ -172,3 +172,13 @@ def test_a_gradient_explanation_shows_its_saliency_pane(dashboard: Dashboard) ->
     assert pane.status_code == 200 and pane.content.startswith(b"\x89PNG")
     other = logged_in(dashboard.url, dashboard.new_key("elsewhere"))
     assert other.get(src).status_code == 404  # another space cannot read the pane
+
+
+def test_an_explanation_without_curves_shows_no_faithfulness_numbers(dashboard: Dashboard) -> None:
+    with dashboard.client() as client:
+        exp = client.explanations.create(dashboard.scoring_ids[1], curves=False)
+        exp.wait(timeout=600)
+    assert exp.result is not None and exp.result["explanations"][0]["deletion_auc"] is None
+    page = logged_in(dashboard.url, dashboard.key).get(f"/ui/explanations/{exp.id}")
+    assert page.status_code == 200
+    assert "Deletion AUC</dt><dd>—" in page.text and "Sufficient</dt><dd" in page.text

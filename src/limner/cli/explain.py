@@ -115,6 +115,14 @@ def explain_command(
             help="Header for a URL model, 'Name: value' (repeatable; gRPC metadata for grpc://)."
         ),
     ] = None,
+    curves: Annotated[
+        bool,
+        typer.Option(
+            "--curves/--no-curves",
+            help="Deletion and insertion curves (AUCs, sufficient and necessary regions); "
+            "--no-curves skips them: the region methods' RESULT then has them null.",
+        ),
+    ] = True,
     view: Annotated[
         str | None,
         typer.Option(
@@ -245,6 +253,7 @@ def explain_command(
                     layer=layer,
                     max_pixels=max_pixels,
                     explainer=learned,
+                    curves=curves,
                 )
                 exp.save(folder)
                 result = {"input": str(path), **exp.to_dict(_file_refs(exp, folder))}

@@ -49,7 +49,8 @@ class ClassExplanation:
     fit_r2: float
     weights: np.ndarray
     used_features: int
-    faithfulness: Faithfulness
+    #: None: the curves were not computed (``curves=False``)
+    faithfulness: Faithfulness | None
     #: standard error and (lower, upper) interval of each weight, at the RESULT's confidence
     #: (empty for a deterministic method, whose weights have no sampling error)
     stderr: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -415,12 +416,12 @@ class Explanation(OriginalSize):
                     "regions": regions,
                     "positive_regions": c.positive_regions,
                     "negative_regions": c.negative_regions,
-                    "deletion_auc": f.deletion_auc,
-                    "insertion_auc": f.insertion_auc,
-                    "random_deletion_auc": f.random_deletion_auc,
-                    "random_insertion_auc": f.random_insertion_auc,
-                    "sufficient_regions": f.sufficient,
-                    "necessary_regions": f.necessary,
+                    "deletion_auc": f.deletion_auc if f else None,
+                    "insertion_auc": f.insertion_auc if f else None,
+                    "random_deletion_auc": f.random_deletion_auc if f else None,
+                    "random_insertion_auc": f.random_insertion_auc if f else None,
+                    "sufficient_regions": f.sufficient if f else None,
+                    "necessary_regions": f.necessary if f else None,
                     "images": {k: refs(c.class_index, k) for k in self.pane_kinds},
                 }
             )

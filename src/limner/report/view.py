@@ -24,6 +24,13 @@ DATA_PANES = ("labels",)
 _PNG = b"\x89PNG\r\n\x1a\n"
 
 
+#: What a report says of an explanation made without its curves.
+NO_CURVES = (
+    "This explanation was made without its deletion and insertion curves (curves off), so it "
+    "has no faithfulness numbers; explain it again with curves on to have them."
+)
+
+
 def data_uri(image: bytes, max_side: int = MAX_IMAGE_SIDE) -> str:
     """An image as a ``data:image/png`` URI, scaled down to ``max_side`` if larger."""
     with Image.open(io.BytesIO(image)) as im:
@@ -219,14 +226,18 @@ def class_view(c: dict[str, Any], panes: dict[str, bytes], top: int | None) -> C
         readings=[
             deletion_reading(c["deletion_auc"], c.get("random_deletion_auc")),
             insertion_reading(c["insertion_auc"], c.get("random_insertion_auc")),
-        ],
-        sufficient=list(c.get("sufficient_regions", [])),
-        necessary=list(c.get("necessary_regions", [])),
+        ]
+        if c.get("deletion_auc") is not None
+        else [NO_CURVES],
+        sufficient=list(c.get("sufficient_regions") or []),
+        necessary=list(c.get("necessary_regions") or []),
         sets=sets_reading(
             label,
             top == c["class_index"],
-            list(c.get("sufficient_regions", [])),
-            list(c.get("necessary_regions", [])),
-        ),
+            list(c.get("sufficient_regions") or []),
+            list(c.get("necessary_regions") or []),
+        )
+        if c.get("sufficient_regions") is not None
+        else "",
         warnings=list(c.get("warnings", [])),
     )

@@ -178,6 +178,9 @@ class ExplainabilitySettings(Strict):
     #: Train the deployment's amortized explainer from its logged transactions once this many
     #: are logged (null: only on request).
     explainer_after: int | None = Field(default=None, ge=10, le=5000)
+    #: Compute each explanation's deletion and insertion curves (false: faithfulness fields
+    #: null, a cheaper explanation; a request may ask for them again).
+    curves: bool = True
 
 
 class SubscriptionRead(BaseModel):
@@ -342,6 +345,9 @@ class ExplanationOverrides(SettingOverrides):
     """Settings of one explanation request that replace the subscription's, the method too."""
 
     method: Method | None = None
+    #: The deletion and insertion curves (false: the RESULT's faithfulness fields are null and
+    #: the explanation costs only its method's evaluations; a classifier's region methods).
+    curves: bool | None = None
 
 
 class ExplanationCreate(ExplanationOverrides):

@@ -54,7 +54,8 @@ from limner.store.lookup import find_in_space
 from limner.store.tables import Deployment, Explanation, Subscription, Transaction, utcnow
 
 #: Settings a comparison may override (the method is chosen per explanation).
-_SETTINGS = tuple(k for k in _OVERRIDABLE if k != "method")
+#: (a comparison always has its curves: its view compares them)
+_SETTINGS = tuple(k for k in _OVERRIDABLE if k not in ("method", "curves"))
 
 
 @dataclass

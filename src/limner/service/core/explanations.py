@@ -21,7 +21,7 @@ from limner.service.core.quotas import (
     check_jobs_in_flight,
     jobs_in_flight,
 )
-from limner.service.core.subscriptions import check_subscription_method
+from limner.service.core.subscriptions import check_curves_off, check_subscription_method
 from limner.service.schemas import (
     ExplanationCreate,
     ExplanationFilter,
@@ -46,6 +46,7 @@ _OVERRIDABLE = (
     "baseline",
     "steps",
     "layer",
+    "curves",
 )
 
 
@@ -94,6 +95,9 @@ def job_settings(
         raise InvalidInputError("drise explains an object detector's box; this is a classifier")
     elif method == AMORTIZED:
         settings.update(amortized_settings(state, sub.deployment_id))
+    if not settings.pop("curves", True):
+        check_curves_off(method, sub.model_metadata.get("problem_type") == "detection")
+        settings["curves"] = False
     if method not in GRADIENT_METHODS:
         if body.steps is not None or body.layer is not None:
             raise InvalidInputError("steps and layer apply to the gradient methods only")

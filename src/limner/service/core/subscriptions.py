@@ -258,6 +258,8 @@ def set_explainability(
     exposes no gradients, or has no such layer), not when a job runs.
     """
     check_explanation_settings(settings.model_dump(exclude_none=True), state.settings)
+    if not settings.curves:
+        check_curves_off(settings.method, sub.model_metadata.get("problem_type") == "detection")
     if settings.method in GRADIENT_METHODS or settings.steps or settings.layer:
         check_subscription_method(state, sub, settings.method, settings.steps, settings.layer)
     with state.db.session() as s:
@@ -266,6 +268,16 @@ def set_explainability(
             raise NotFoundError(f"no subscription {sub.id!r}")
         row.explainability = settings.model_dump(exclude_none=True)
     return row
+
+
+def check_curves_off(method: str, detector: bool) -> None:
+    """Refuse (422) an explanation without curves where the curves are not optional: the
+    gradient methods (their fit is measured on the curves) and a detector's box."""
+    if method in GRADIENT_METHODS or detector:
+        raise InvalidInputError(
+            "curves: false applies to a classifier's region methods, not to "
+            + ("an object detector's box" if detector else method)
+        )
 
 
 def check_subscription_method(
