@@ -8,7 +8,9 @@ explainer from them through the API (timed). Then, ``--rounds`` times in alterna
 scores ``--images`` new shapes in requests of ``--batch`` images from ``--clients`` clients,
 once with ``auto_explain`` off and once on, and reports the scoring images/s of each, their
 ratio, and with ``auto_explain`` how many of the scored images were explained, with which
-method, and how long after the last scoring the last explanation finished.
+method, and how long after the last scoring the last explanation finished. The explanations
+are made without their curves (``"curves": false``, what ``auto_explain`` is for) unless
+``--curves`` is given.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--curves", action="store_true", help="explanations with their curves")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="limner-auto-"))
     n = args.images
@@ -100,9 +103,7 @@ def main() -> None:
     ]
     order = np.random.default_rng(0).permutation(len(pool))  # the folders list class by class
     sets = [[pool[j] for j in order[i * n : (i + 1) * n]] for i in range(2 * args.rounds + 1)]
-    settings = Settings(
-        data_dir=root / "data", database_url="", workers=2, model_roots=str(root)
-    )
+    settings = Settings(data_dir=root / "data", database_url="", workers=2, model_roots=str(root))
     db = Database(settings.resolved_database_url())
     db.migrate()
     key = create_key(db, "default", role="admin")
@@ -138,7 +139,8 @@ def main() -> None:
         rows = []
         for r in range(args.rounds):
             for j, auto in enumerate((False, True) if r % 2 == 0 else (True, False)):
-                http.put(path, json={"baseline": "gray", "auto_explain": auto}).raise_for_status()
+                body = {"baseline": "gray", "auto_explain": auto, "curves": args.curves}
+                http.put(path, json=body).raise_for_status()
                 images = sets[1 + 2 * r + j]
                 rate, ids = score_all(server.url, key, dep["id"], images, args.clients, args.batch)
                 rates[auto].append(rate)
@@ -148,7 +150,10 @@ def main() -> None:
                 else:
                     rows.append((r, rate, None, 0.0))
     off, on = statistics.median(rates[False]), statistics.median(rates[True])
-    print(f"\n{n} images per run, {args.clients} clients × {args.batch} images per request\n")
+    print(
+        f"\n{n} images per run, {args.clients} clients × {args.batch} images per request, "
+        f"curves {'on' if args.curves else 'off'}\n"
+    )
     print("| round | auto_explain | scoring images/s | explained | last explanation after |")
     print("| --- | --- | ---: | --- | ---: |")
     for r, rate, counts, seconds in rows:

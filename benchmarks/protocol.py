@@ -1,0 +1,145 @@
+"""The per-image default against lime_image-1000 on 35 images × 3 seeds, with paired intervals.
+
+compare.py's protocol (efficientnet-lite0 on 224×224 photos, one region map per image, the
+region-mean baseline, each ranking replayed by the same deletion and insertion curves at every
+step) on more images: the 7 photos of compare.py and 4 distinct 224×224 crops (the corners)
+of each of 7 larger bundled images. Two region maps: 24 SLIC regions and a 7×7 grid. Each
+method explains every image with seeds 0, 1 and 2; an image's AUC is the mean over its seeds,
+and each difference from lime_image-1000 gets a paired bootstrap 95% interval over images.
+Methods: the default (adaptive KernelSHAP), lime_image-1000 (batch 64), and at a fixed 256
+samples limner's KernelSHAP design against uniform-over-sizes sampling of coalition sizes (the
+size distribution of Leverage SHAP, Musco & Witter, ICLR 2025; same constrained estimate).
+
+    .venv/bin/python benchmarks/protocol.py [--crops 4] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+from compare import BASELINE, PHOTOS, Case, Counter, lime_method, load_photo, protocol
+from estimators import Target, kernelshap_variant, limner_fixed
+from stats import paired
+
+import limner
+from limner.explain.perturb import Perturber
+from limner.explain.segmentation import RegionMap, region_map
+
+#: Larger bundled images whose corners give distinct 224×224 crops.
+LARGE = ["astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
+         "camera", "china"]  # fmt: skip
+SEEDS = (0, 1, 2)
+
+
+def crops(name: str, count: int) -> list[np.ndarray]:
+    """Up to ``count`` corner crops (224×224) of a bundled image."""
+    if name == "china":
+        from sklearn.datasets import load_sample_image
+
+        img = load_sample_image("china.jpg")
+    else:
+        from skimage import data
+
+        img = getattr(data, name)()
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=2)
+    img = np.ascontiguousarray(img[..., :3])
+    h, w = img.shape[:2]
+    corners = [(0, 0), (0, w - 224), (h - 224, 0), (h - 224, w - 224)]
+    return [np.ascontiguousarray(img[y : y + 224, x : x + 224]) for y, x in corners[:count]]
+
+
+def images(count: int) -> list[tuple[str, np.ndarray]]:
+    """The 7 photos and ``count`` crops of each large image."""
+    out = [(name, load_photo(name)) for name in PHOTOS]
+    for name in LARGE:
+        out += [(f"{name}#{i}", im) for i, im in enumerate(crops(name, count))]
+    return out
+
+
+def main() -> None:
+    """Run the protocol at both region maps and print the tables."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--crops", type=int, default=4)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N images (a smoke run)")
+    args = ap.parse_args()
+    model = limner.load_model("efficientnet-lite0", device="cpu")
+    pictures = images(args.crops)
+    if args.limit:
+        pictures = pictures[: args.limit]
+    lime = lime_method(64)
+
+    def default(case: Case, f: Counter, seed: int, regions: RegionMap) -> np.ndarray:
+        exp = limner.explain(case.image, f.model, predict=f.tensor, classes=[case.target],
+                             baseline=BASELINE, seed=seed, regions=regions)  # fmt: skip
+        return exp.classes[0].weights
+
+    fixed = {
+        "kernelshap-256 (limner's sampling)": limner_fixed("kernelshap", 256),
+        "kernelshap-256, sizes uniform (Leverage SHAP's)": kernelshap_variant(256, power=0.0),
+    }
+    for seg, segments in (("slic", 24), ("grid", 49)):
+        names = ["default (adaptive kernelshap)", "lime_image-1000", *fixed]
+        aucs = {n: np.zeros((len(pictures), len(SEEDS), 2)) for n in names}
+        seconds: dict[str, list[float]] = {n: [] for n in names[:2]}
+        for i, (name, img) in enumerate(pictures):
+            regions = region_map(img, seg, segments)
+            labels = regions.at_size(224, 224)
+            base = Perturber(img, labels, BASELINE).base
+            target = int(model.predict(img[None])[0].argmax())
+            case = Case(name, img, labels, base, target)
+            for s, seed in enumerate(SEEDS):
+                for n in names:
+                    t = time.perf_counter()
+                    if n.startswith("default"):
+                        w = default(case, Counter(model), seed, regions)
+                    elif n == "lime_image-1000":
+                        w = lime(case, Counter(model), seed)
+                    else:
+                        w = fixed[n](Target(model, case), np.random.default_rng(seed))
+                    if n in seconds:
+                        seconds[n].append(time.perf_counter() - t)
+                    aucs[n][i, s] = protocol(case, w, model)
+            print(f"{seg} {i + 1}/{len(pictures)} {name}", file=sys.stderr, flush=True)
+        render(seg, segments, len(pictures), aucs, seconds)
+
+
+def render(
+    seg: str,
+    segments: int,
+    n: int,
+    aucs: dict[str, np.ndarray],
+    seconds: dict[str, list[float]],
+) -> None:
+    """One table: mean AUCs and paired differences against lime_image-1000 (and of the
+    uniform-size sampling against limner's at the same budget)."""
+    rng = np.random.default_rng(0)
+    ref = aucs["lime_image-1000"].mean(axis=1)  # (images, 2): mean over seeds
+    print(f"\n{seg} ({segments} regions), {n} images × {len(SEEDS)} seeds\n")
+    print("| method | deletion AUC | insertion AUC | deletion − lime_image [95%] "
+          "| insertion − lime_image [95%] | s per explanation |")  # fmt: skip
+    print("| --- | ---: | ---: | --- | --- | ---: |")
+    for name, values in aucs.items():
+        mean = values.mean(axis=1)
+        d, i = mean[:, 0], mean[:, 1]
+        sec = f"{statistics.median(seconds[name]):.2f}" if name in seconds else "–"
+        if name == "lime_image-1000":
+            vs_d = vs_i = "–"
+        else:
+            vs_d, vs_i = paired(d - ref[:, 0], rng, "+.4f"), paired(i - ref[:, 1], rng, "+.4f")
+        print(f"| {name} | {d.mean():.4f} | {i.mean():.4f} | {vs_d} | {vs_i} | {sec} |")
+    names = list(aucs)
+    a, b = aucs[names[2]].mean(axis=1), aucs[names[3]].mean(axis=1)
+    deletion, insertion = (
+        paired(b[:, 0] - a[:, 0], rng, "+.4f"),
+        paired(b[:, 1] - a[:, 1], rng, "+.4f"),
+    )
+    print(f"\nuniform sizes − limner's sampling at 256: deletion {deletion}, insertion {insertion}")
+
+
+if __name__ == "__main__":
+    main()
