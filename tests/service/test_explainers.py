@@ -243,7 +243,14 @@ def test_explainer_after_trains_on_its_own_and_auto_explain_uses_it(
     # before the explainer existed, auto_explain used the subscription's method
     early = client.explanations.list(scoring_id=first[0].scoring_id)
     assert [e.data["settings"]["method"] for e in early] == ["kernelshap"]
-    later = client.score_many(dep, small_pngs(13)[-3:])
+    # auto_explain's jobs are background work: they wait while the service is scoring
+    foreground = shared.server.app.state.limner.foreground
+    with foreground.busy():
+        later = client.score_many(dep, small_pngs(13)[-3:])
+        time.sleep(1.0)
+        waiting = [client.explanations.list(scoring_id=s.scoring_id)[0] for s in later]
+        assert {e.status for e in waiting} == {"queued"}
+        assert all(e.data["settings"]["background"] is True for e in waiting)
     for scored in later:
         found = client.explanations.list(scoring_id=scored.scoring_id)
         assert len(found) == 1 and found[0].data["settings"]["method"] == "amortized"

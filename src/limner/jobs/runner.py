@@ -29,6 +29,7 @@ from limner.explain.shared_regions import load_regions
 from limner.imaging import decode_image
 from limner.imaging.views import encode_map
 from limner.jobs.executor import Executor, RemoteJobs
+from limner.jobs.foreground import Foreground
 from limner.jobs.models import ModelProvider
 from limner.jobs.workers import WorkerModel
 from limner.store import BlobStore, Database
@@ -46,6 +47,10 @@ POLL_LIMIT = 1000
 #: The job setting naming the blob of a region map that several jobs share (a comparison's
 #: explanations are all made on the same regions); the rest of the settings go to ``explain``.
 REGIONS_SETTING = "shared_regions"
+
+#: The job setting that marks a background job (``auto_explain``'s): it starts only once
+#: scoring has paused (:class:`~limner.jobs.foreground.Foreground`).
+BACKGROUND_SETTING = "background"
 
 #: The job setting naming the trained explainer (an ``explainers`` row) of method
 #: ``amortized``.
@@ -135,6 +140,7 @@ class JobRunner:
         fair_share: int | None = None,
         job_timeout: float | None = None,
         explainers: ExplainerSource | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -158,6 +164,8 @@ class JobRunner:
         self.job_timeout = job_timeout
         #: Where method ``amortized`` finds a deployment's trained explainer.
         self.explainers = explainers
+        #: The scoring that background jobs make way for (None: they do not wait).
+        self.foreground = foreground
 
     def enqueue(self, explanation_id: str) -> None:
         """Run the (already stored, queued) job soon, unless this process already has it."""
@@ -254,6 +262,8 @@ class JobRunner:
     def _run_claimed(self, job_id: str) -> None:
         if self._closed.is_set() or self._over_fair_share(job_id):
             return
+        if self.foreground is not None and self._is_background(job_id):
+            self.foreground.wait_quiet(self._closed)
         attempt = self._claim(job_id)
         if attempt is None:
             return
@@ -275,6 +285,11 @@ class JobRunner:
             recorded = self._finish(job_id, attempt, FINISHED, result=result, panes=panes)
         if recorded and self._on_done is not None:
             self._on_done(job_id, time.perf_counter() - started)
+
+    def _is_background(self, job_id: str) -> bool:
+        with self.db.session() as s:
+            settings = s.scalar(select(Explanation.settings).where(Explanation.id == job_id))
+        return bool((settings or {}).get(BACKGROUND_SETTING))
 
     def space_of(self, job_id: str) -> str:
         """The space of a job running here (read when it was claimed), or ``""``."""
@@ -390,6 +405,7 @@ class JobRunner:
         shared = settings.pop(REGIONS_SETTING, None)
         if shared is not None:
             settings["regions"] = self._shared_regions(str(shared))
+        settings.pop(BACKGROUND_SETTING, None)
         learned = settings.pop(EXPLAINER_SETTING, None)
         if learned is not None:
             if self.explainers is None:

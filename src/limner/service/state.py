@@ -7,6 +7,7 @@ from typing import Any
 
 from limner.jobs import JobRunner, ModelProvider, make_executor
 from limner.jobs.explainers import ExplainerTrainer
+from limner.jobs.foreground import Foreground
 from limner.service.guard import FailedKeyLimiter
 from limner.service.loads import ModelLoads
 from limner.service.metrics import Metrics, serve_operator_metrics
@@ -32,6 +33,7 @@ class ServiceState:
     scoring_slots: SpaceSlots
     audit: AuditLog
     explainers: ExplainerTrainer
+    foreground: Foreground
     metrics_server: Any = None
 
     @classmethod
@@ -43,6 +45,7 @@ class ServiceState:
         blobs = open_blob_store(settings.resolved_blob_url())
         models = ModelProvider.from_settings(settings)
         metrics = Metrics()
+        foreground = Foreground()
         explainers = ExplainerTrainer(
             db,
             blobs,
@@ -65,6 +68,7 @@ class ServiceState:
             fair_share=max(1, settings.workers // 2),
             job_timeout=settings.job_timeout,
             explainers=explainers,
+            foreground=foreground,
         )
         runner.resume()
         explainers.resume()
@@ -81,7 +85,7 @@ class ServiceState:
         audit = AuditLog(db, enabled=settings.audit)
         return cls(
             settings, db, blobs, models, runner, metrics, loads, limiter, slots, audit, explainers,
-            server,
+            foreground, server,
         )  # fmt: skip
 
     def close(self) -> None:

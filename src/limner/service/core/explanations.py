@@ -12,6 +12,7 @@ from limner.errors import ConflictError, InvalidInputError, LimnerError, RateLim
 from limner.explain import DEFAULT_METHOD
 from limner.explain.methods import GRADIENT_METHODS
 from limner.jobs import QUEUED
+from limner.jobs.runner import BACKGROUND_SETTING
 from limner.service.core.deployments import check_live
 from limner.service.core.explainers import METHOD as AMORTIZED
 from limner.service.core.explainers import amortized_settings
@@ -142,7 +143,8 @@ def queue_explanations(
 
     These jobs are not refused at ``LIMNER_MAX_JOBS_PER_SPACE``: they come one per scored
     image, so scoring's own limits bound them, and the runner's fair share keeps the space's
-    jobs from holding every worker while other spaces' wait."""
+    jobs from holding every worker while other spaces' wait. They are background jobs: each
+    starts once scoring has paused (:mod:`limner.jobs.foreground`)."""
     with state.db.session() as s:
         txs = list(
             s.scalars(
@@ -156,7 +158,10 @@ def queue_explanations(
     if not txs:
         return []
     body = ExplanationCreate.model_validate({"scoring_id": txs[0].scoring_id, **overrides})
-    jobs = [_new_job(space, tx, job_settings(state, sub, tx, body)) for tx in txs]
+    jobs = [
+        _new_job(space, tx, {**job_settings(state, sub, tx, body), BACKGROUND_SETTING: True})
+        for tx in txs
+    ]
     with state.db.session() as s:
         s.add_all(jobs)
     for job in jobs:

@@ -128,7 +128,8 @@ def score(
         if sub_id is not None:
             check_external_ids(state, sub_id, [item.external_id for item in items])
     found = None
-    with state.scoring_slots.take(dep.space_id):  # 429 when the space has enough in flight
+    # 429 when the space has enough in flight; background explanations wait while it scores
+    with state.scoring_slots.take(dep.space_id), state.foreground.busy():
         loaded = state.models.for_deployment(dep)
         detector = worker_detector(loaded.model)
         if detector is not None:
