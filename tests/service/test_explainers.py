@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from svc_helpers import FAST, Running, TinyConv, deploy_onnx, running
 
+from limner.imaging import encode_png
 from limner.settings import Settings
 from limner.store import Database, new_id
 from limner.store.blobs import open_blob_store
@@ -170,6 +172,11 @@ def test_bad_training_requests_are_refused(ctx, shared: Running, small_pngs, tmp
     broken = http.post(path, files=[("images", ("x.png", b"not an image"))] * 10)
     assert broken.status_code in (400, 422) and "Traceback" not in broken.text
     assert http.post(path, content=b"<x/>", headers={"content-type": "text/xml"}).status_code == 415
+    # small files that would decode to 10 × 9 megapixels: refused on their headers
+    bomb = encode_png(np.zeros((3000, 3000, 3), np.uint8))
+    assert len(bomb) < 200_000
+    big = http.post(path, files=[("images", (f"{i}.png", bomb)) for i in range(10)])
+    assert big.status_code == 413 and "LIMNER_MAX_REQUEST_PIXELS" in big.text
     other = deploy_onnx(ctx["client"], "tiny-untrained", TinyConv(), tmp_path)
     other_sub = ctx["client"].subscriptions.create(deployment_id=other.id)
     http.put(f"/v1/subscriptions/{other_sub.id}/explainability", json=FAST)

@@ -16,6 +16,7 @@ from limner.imaging import decode_image, header_pixels, resize
 from limner.service.audit import audit_note
 from limner.service.bodies import media_type, parse, read_json
 from limner.service.core import explainers as core
+from limner.service.core.scoring import check_request_pixels
 from limner.service.core.subscriptions import check_storage_room
 from limner.service.deps import DeploymentDep, SpaceDep, StateDep
 from limner.service.explainer_schemas import (
@@ -96,12 +97,14 @@ async def train_explainer(
 
 def _training_images(data: list[bytes], dep: Deployment, settings: Settings) -> np.ndarray:
     """The uploaded images, decoded (400 for an unreadable one, 413 for one over the pixel
-    limit, checked on its header first) and resized to the model's input."""
+    limit or for all of them over the request's) and resized to the model's input."""
     inp = dep.model_metadata.get("input") or {}
     w, h = int(inp["width"]), int(inp["height"])
+    # read from the headers before anything is decoded: unreadable files (400), and the
+    # request's pixels in all (413 over LIMNER_MAX_REQUEST_PIXELS, as scoring requests)
+    check_request_pixels([header_pixels(item) for item in data], settings)
     out = np.empty((len(data), h, w, 3), np.uint8)
     for i, item in enumerate(data):
-        header_pixels(item)  # unreadable headers fail before anything is decoded
         out[i] = resize(decode_image(item, max_pixels=settings.max_pixels), w, h)
     return out
 
