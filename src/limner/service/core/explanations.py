@@ -158,8 +158,12 @@ def queue_explanations(
     if not txs:
         return []
     body = ExplanationCreate.model_validate({"scoring_id": txs[0].scoring_id, **overrides})
+    detector = sub.model_metadata.get("problem_type") == "detection"
+    shared = None if detector else job_settings(state, sub, txs[0], body)  # once per request
     jobs = [
-        _new_job(space, tx, {**job_settings(state, sub, tx, body), BACKGROUND_SETTING: True})
+        _new_job(
+            space, tx, {**(shared or job_settings(state, sub, tx, body)), BACKGROUND_SETTING: True}
+        )
         for tx in txs
     ]
     with state.db.session() as s:
