@@ -66,6 +66,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--crops", type=int, default=4)
     ap.add_argument("--limit", type=int, default=0, help="only the first N images (a smoke run)")
+    ap.add_argument("--maps", default="slic,grid", help="which region maps: slic, grid or both")
+    ap.add_argument("--no-variants", action="store_true", help="skip the two KernelSHAP-256 rows")
     args = ap.parse_args()
     model = limner.load_model("efficientnet-lite0", device="cpu")
     pictures = images(args.crops)
@@ -82,7 +84,10 @@ def main() -> None:
         "kernelshap-256 (limner's sampling)": limner_fixed("kernelshap", 256),
         "kernelshap-256, sizes uniform (Leverage SHAP's)": kernelshap_variant(256, power=0.0),
     }
-    for seg, segments in (("slic", 24), ("grid", 49)):
+    if args.no_variants:
+        fixed = {}
+    maps = [m for m in (("slic", 24), ("grid", 49)) if m[0] in args.maps.split(",")]
+    for seg, segments in maps:
         names = ["default (adaptive kernelshap)", "lime_image-1000", *fixed]
         aucs = {n: np.zeros((len(pictures), len(SEEDS), 2)) for n in names}
         seconds: dict[str, list[float]] = {n: [] for n in names[:2]}
@@ -133,6 +138,8 @@ def render(
             vs_d, vs_i = paired(d - ref[:, 0], rng, "+.4f"), paired(i - ref[:, 1], rng, "+.4f")
         print(f"| {name} | {d.mean():.4f} | {i.mean():.4f} | {vs_d} | {vs_i} | {sec} |")
     names = list(aucs)
+    if len(names) < 4:
+        return
     a, b = aucs[names[2]].mean(axis=1), aucs[names[3]].mean(axis=1)
     deletion, insertion = (
         paired(b[:, 0] - a[:, 0], rng, "+.4f"),
