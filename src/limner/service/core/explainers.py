@@ -179,6 +179,14 @@ def explainer_view(row: ExplainerJob, current: ExplainerJob | None = None) -> Ex
 AUTOMATIC = "limner (subscription settings)"
 
 
+def wants_after_scoring(explainability: dict[str, Any]) -> bool:
+    """Whether a subscription's settings ask for work once transactions are logged."""
+    return bool(
+        explainability.get("explainer_after")
+        or (explainability.get("enabled") and explainability.get("auto_explain"))
+    )
+
+
 def after_scoring(state: ServiceState, space_id: str, sub_id: str, scoring_ids: list[str]) -> None:
     """What a subscription asks for once transactions are logged: a training of the
     deployment's explainer when ``explainer_after`` transactions exist and it has none, and

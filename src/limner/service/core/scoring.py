@@ -15,7 +15,7 @@ from limner.errors import ConflictError, InvalidInputError, PayloadTooLargeError
 from limner.imaging import check_image, decode_image, encode_png, header_pixels, resize
 from limner.service.core.deployments import check_live
 from limner.service.core.detections import best_box, class_scores, detect_photos, worker_detector
-from limner.service.core.explainers import after_scoring
+from limner.service.core.explainers import after_scoring, wants_after_scoring
 from limner.service.schemas import as_utc
 from limner.service.state import ServiceState
 from limner.settings import Settings
@@ -122,9 +122,16 @@ def score(
     (409, before anything is scored, for a case id the subscription has logged already)."""
     check_live(dep)
     sub_id = None
+    settings: dict[str, Any] = {}
     if log:
         with state.db.session() as s:
-            sub_id = s.scalar(select(Subscription.id).where(Subscription.deployment_id == dep.id))
+            row = s.execute(
+                select(Subscription.id, Subscription.explainability).where(
+                    Subscription.deployment_id == dep.id
+                )
+            ).first()
+        if row is not None:
+            sub_id, settings = row[0], dict(row[1] or {})
         if sub_id is not None:
             check_external_ids(state, sub_id, [item.external_id for item in items])
     found = None
@@ -147,8 +154,9 @@ def score(
         labels = loaded.model.labels
         logged = _log(state, dep.space_id, sub_id, labels, items, probs, found)
         ids = list(logged)
-        try:
-            after_scoring(state, dep.space_id, sub_id, logged)
+        try:  # only a subscription that asks for it pays for the lookups
+            if wants_after_scoring(settings):
+                after_scoring(state, dep.space_id, sub_id, logged)
         except Exception:  # never the scoring's failure: the transactions are logged
             logger.exception("after scoring on subscription %s", sub_id)
     return Scores(probs, ids, found)
