@@ -155,3 +155,77 @@ def test_an_amortized_explanation_without_curves_costs_its_check_alone(
     assert lean.model_evaluations < full.model_evaluations
     assert np.array_equal(lean.classes[0].weights, full.classes[0].weights)
     assert lean.to_dict()["explanations"][0]["deletion_auc"] is None
+
+
+def _halves(n: int, seed: int) -> list[np.ndarray]:
+    """Images of two flat colours, left and right, with a little noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        image = np.empty((SIDE, SIDE, 3))
+        image[:, : SIDE // 2] = rng.integers(0, 256, 3)
+        image[:, SIDE // 2 :] = rng.integers(0, 256, 3)
+        out.append(np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8))
+    return out
+
+
+def test_the_explainer_learns_which_half_of_the_image_matters():
+    """The redness model reads the left half only: the explainer's weights on the right
+    half's cells are a small part of the left half's, on images it did not learn from."""
+    model = _redness()
+    learned = train_explainer(
+        model, _halves(80, 0), epochs=15, pairs=16, reference_samples=64, calibration_images=8,
+        baseline="gray",
+    )  # fmt: skip
+    labels = np.repeat(np.repeat(np.arange(16).reshape(4, 4), SIDE // 4, 0), SIDE // 4, 1)
+    left, right = [], []
+    for image in _halves(20, 7):
+        probs = model.predict(image[None])[0]
+        gray = np.full_like(image, 128)
+        delta = probs - model.predict(gray[None])[0]
+        phi, _, _ = learned.read(image, gray, labels, 16, delta)
+        cells = np.abs(phi[0]).reshape(4, 4)
+        left.append(cells[:, :2].mean())
+        right.append(cells[:, 2:].mean())
+    assert np.mean(right) < 0.5 * np.mean(left)
+
+
+def test_the_backbone_on_onnx_runtime_is_the_pytorch_network(tmp_path: Path):
+    import torch
+
+    from limner.amortized.network import BACKBONE_CHANNELS, _taps, backbone_features
+
+    x = torch.rand(2, 6, 40, 56)
+    fast = backbone_features(x)
+    y = torch.nn.functional.interpolate(x[:, :3], size=(96, 96), mode="bilinear")
+    with torch.no_grad():
+        slow = _taps()((y * 255 - 127) / 128)
+    assert fast.shape == (2, BACKBONE_CHANNELS, 12, 12)
+    assert torch.allclose(fast, slow, atol=1e-3 * float(slow.abs().max()))
+
+
+def test_the_artifact_holds_the_head_alone_and_an_older_explainer_loads(
+    trained: Path, tmp_path: Path
+):
+    from safetensors.torch import load
+
+    from limner.amortized.explainer import explainer_from
+    from limner.amortized.network import ExplainerNet
+
+    weights = (trained / "explainer.safetensors").read_bytes()
+    assert len(weights) < 2_000_000  # the backbone's weights come from its package
+    assert not any(k.startswith("module") for k in load(weights))
+    meta = json.loads((trained / "limner-explainer.json").read_text())
+    assert meta["backbone"] == "efficientnet-lite0"
+    # an explainer saved before the backbone: its small encoder, no "backbone" field
+    del meta["backbone"]
+    old = ExplainerNet(2, meta["width"])
+    from safetensors.torch import save
+
+    learned = explainer_from(meta, save(dict(old.state_dict())))
+    assert learned.net.backbone is None
+    phi, _, _ = learned.read(
+        _images(1, 2)[0], np.zeros((SIDE, SIDE, 3), np.uint8),
+        np.zeros((SIDE, SIDE), np.int64), 1, np.array([0.3, -0.3]),
+    )  # fmt: skip
+    assert phi[:, 0] == pytest.approx([0.3, -0.3])

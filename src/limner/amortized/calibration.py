@@ -115,7 +115,7 @@ def calibrate(
     *,
     distances: Callable[[Games], np.ndarray] | None = None,
     baseline: str,
-    samples: int = 2048,
+    samples: int = 1024,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> Calibration:

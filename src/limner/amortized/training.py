@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from limner.amortized.games import Games
-from limner.amortized.network import ExplainerNet
+from limner.amortized.network import BACKBONE, ExplainerNet
 
 #: ``progress(stage, done, total)``.
 StageProgress = Callable[[str, int, int], Any]
@@ -62,12 +62,28 @@ def region_values(
     return (sums + gap[:, :, None] * present[:, None, :]) * present[:, None, :]
 
 
+def contexts(net: ExplainerNet, games: Games, device: Any = "cpu") -> torch.Tensor | None:
+    """:meth:`ExplainerNet.context` of every image of ``games``, computed once (the backbone is
+    frozen, so every epoch would compute the same)."""
+    parts = [
+        net.context(pixels(games.images[s : s + 64], games.bases[s : s + 64], device))
+        for s in range(0, len(games), 64)
+    ]
+    return None if any(p is None for p in parts) else torch.cat(parts)  # type: ignore[arg-type]
+
+
 def game_loss(
-    net: ExplainerNet, games: Games, idx: np.ndarray, device: Any = "cpu"
+    net: ExplainerNet,
+    games: Games,
+    idx: np.ndarray,
+    device: Any = "cpu",
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The masked-model loss of images ``idx``: mean (Σ_{i∈S} φ̂_i − v(S))²."""
+    """The masked-model loss of images ``idx``: mean (Σ_{i∈S} φ̂_i − v(S))². ``context``:
+    :func:`contexts` of all of ``games``, where computed."""
     size = games.z.shape[2]
-    maps = net(pixels(games.images[idx], games.bases[idx], device))
+    x = pixels(games.images[idx], games.bases[idx], device)
+    maps = net(x, None if context is None else context[torch.from_numpy(idx).to(context.device)])
     phi = region_values(
         maps,
         torch.from_numpy(games.labels[idx]).to(device),
@@ -88,7 +104,8 @@ def fit(
     epochs: int = 60,
     patience: int = 8,
     batch_size: int = 32,
-    learning_rate: float = 2e-3,
+    learning_rate: float = 3e-4,
+    weight_decay: float = 3e-2,
     seed: int = 0,
     device: Any = "cpu",
     progress: StageProgress | None = None,
@@ -98,8 +115,9 @@ def fit(
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = ExplainerNet(games.values.shape[2], width).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=learning_rate)
+    net = ExplainerNet(games.values.shape[2], width, BACKBONE).to(device)
+    train_context, held_context = contexts(net, games, device), contexts(net, heldout, device)
+    opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     report = FitReport()
     best = float("inf")
@@ -110,7 +128,8 @@ def fit(
         order = rng.permutation(len(games))
         losses = []
         for start in range(0, len(order), batch_size):
-            loss = game_loss(net, games, order[start : start + batch_size], device)
+            batch = order[start : start + batch_size]
+            loss = game_loss(net, games, batch, device, train_context)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -119,7 +138,11 @@ def fit(
         net.eval()
         with torch.no_grad():
             held = [
-                float(game_loss(net, heldout, np.arange(s, min(s + 64, len(heldout))), device))
+                float(
+                    game_loss(
+                        net, heldout, np.arange(s, min(s + 64, len(heldout))), device, held_context
+                    )
+                )
                 * min(64, len(heldout) - s)
                 for s in range(0, len(heldout), 64)
             ]

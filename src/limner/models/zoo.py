@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -156,24 +157,34 @@ def builtin_torch_module(name: str = EFFICIENTNET_LITE0) -> BuiltinTorchModule:
 
 def efficientnet_lite0_onnx() -> Path:
     """Path of the cached ONNX export, exporting it first if needed (atomic, once)."""
-    target = cache_dir() / "efficientnet-lite0-v1.onnx"
+    return cached_onnx(
+        "efficientnet-lite0-v1.onnx", efficientnet_lite0_module, (1, 3, 224, 224), "logits"
+    )
+
+
+def cached_onnx(
+    name: str, module: Callable[[], Any], example: tuple[int, ...], output: str
+) -> Path:
+    """``name`` in limner's cache: the ONNX export of the PyTorch module that ``module()``
+    builds (called only when the file is missing), input ``input`` of shape ``example`` with
+    any batch size; written atomically, once."""
+    target = cache_dir() / name
     if target.exists():
         return target
     import torch
 
-    module = efficientnet_lite0_module()
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
     os.close(fd)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module,
-                (torch.zeros(1, 3, 224, 224),),
+                module(),
+                (torch.zeros(*example),),
                 tmp,
                 input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                output_names=[output],
+                dynamic_axes={"input": {0: "batch"}, output: {0: "batch"}},
                 opset_version=17,
                 dynamo=False,
             )

@@ -28,7 +28,7 @@ class ExplainerCreate(Strict):
     #: Held-out images the explainer is calibrated on, against KernelSHAP with
     #: ``reference_samples`` coalitions each (at most ``LIMNER_MAX_SAMPLES``).
     calibration_images: int = Field(default=50, ge=2, le=200)
-    reference_samples: int = Field(default=2048, ge=64, le=20000)
+    reference_samples: int = Field(default=1024, ge=64, le=20000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
 

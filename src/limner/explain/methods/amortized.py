@@ -79,7 +79,7 @@ def amortized_estimates(
     conformal half-widths, checked on ``check_values`` (the model's answers to
     :func:`check_coalitions` ``(m, seed)``)."""
     delta = full - base
-    phi, totals = learned.region_values(image, base_image, labels, m, delta)
+    phi, totals, distance = learned.read(image, base_image, labels, m, delta)
     z = check_coalitions(m, seed).astype(np.float64)
     cal = learned.calibration
     q = cal.halfwidth(confidence)
@@ -99,7 +99,6 @@ def amortized_estimates(
                 halfwidth=np.full(m, q * sigma),
             )
         )
-    distance = learned.distance(image, base_image)
     unfamiliar = cal.distance_limit is not None and distance > cal.distance_limit
     outside = unfamiliar or worst_gap > cal.gap_limit or worst_residual > cal.residual_limit
     info = {
