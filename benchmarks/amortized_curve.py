@@ -1,0 +1,114 @@
+"""The amortized explainer's error against its training images and time.
+
+    .venv/bin/python benchmarks/amortized_curve.py --images 1000 --eval 40
+
+Generates the shapes data set of benchmarks/amortized.py (textured, three classes, 96×96),
+trains its classifier, plays the explainer's games once on ``--images`` training images (a
+fifth held out for early stopping), then trains the explainer's head on growing shares of the
+rest and prints, for each, the games' seconds (at the measured rate per image, the held-out
+images' included), the head's training seconds, and the relative squared error Σ(φ̂ − φ)²/Σφ²
+of the predicted class on ``--eval`` validation images against KernelSHAP with
+``--reference`` samples at 24 SLIC regions (gray baseline). Last, with the head trained on
+all of them, how many of ``--other`` images of the other data set (the plain preset) and of
+the explainer's own validation images lie past the distance check's limit (the 99th
+percentile of the held-out images' distances, as the calibration sets it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from limner import load_model
+from limner.amortized.calibration import shapley_reference
+from limner.amortized.games import play
+from limner.amortized.training import fit, pixels, region_values
+from limner.datasets import make_shapes
+from limner.explain.perturb import Perturber
+from limner.explain.segmentation import region_map
+from limner.training import load_image_folder, train
+
+
+def main() -> None:
+    """Play the games once, train on growing shares, print the table."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--eval", type=int, default=40)
+    ap.add_argument("--reference", type=int, default=4096)
+    ap.add_argument("--other", type=int, default=50)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="limner-amortized-curve-"))
+    per_class = int(max(args.images / 0.8, args.eval * 5)) // 3 + 1
+    make_shapes(root / "shapes", per_class=per_class, size=96,
+                classes=["circle", "square", "triangle"], seed=0)  # fmt: skip
+    train(root / "shapes", root / "model")
+    model = load_model(str(root / "model"))
+    images = load_image_folder(root / "shapes", 96)
+    pictures = list(images.train.images[: args.images])
+    started = time.perf_counter()
+    games = play(model, pictures, pairs=64, baseline="gray")
+    per_image = (time.perf_counter() - started) / len(pictures)
+    order = np.random.default_rng(0).permutation(len(games))
+    cut = round(0.2 * len(games))
+    held, pool = games.subset(order[:cut]), order[cut:]
+    refs = []
+    for i, img in enumerate(images.validation.images[: args.eval]):
+        regions = region_map(img, "slic", 24)
+        labels = regions.at_size(96, 96).astype(np.int32)
+        top = int(np.argmax(model.predict(img[None])[0]))
+        ref, delta = shapley_reference(model, img, labels, regions.count, baseline="gray",
+                                       samples=args.reference, seed=i)  # fmt: skip
+        refs.append((img, labels, regions.count, top, ref, delta))
+    print(
+        "| training images | games (s) | head training (s) | epochs | rel. error, median (mean) |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    n = len(pool)
+    for share in (8, 4, 2, 1):
+        part = games.subset(pool[: n // share])
+        t = time.perf_counter()
+        net, report = fit(part, held, width=32)
+        trained = time.perf_counter() - t
+        errors = []
+        for img, labels, m, top, ref, delta in refs:
+            base = Perturber(img, labels, "gray", m).base
+            with torch.no_grad():
+                maps = net(pixels(img[None], base[None]))
+                phi = region_values(
+                    maps,
+                    torch.from_numpy(labels[None]).long(),
+                    torch.tensor([m]),
+                    torch.from_numpy(np.asarray(delta, np.float32)[None]),
+                    m,
+                )
+            est = phi[0, top].double().numpy()
+            errors.append(float(((est - ref[top]) ** 2).sum() / (ref[top] ** 2).sum()))
+        print(f"| {len(part)} | {per_image * (len(part) + cut):.0f} | {trained:.0f} | "
+              f"{len(report.train_loss)} (best {report.best_epoch + 1}) | "
+              f"{np.median(errors):.3f} ({np.mean(errors):.3f}) |", flush=True)  # fmt: skip
+    make_shapes(root / "other", per_class=2 * args.other // 3 + 1, size=96, preset="plain",
+                classes=["circle", "square", "triangle"], seed=1,
+                validation_fraction=0.5)  # fmt: skip
+    others = load_image_folder(root / "other", 96).train.images[: args.other]
+    own = images.validation.images[args.eval : args.eval + args.other]
+
+    def distances(pictures: np.ndarray) -> np.ndarray:
+        gray = np.full_like(pictures, 128)
+        with torch.no_grad():
+            return net.distance(pixels(pictures, gray)).numpy()
+
+    with torch.no_grad():
+        net.familiarize(net.features(pixels(part.images, part.bases)))
+        limit = float(np.quantile(net.distance(pixels(held.images, held.bases)).numpy(), 0.99))
+    print(f"\nthe distance check (limit {limit:.1f}) sends {(distances(others) > limit).sum()}"
+          f"/{len(others)} plain shapes and {(distances(own) > limit).sum()}/{len(own)} of "
+          "its own validation images to the default")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
