@@ -1,10 +1,11 @@
 """A trained explainer: its network and its ``limner-explainer.json``, saved as data.
 
-The folder holds ``explainer.safetensors`` (the network's weights, tensors only: loading it runs
-no code, unlike a pickle) and ``limner-explainer.json``: the model it belongs to (labels, input
-size, the SHA-256 of its artifact where it has one), the baseline it was trained with, the
-network's width, how many images it learned from, its training history and the held-out
-calibration (:class:`limner.amortized.calibration.Calibration`).
+The folder holds ``explainer.safetensors`` (the trained weights and where the training images'
+features lie; tensors only: loading it runs no code, unlike a pickle; the frozen backbone's
+weights come from its package) and ``limner-explainer.json``: the model it belongs to (labels,
+input size, the SHA-256 of its artifact where it has one), the backbone, the baseline it was
+trained with, the network's width, how many images it learned from, its training history and
+the held-out calibration (:class:`limner.amortized.calibration.Calibration`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from limner.models.base import Model
 
 WEIGHTS = "explainer.safetensors"
 DESCRIPTION = "limner-explainer.json"
-FORMAT = 1
+#: The description's format: 2 names its backbone; 1 (no backbone) still loads.
+FORMAT = 2
+FORMATS = (1, 2)
 
 
 @dataclass
@@ -151,7 +154,7 @@ def explainer_from(meta: Any, weights: bytes, *, name: str = "explainer") -> Amo
         classes = len(meta["model"]["labels"])
         width = int(meta["width"])
         Calibration(**meta["calibration"])
-        if meta.get("format") != FORMAT:
+        if meta.get("format") not in FORMATS:
             raise ValueError(f"format {meta.get('format')!r}")
         net = ExplainerNet(classes, width, meta.get("backbone"))
     except (ValueError, KeyError, TypeError) as exc:

@@ -20,6 +20,7 @@ teaches it so), and the same map serves any segmentation.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -76,9 +77,8 @@ class Taps(nn.Module):
         return torch.cat([tapped[0], *coarse], dim=1)
 
 
-@lru_cache(maxsize=1)
-def _taps() -> Taps:
-    """The frozen taps in PyTorch (loaded once per process)."""
+def _build_taps() -> Taps:
+    """The frozen taps in PyTorch, on the CPU."""
     from limner.models.zoo import efficientnet_lite0_module
 
     taps = Taps(efficientnet_lite0_module())
@@ -87,19 +87,33 @@ def _taps() -> Taps:
     return taps.eval()
 
 
+_BUILDING = threading.Lock()  # one build or export at a time (several job threads may ask)
+
+
+@lru_cache(maxsize=4)
+def _taps(device: str = "cpu") -> Taps:
+    """The frozen taps in PyTorch on ``device`` (one copy per device, loaded once)."""
+    with _BUILDING:
+        return _build_taps().to(device)
+
+
 @lru_cache(maxsize=1)
 def _taps_session() -> Any:
-    """The taps on ONNX Runtime, exported once into limner's cache (about ten times faster
-    than eager PyTorch on a CPU)."""
+    """The taps on ONNX Runtime, exported into limner's cache the first time (about ten times
+    faster than eager PyTorch on a CPU), with the threads the service's models get."""
+    import os
+
     import onnxruntime as ort
 
     from limner.models.zoo import cached_onnx
 
-    target = cached_onnx(
-        f"{BACKBONE}-taps-{BACKBONE_SIDE}-v1.onnx", _taps, (1, 3, BACKBONE_SIDE, BACKBONE_SIDE),
-        "features",
-    )  # fmt: skip
+    with _BUILDING:
+        target = cached_onnx(
+            f"{BACKBONE}-taps-{BACKBONE_SIDE}-v1.onnx", _build_taps,
+            (1, 3, BACKBONE_SIDE, BACKBONE_SIDE), "features",
+        )  # fmt: skip
     opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(os.environ.get("LIMNER_THREADS", 0)) or (os.cpu_count() or 1)
     opts.log_severity_level = 3
     return ort.InferenceSession(str(target), opts, providers=["CPUExecutionProvider"])
 
@@ -111,16 +125,19 @@ def backbone_features(x: torch.Tensor) -> torch.Tensor:
     other devices)."""
     side = BACKBONE_SIDE
     with torch.no_grad():
-        y = nn.functional.interpolate(x[:, :3], size=(side, side), mode="bilinear")
+        y = nn.functional.interpolate(
+            x[:, :3], size=(side, side), mode="bilinear", antialias=max(x.shape[2:]) > side
+        )
         y = (y * 255.0 - 127.0) / 128.0  # the built-in model's own input scaling
         if y.device.type != "cpu":
-            return _taps().to(y.device)(y)
+            return _taps(str(y.device))(y)
         out = _taps_session().run(None, {"input": y.float().numpy()})[0]
         return torch.from_numpy(out)
 
 
 class ExplainerNet(nn.Module):
-    """``(N, 6, H, W)`` image and baseline in 0..1 → ``(N, C, H, W)`` attribution maps."""
+    """``(N, 6, H, W)`` image and baseline in 0..1 → ``(N, C, H, W)`` attribution maps (the
+    backbone form reads the image alone: its games were all played with one baseline)."""
 
     def __init__(self, classes: int, width: int = DEFAULT_WIDTH, backbone: str | None = None):
         super().__init__()
