@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from amortized import near_exact
 
 from limner import load_model
-from limner.amortized.calibration import shapley_reference
+from limner.amortized.explainer import AmortizedExplainer
 from limner.amortized.games import play
-from limner.amortized.training import fit, pixels, region_values
+from limner.amortized.training import fit, pixels
 from limner.datasets import make_shapes
 from limner.explain.perturb import Perturber
-from limner.explain.segmentation import region_map
 from limner.training import load_image_folder, train
 
 
@@ -56,14 +56,9 @@ def main() -> None:
     order = np.random.default_rng(0).permutation(len(games))
     cut = round(0.2 * len(games))
     held, pool = games.subset(order[:cut]), order[cut:]
-    refs = []
-    for i, img in enumerate(images.validation.images[: args.eval]):
-        regions = region_map(img, "slic", 24)
-        labels = regions.at_size(96, 96).astype(np.int32)
-        top = int(np.argmax(model.predict(img[None])[0]))
-        ref, delta = shapley_reference(model, img, labels, regions.count, baseline="gray",
-                                       samples=args.reference, seed=i)  # fmt: skip
-        refs.append((img, labels, regions.count, top, ref, delta))
+    validation = images.validation.images[: args.eval]
+    refs = [near_exact(model, img, "gray", args.reference, seed=i)
+            for i, img in enumerate(validation)]  # fmt: skip
     print(
         "| training images | games (s) | head training (s) | epochs | rel. error, median (mean) |"
     )
@@ -74,20 +69,13 @@ def main() -> None:
         t = time.perf_counter()
         net, report = fit(part, held, width=32)
         trained = time.perf_counter() - t
+        learned = AmortizedExplainer(net, {})
         errors = []
-        for img, labels, m, top, ref, delta in refs:
-            base = Perturber(img, labels, "gray", m).base
-            with torch.no_grad():
-                maps = net(pixels(img[None], base[None]))
-                phi = region_values(
-                    maps,
-                    torch.from_numpy(labels[None]).long(),
-                    torch.tensor([m]),
-                    torch.from_numpy(np.asarray(delta, np.float32)[None]),
-                    m,
-                )
-            est = phi[0, top].double().numpy()
-            errors.append(float(((est - ref[top]) ** 2).sum() / (ref[top] ** 2).sum()))
+        for img, near in zip(validation, refs, strict=True):
+            base = Perturber(img, near.labels, "gray", near.count).base
+            phi, _, _ = learned.read(img, base, near.labels, near.count, near.delta)
+            est, ref = phi[near.top], near.values[near.top]
+            errors.append(float(((est - ref) ** 2).sum() / (ref**2).sum()))
         print(f"| {len(part)} | {per_image * (len(part) + cut):.0f} | {trained:.0f} | "
               f"{len(report.train_loss)} (best {report.best_epoch + 1}) | "
               f"{np.median(errors):.3f} ({np.mean(errors):.3f}) |", flush=True)  # fmt: skip
