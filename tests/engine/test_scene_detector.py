@@ -157,7 +157,8 @@ def test_integrated_gradients_point_at_the_box_and_not_with_random_weights(nets)
     the top region lies on the object for at least 75% of 20 held-out scenes' true-positive
     boxes (16 to 20 of 20 across training runs: the detector trains differently from run to
     run), the attributions add up to the score (completeness); the randomized network's best
-    box, explained the same way, points at an object far less often (0 of 20 seen)."""
+    box, explained the same way on 12 scenes, points at an object far less often (0 of 20 seen
+    when it was 20)."""
     net, blind_net = nets
     detector = torch_detector(net, scene_detector_metadata())
     blind = torch_detector(blind_net, scene_detector_metadata(score_threshold=0))
@@ -167,9 +168,9 @@ def test_integrated_gradients_point_at_the_box_and_not_with_random_weights(nets)
     print(f"pointing game, integrated gradients: {passed}/{scored} scenes; gaps {max(gaps)}")
     assert scored >= 18 and passed >= 0.75 * scored, (passed, scored)
     assert np.median(gaps) <= 0.01, gaps
-    pointed = _pointing_anywhere(blind, HELD_OUT[:20], method=method)
-    print(f"pointing game, integrated gradients, random weights: {pointed}/20 scenes")
-    assert pointed <= 0.4 * 20, pointed
+    pointed = _pointing_anywhere(blind, HELD_OUT[:12], method=method)
+    print(f"pointing game, integrated gradients, random weights: {pointed}/12 scenes")
+    assert pointed <= 0.4 * 12, pointed
 
 
 def test_gradcam_explains_the_boxes_of_the_pytorch_module(nets):

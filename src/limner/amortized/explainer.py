@@ -228,10 +228,13 @@ def train_explainer(
     net, report = fit(train, held, width=width, epochs=epochs, patience=patience, seed=seed,
                       progress=progress)  # fmt: skip
     with torch.no_grad():
-        net.familiarize(torch.cat([
-            net.features(pixels(train.images[s : s + 64], train.bases[s : s + 64]))
-            for s in range(0, len(train), 64)
-        ]))  # fmt: skip
+        features = report.train_features
+        if features is None:  # the backbone-less form reads its own encoder
+            features = torch.cat([
+                net.features(pixels(train.images[s : s + 64], train.bases[s : s + 64]))
+                for s in range(0, len(train), 64)
+            ])  # fmt: skip
+        net.familiarize(features)
     explainer = AmortizedExplainer(net, {})
     cal = calibrate(
         explainer.values, model, held.subset(np.arange(min(calibration_images, len(held)))),
