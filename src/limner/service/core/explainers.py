@@ -19,7 +19,13 @@ from limner.service.core.quotas import check_jobs_in_flight
 from limner.service.explainer_schemas import ExplainerCreate, ExplainerRead
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
-from limner.store.tables import Deployment, ExplainerJob, Subscription, Transaction
+from limner.store.tables import (
+    Deployment,
+    ExplainerJob,
+    Explanation,
+    Subscription,
+    Transaction,
+)
 
 log = logging.getLogger("limner.service")
 
@@ -179,30 +185,44 @@ def explainer_view(row: ExplainerJob, current: ExplainerJob | None = None) -> Ex
 AUTOMATIC = "limner (subscription settings)"
 
 
-def wants_after_scoring(explainability: dict[str, Any]) -> bool:
-    """Whether a subscription's settings ask for work once transactions are logged."""
-    return bool(
-        explainability.get("explainer_after")
-        or (explainability.get("enabled") and explainability.get("auto_explain"))
-    )
+def automatic(space_id: str) -> SpaceRef:
+    """Who queues what a subscription's settings ask for on their own (in the records:
+    :data:`AUTOMATIC`)."""
+    return SpaceRef(id=space_id, name="", role="tenant", key_id=None, key_name=AUTOMATIC)
 
 
-def after_scoring(state: ServiceState, space_id: str, sub_id: str, scoring_ids: list[str]) -> None:
-    """What a subscription asks for once transactions are logged: a training of the
-    deployment's explainer when ``explainer_after`` transactions exist and it has none, and
-    with ``auto_explain`` an explanation of each new transaction. Scoring never fails for
-    them: what cannot be queued is logged."""
-    space = SpaceRef(id=space_id, name="", role="tenant", key_id=None, key_name=AUTOMATIC)
-    with state.db.session() as s:
-        sub = s.get(Subscription, sub_id)
-        dep = s.get(Deployment, sub.deployment_id) if sub and sub.deployment_id else None
-    if sub is None or not scoring_ids:
-        return
+def auto_explain_jobs(
+    state: ServiceState, sub: Subscription, dep: Deployment | None, txs: list[Transaction]
+) -> list[Explanation]:
+    """``auto_explain``'s jobs for the transactions ``txs`` that a scoring is logging, one
+    each (method ``amortized`` when the deployment has an explainer for its current model),
+    to be stored with them in one database transaction; none when the subscription does not
+    ask for them or its settings cannot explain them now (logged, never the scoring's
+    failure)."""
+    from limner.service.core.explanations import auto_settings, explanation_jobs
+
     settings = sub.explainability or {}
-    if dep is not None and settings.get("explainer_after"):
-        _train_when_enough(state, space, dep, int(settings["explainer_after"]))
-    if settings.get("enabled") and settings.get("auto_explain"):
-        _explain_each(state, space, sub, dep, scoring_ids)
+    if not txs or not (settings.get("enabled") and settings.get("auto_explain")):
+        return []
+    overrides: dict[str, Any] = {}
+    if dep is not None and current_explainer(state, dep) is not None:
+        overrides["method"] = METHOD
+    try:
+        settings_of = auto_settings(state, sub, txs[0], overrides)
+        return explanation_jobs(automatic(sub.space_id), sub, txs, settings_of)
+    except (ConflictError, NotFoundError, InvalidInputError) as exc:
+        log.info("auto_explain of subscription %s: %s", sub.id, exc.message)
+        return []
+
+
+def after_scoring(state: ServiceState, sub: Subscription, dep: Deployment | None) -> None:
+    """What a subscription asks for once transactions are logged, besides ``auto_explain``
+    (whose jobs are stored with the transactions): a training of the deployment's explainer
+    when ``explainer_after`` transactions exist and it has none. Scoring never fails for it:
+    what cannot be queued is logged."""
+    after = (sub.explainability or {}).get("explainer_after")
+    if dep is not None and after:
+        _train_when_enough(state, automatic(sub.space_id), dep, int(after))
 
 
 def _train_when_enough(state: ServiceState, space: SpaceRef, dep: Deployment, after: int) -> None:
@@ -221,21 +241,3 @@ def _train_when_enough(state: ServiceState, space: SpaceRef, dep: Deployment, af
         request_training(state, space, dep, ExplainerCreate(limit=max(after, 10)))
     except LimnerError as exc:
         log.info("explainer of deployment %s not trained yet: %s", dep.id, exc.message)
-
-
-def _explain_each(
-    state: ServiceState,
-    space: SpaceRef,
-    sub: Subscription,
-    dep: Deployment | None,
-    scoring_ids: list[str],
-) -> None:
-    from limner.service.core.explanations import queue_explanations
-
-    overrides: dict[str, Any] = {}
-    if dep is not None and current_explainer(state, dep) is not None:
-        overrides["method"] = METHOD
-    try:
-        queue_explanations(state, space, sub, scoring_ids, overrides)
-    except (ConflictError, NotFoundError, InvalidInputError) as exc:
-        log.info("auto_explain of subscription %s: %s", sub.id, exc.message)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from sqlalchemy import select
 
 from limner.errors import ConflictError, InvalidInputError, LimnerError, RateLimitError
 from limner.explain import DEFAULT_METHOD
@@ -131,46 +130,34 @@ def _new_job(space: SpaceRef, tx: Transaction, settings: dict[str, Any]) -> Expl
     )
 
 
-def queue_explanations(
-    state: ServiceState,
+def explanation_jobs(
     space: SpaceRef,
     sub: Subscription,
-    scoring_ids: list[str],
-    overrides: dict[str, Any],
+    txs: list[Transaction],
+    settings_of: Callable[[Transaction], dict[str, Any]],
 ) -> list[Explanation]:
-    """Queue an explanation of each of the subscription's just-logged transactions
-    ``scoring_ids`` (``auto_explain``), with the subscription's settings and ``overrides``.
+    """The queued jobs that explain the subscription's transactions ``txs`` (``auto_explain``),
+    each with ``settings_of(tx)``; not yet stored (the caller stores them with the
+    transactions, in one database transaction, then enqueues them).
 
     These jobs are not refused at ``LIMNER_MAX_JOBS_PER_SPACE``: they come one per scored
     image, so scoring's own limits bound them, and the runner's fair share keeps the space's
     jobs from holding every worker while other spaces' wait. They are background jobs: each
     starts once scoring has paused (:mod:`limner.jobs.foreground`)."""
-    with state.db.session() as s:
-        txs = list(
-            s.scalars(
-                select(Transaction).where(
-                    Transaction.space_id == space.id,
-                    Transaction.subscription_id == sub.id,
-                    Transaction.scoring_id.in_(scoring_ids),
-                )
-            )
-        )
-    if not txs:
-        return []
-    body = ExplanationCreate.model_validate({"scoring_id": txs[0].scoring_id, **overrides})
-    detector = sub.model_metadata.get("problem_type") == "detection"
-    shared = None if detector else job_settings(state, sub, txs[0], body)  # once per request
-    jobs = [
-        _new_job(
-            space, tx, {**(shared or job_settings(state, sub, tx, body)), BACKGROUND_SETTING: True}
-        )
-        for tx in txs
-    ]
-    with state.db.session() as s:
-        s.add_all(jobs)
-    for job in jobs:
-        state.runner.enqueue(job.id)
-    return jobs
+    return [_new_job(space, tx, {**settings_of(tx), BACKGROUND_SETTING: True}) for tx in txs]
+
+
+def auto_settings(
+    state: ServiceState, sub: Subscription, first: Transaction, overrides: dict[str, Any]
+) -> Callable[[Transaction], dict[str, Any]]:
+    """The settings of each ``auto_explain`` job of a scoring whose first transaction is
+    ``first``: the subscription's with ``overrides``, worked out once for a classifier and per
+    transaction for a detector (its box); raises what :func:`job_settings` raises."""
+    body = ExplanationCreate.model_validate({"scoring_id": first.scoring_id, **overrides})
+    if sub.model_metadata.get("problem_type") == "detection":
+        return lambda tx: job_settings(state, sub, tx, body)
+    shared = job_settings(state, sub, first, body)
+    return lambda tx: shared
 
 
 def box_settings(tx: Transaction, body: SettingOverrides, method: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,12 +16,12 @@ from limner.errors import ConflictError, InvalidInputError, PayloadTooLargeError
 from limner.imaging import check_image, decode_image, encode_png, header_pixels, resize
 from limner.service.core.deployments import check_live
 from limner.service.core.detections import best_box, class_scores, detect_photos, worker_detector
-from limner.service.core.explainers import after_scoring, wants_after_scoring
+from limner.service.core.explainers import after_scoring, auto_explain_jobs
 from limner.service.schemas import as_utc
 from limner.service.state import ServiceState
 from limner.settings import Settings
 from limner.store import SpaceRef, new_id
-from limner.store.tables import Deployment, Subscription, Transaction, utcnow
+from limner.store.tables import Deployment, Explanation, Subscription, Transaction, utcnow
 
 logger = logging.getLogger("limner.service")
 
@@ -121,19 +122,14 @@ def score(
     when the deployment is subscribed, log each scoring as a transaction before answering
     (409, before anything is scored, for a case id the subscription has logged already)."""
     check_live(dep)
-    sub_id = None
-    settings: dict[str, Any] = {}
+    sub: Subscription | None = None
     if log:
         with state.db.session() as s:
-            row = s.execute(
-                select(Subscription.id, Subscription.explainability).where(
-                    Subscription.deployment_id == dep.id
-                )
+            sub = s.scalars(
+                select(Subscription).where(Subscription.deployment_id == dep.id)
             ).first()
-        if row is not None:
-            sub_id, settings = row[0], dict(row[1] or {})
-        if sub_id is not None:
-            check_external_ids(state, sub_id, [item.external_id for item in items])
+        if sub is not None:
+            check_external_ids(state, sub.id, [item.external_id for item in items])
     found = None
     # 429 when the space has enough in flight; background explanations wait while it scores
     with state.scoring_slots.take(dep.space_id), state.foreground.busy():
@@ -150,15 +146,18 @@ def score(
             probs = loaded.batcher.predict(x, timeout=state.settings.model_call_timeout)
     state.metrics.scored.labels(dep.space_id, dep.name).inc(len(items))
     ids: list[str | None] = [None] * len(items)
-    if sub_id is not None:
+    if sub is not None:
+        subscribed = sub
         labels = loaded.model.labels
-        logged = _log(state, dep.space_id, sub_id, labels, items, probs, found)
+        logged = _log(
+            state, dep.space_id, sub.id, labels, items, probs, found,
+            jobs_for=lambda rows: auto_explain_jobs(state, subscribed, dep, rows),
+        )  # fmt: skip
         ids = list(logged)
-        try:  # only a subscription that asks for it pays for the lookups
-            if wants_after_scoring(settings):
-                after_scoring(state, dep.space_id, sub_id, logged)
+        try:
+            after_scoring(state, sub, dep)
         except Exception:  # never the scoring's failure: the transactions are logged
-            logger.exception("after scoring on subscription %s", sub_id)
+            logger.exception("after scoring on subscription %s", sub.id)
     return Scores(probs, ids, found)
 
 
@@ -203,9 +202,13 @@ def _log(
     items: list[ImageItem],
     probs: np.ndarray,
     detections: list[list[dict[str, Any]]] | None = None,
+    jobs_for: Callable[[list[Transaction]], list[Explanation]] | None = None,
 ) -> list[str]:
     """Store the images and log one transaction each; 413 (nothing logged) when the images
-    would take the space over ``LIMNER_SPACE_QUOTA_BYTES``."""
+    would take the space over ``LIMNER_SPACE_QUOTA_BYTES``. ``jobs_for(rows)``: explanation
+    jobs of the new transactions (``auto_explain``), stored in the same database transaction
+    (a transaction is never logged without the explanation its subscription asks for), then
+    enqueued; a failure to make them is logged, never the scoring's."""
     from limner.service.core.subscriptions import check_storage_room, record_transactions
     from limner.store.blobs import releases
 
@@ -227,8 +230,14 @@ def _log(
         row.image_bytes = len(data)
         row.external_id, row.source = item.external_id, item.source
         rows.append(row)
+    jobs: list[Explanation] = []
+    if jobs_for is not None:
+        try:
+            jobs = jobs_for(rows)
+        except Exception:  # never the scoring's failure
+            logger.exception("auto_explain on subscription %s", sub_id)
     try:
-        record_transactions(state, space_id, rows, stored, since)
+        record_transactions(state, space_id, rows, stored, since, jobs)
     except IntegrityError as exc:  # a concurrent request logged one of the case ids first
         if any(item.external_id for item in items):
             raise ConflictError(
@@ -236,6 +245,8 @@ def _log(
             ) from exc
         raise
     state.metrics.transactions.labels(space_id).inc(len(rows))
+    for job in jobs:
+        state.runner.enqueue(job.id)
     return [r.scoring_id for r in rows]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -170,9 +170,10 @@ def record_transactions(
     rows: list[Transaction],
     stored: dict[str, bytes],
     since: int,
+    jobs: Sequence[Explanation] = (),
 ) -> None:
-    """Insert ``rows``, transactions of ``space_id``, and add their ``image_bytes`` to the
-    space's storage, in one database transaction.
+    """Insert ``rows``, transactions of ``space_id``, with ``jobs`` (explanations of them),
+    and add their ``image_bytes`` to the space's storage, in one database transaction.
 
     ``stored`` are their images (key → bytes), put after :func:`limner.store.blobs.releases`
     answered ``since``: a blob a concurrent release deleted meanwhile is stored again.
@@ -180,6 +181,9 @@ def record_transactions(
     added = sum(row.image_bytes or 0 for row in rows)
     with referencing(state.blobs, stored, since), state.db.session() as s:
         s.add_all(rows)
+        if jobs:
+            s.flush()  # the transactions first: the jobs point at them
+            s.add_all(jobs)
         s.execute(
             update(Space)
             .where(Space.id == space_id)
