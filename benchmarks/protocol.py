@@ -8,9 +8,13 @@ method explains every image with seeds 0, 1 and 2; an image's AUC is the mean ov
 and each difference from lime_image-1000 gets a paired bootstrap 95% interval over images.
 Methods: the default (adaptive KernelSHAP), lime_image-1000 (batch 64), and at a fixed 256
 samples limner's KernelSHAP design against uniform-over-sizes sampling of coalition sizes (the
-size distribution of Leverage SHAP, Musco & Witter, ICLR 2025; same constrained estimate).
+size distribution of Leverage SHAP, Musco & Witter, ICLR 2025; same constrained estimate) and
+against the same draws fitted with a third-order term per triangle of adjacent regions
+(PolySHAP-style: the 4-neighbourhood for SLIC, with the diagonals for the grid, whose
+4-neighbourhood has no triangles). ``--variants-only`` runs the 256-sample rows alone and
+compares them with limner's sampling.
 
-    .venv/bin/python benchmarks/protocol.py [--crops 4] [--limit N]
+    .venv/bin/python benchmarks/protocol.py [--crops 4] [--limit N] [--variants-only]
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 from compare import BASELINE, PHOTOS, Case, Counter, lime_method, load_photo, protocol
-from estimators import Target, kernelshap_variant, limner_fixed
+from estimators import Estimator, Target, kernelshap_variant, limner_fixed, polyshap_triangles
 from stats import paired
 
 import limner
@@ -33,6 +38,9 @@ from limner.explain.segmentation import RegionMap, region_map
 LARGE = ["astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
          "camera", "china"]  # fmt: skip
 SEEDS = (0, 1, 2)
+LIMNER_256 = "kernelshap-256 (limner's sampling)"
+POLY_256 = "kernelshap-256 + adjacent triangles (PolySHAP-style)"
+REFERENCES = ("default (adaptive kernelshap)", "lime_image-1000")
 
 
 def crops(name: str, count: int) -> list[np.ndarray]:
@@ -67,7 +75,13 @@ def main() -> None:
     ap.add_argument("--crops", type=int, default=4)
     ap.add_argument("--limit", type=int, default=0, help="only the first N images (a smoke run)")
     ap.add_argument("--maps", default="slic,grid", help="which region maps: slic, grid or both")
-    ap.add_argument("--no-variants", action="store_true", help="skip the two KernelSHAP-256 rows")
+    ap.add_argument("--no-variants", action="store_true", help="skip the KernelSHAP-256 rows")
+    ap.add_argument(
+        "--variants-only",
+        action="store_true",
+        help="only the KernelSHAP-256 rows (no default, no lime_image; differences are then "
+        "against limner's sampling)",
+    )
     args = ap.parse_args()
     model = limner.load_model("efficientnet-lite0", device="cpu")
     pictures = images(args.crops)
@@ -80,23 +94,29 @@ def main() -> None:
                              baseline=BASELINE, seed=seed, regions=regions)  # fmt: skip
         return exp.classes[0].weights
 
-    fixed = {
-        "kernelshap-256 (limner's sampling)": limner_fixed("kernelshap", 256),
-        "kernelshap-256, sizes uniform (Leverage SHAP's)": kernelshap_variant(256, power=0.0),
+    #: each variant is made for an image's region labels (the triangles need them)
+    fixed: dict[str, Callable[[np.ndarray, bool], Estimator]] = {
+        LIMNER_256: lambda labels, grid: limner_fixed("kernelshap", 256),
+        "kernelshap-256, sizes uniform (Leverage SHAP's)": lambda labels, grid: kernelshap_variant(
+            256, power=0.0
+        ),
+        POLY_256: lambda labels, grid: polyshap_triangles(256, labels, diagonal=grid),
     }
     if args.no_variants:
         fixed = {}
     maps = [m for m in (("slic", 24), ("grid", 49)) if m[0] in args.maps.split(",")]
     for seg, segments in maps:
-        names = ["default (adaptive kernelshap)", "lime_image-1000", *fixed]
+        names = [] if args.variants_only else ["default (adaptive kernelshap)", "lime_image-1000"]
+        names += list(fixed)
         aucs = {n: np.zeros((len(pictures), len(SEEDS), 2)) for n in names}
-        seconds: dict[str, list[float]] = {n: [] for n in names[:2]}
+        seconds: dict[str, list[float]] = {n: [] for n in names if n in REFERENCES}
         for i, (name, img) in enumerate(pictures):
             regions = region_map(img, seg, segments)
             labels = regions.at_size(224, 224)
             base = Perturber(img, labels, BASELINE).base
             target = int(model.predict(img[None])[0].argmax())
             case = Case(name, img, labels, base, target)
+            made = {n: make(labels, seg == "grid") for n, make in fixed.items()}
             for s, seed in enumerate(SEEDS):
                 for n in names:
                     t = time.perf_counter()
@@ -105,7 +125,7 @@ def main() -> None:
                     elif n == "lime_image-1000":
                         w = lime(case, Counter(model), seed)
                     else:
-                        w = fixed[n](Target(model, case), np.random.default_rng(seed))
+                        w = made[n](Target(model, case), np.random.default_rng(seed))
                     if n in seconds:
                         seconds[n].append(time.perf_counter() - t)
                     aucs[n][i, s] = protocol(case, w, model)
@@ -123,29 +143,29 @@ def render(
     """One table: mean AUCs and paired differences against lime_image-1000 (and of the
     uniform-size sampling against limner's at the same budget)."""
     rng = np.random.default_rng(0)
-    ref = aucs["lime_image-1000"].mean(axis=1)  # (images, 2): mean over seeds
+    bar = "lime_image-1000" if "lime_image-1000" in aucs else LIMNER_256
+    ref = aucs[bar].mean(axis=1)  # (images, 2): mean over seeds
     print(f"\n{seg} ({segments} regions), {n} images × {len(SEEDS)} seeds\n")
-    print("| method | deletion AUC | insertion AUC | deletion − lime_image [95%] "
-          "| insertion − lime_image [95%] | s per explanation |")  # fmt: skip
+    print(f"| method | deletion AUC | insertion AUC | deletion − {bar} [95%] "
+          f"| insertion − {bar} [95%] | s per explanation |")  # fmt: skip
     print("| --- | ---: | ---: | --- | --- | ---: |")
     for name, values in aucs.items():
         mean = values.mean(axis=1)
         d, i = mean[:, 0], mean[:, 1]
         sec = f"{statistics.median(seconds[name]):.2f}" if name in seconds else "–"
-        if name == "lime_image-1000":
+        if name == bar:
             vs_d = vs_i = "–"
         else:
             vs_d, vs_i = paired(d - ref[:, 0], rng, "+.4f"), paired(i - ref[:, 1], rng, "+.4f")
         print(f"| {name} | {d.mean():.4f} | {i.mean():.4f} | {vs_d} | {vs_i} | {sec} |")
-    names = list(aucs)
-    if len(names) < 4:
+    if bar == LIMNER_256 or LIMNER_256 not in aucs:
         return
-    a, b = aucs[names[2]].mean(axis=1), aucs[names[3]].mean(axis=1)
-    deletion, insertion = (
-        paired(b[:, 0] - a[:, 0], rng, "+.4f"),
-        paired(b[:, 1] - a[:, 1], rng, "+.4f"),
-    )
-    print(f"\nuniform sizes − limner's sampling at 256: deletion {deletion}, insertion {insertion}")
+    a = aucs[LIMNER_256].mean(axis=1)
+    for other in [k for k in aucs if k.startswith("kernelshap-256") and k != LIMNER_256]:
+        b = aucs[other].mean(axis=1)
+        deletion = paired(b[:, 0] - a[:, 0], rng, "+.4f")
+        insertion = paired(b[:, 1] - a[:, 1], rng, "+.4f")
+        print(f"\n{other} − limner's sampling: deletion {deletion}, insertion {insertion}")
 
 
 if __name__ == "__main__":
