@@ -75,8 +75,9 @@ def main() -> None:
     ap.add_argument("--crops", type=int, default=4)
     ap.add_argument("--limit", type=int, default=0, help="only the first N images (a smoke run)")
     ap.add_argument("--maps", default="slic,grid", help="which region maps: slic, grid or both")
-    ap.add_argument("--no-variants", action="store_true", help="skip the KernelSHAP-256 rows")
-    ap.add_argument(
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--no-variants", action="store_true", help="skip the KernelSHAP-256 rows")
+    which.add_argument(
         "--variants-only",
         action="store_true",
         help="only the KernelSHAP-256 rows (no default, no lime_image; differences are then "
@@ -140,8 +141,9 @@ def render(
     aucs: dict[str, np.ndarray],
     seconds: dict[str, list[float]],
 ) -> None:
-    """One table: mean AUCs and paired differences against lime_image-1000 (and of the
-    uniform-size sampling against limner's at the same budget)."""
+    """One table: mean AUCs and paired differences against lime_image-1000 (against limner's
+    KernelSHAP-256 with ``--variants-only``), then each other 256-sample variant against
+    limner's sampling."""
     rng = np.random.default_rng(0)
     bar = "lime_image-1000" if "lime_image-1000" in aucs else LIMNER_256
     ref = aucs[bar].mean(axis=1)  # (images, 2): mean over seeds

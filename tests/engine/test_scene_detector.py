@@ -157,8 +157,8 @@ def test_integrated_gradients_point_at_the_box_and_not_with_random_weights(nets)
     the top region lies on the object for at least 75% of 20 held-out scenes' true-positive
     boxes (16 to 20 of 20 across training runs: the detector trains differently from run to
     run), the attributions add up to the score (completeness); the randomized network's best
-    box, explained the same way on 12 scenes, points at an object far less often (0 of 20 seen
-    when it was 20)."""
+    box, explained the same way on 12 scenes, points at an object far less often (0 of 20 when
+    it ran on 20 scenes)."""
     net, blind_net = nets
     detector = torch_detector(net, scene_detector_metadata())
     blind = torch_detector(blind_net, scene_detector_metadata(score_threshold=0))

@@ -229,7 +229,7 @@ def train_explainer(
                       progress=progress)  # fmt: skip
     with torch.no_grad():
         features = report.train_features
-        if features is None:  # the backbone-less form reads its own encoder
+        if features is None:  # defensive: the contexts are missing (no backbone)
             features = torch.cat([
                 net.features(pixels(train.images[s : s + 64], train.bases[s : s + 64]))
                 for s in range(0, len(train), 64)

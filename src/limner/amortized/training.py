@@ -38,8 +38,9 @@ class FitReport:
     heldout_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
     seconds: float = 0.0
-    #: :meth:`ExplainerNet.features` of the training images, when the contexts gave them
-    #: (the backbone's channel means: no second backbone run for ``familiarize``)
+    #: :meth:`ExplainerNet.features` of the training images, from the contexts training
+    #: computed (the backbone's channel means, averaged from the half-precision contexts, on
+    #: the CPU): no second backbone run for ``familiarize``
     train_features: torch.Tensor | None = None
 
 
@@ -165,6 +166,6 @@ def fit(
     net.load_state_dict(best_state)
     net.eval()
     if train_context is not None:
-        report.train_features = train_context.float().mean(dim=(2, 3))
+        report.train_features = train_context.float().mean(dim=(2, 3)).cpu()
     report.seconds = time.perf_counter() - started
     return net, report

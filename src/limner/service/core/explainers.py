@@ -197,19 +197,23 @@ def auto_explain_jobs(
     """``auto_explain``'s jobs for the transactions ``txs`` that a scoring is logging, one
     each (method ``amortized`` when the deployment has an explainer for its current model),
     to be stored with them in one database transaction; none when the subscription does not
-    ask for them or its settings cannot explain them now (logged, never the scoring's
-    failure)."""
+    ask for them, and none for a transaction its settings cannot explain now (logged, never
+    the scoring's failure)."""
     from limner.service.core.explanations import auto_settings, explanation_jobs
 
     settings = sub.explainability or {}
     if not txs or not (settings.get("enabled") and settings.get("auto_explain")):
         return []
     overrides: dict[str, Any] = {}
-    if dep is not None and current_explainer(state, dep) is not None:
+    learned = current_explainer(state, dep) if dep is not None else None
+    if learned is not None:
         overrides["method"] = METHOD
     try:
-        settings_of = auto_settings(state, sub, txs[0], overrides)
-        return explanation_jobs(automatic(sub.space_id), sub, txs, settings_of)
+        settings_of = auto_settings(
+            state, sub, txs[0], overrides, dep=dep,
+            explainer_id=learned.id if learned is not None else None,
+        )  # fmt: skip
+        return explanation_jobs(automatic(sub.space_id), txs, settings_of)
     except (ConflictError, NotFoundError, InvalidInputError) as exc:
         log.info("auto_explain of subscription %s: %s", sub.id, exc.message)
         return []

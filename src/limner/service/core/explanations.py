@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from limner.errors import ConflictError, InvalidInputError, LimnerError, RateLim
 from limner.explain import DEFAULT_METHOD
 from limner.explain.methods import GRADIENT_METHODS
 from limner.jobs import QUEUED
-from limner.jobs.runner import BACKGROUND_SETTING
+from limner.jobs.runner import BACKGROUND_SETTING, EXPLAINER_SETTING
 from limner.service.core.deployments import check_live
 from limner.service.core.explainers import METHOD as AMORTIZED
 from limner.service.core.explainers import amortized_settings
@@ -32,6 +33,8 @@ from limner.service.schemas import (
 from limner.service.state import ServiceState
 from limner.store import SpaceRef, new_id
 from limner.store.tables import Deployment, Explanation, Subscription, Transaction
+
+log = logging.getLogger("limner.service")
 
 #: Settings of the subscription that a request may override.
 _OVERRIDABLE = (
@@ -67,14 +70,23 @@ def request_explanation(
 
 
 def job_settings(
-    state: ServiceState, sub: Subscription | None, tx: Transaction, body: ExplanationCreate
+    state: ServiceState,
+    sub: Subscription | None,
+    tx: Transaction,
+    body: ExplanationCreate,
+    *,
+    dep: Deployment | None = None,
+    explainer_id: str | None = None,
 ) -> dict[str, Any]:
     """The settings of a job explaining ``tx``: the subscription's, overridden by ``body``'s
     (409 while explainability is off or the deployment is retired, 422 for settings the
-    model or the limits refuse)."""
+    model or the limits refuse). ``dep`` (the subscription's deployment) and
+    ``explainer_id`` (its current explainer, for method ``amortized``): where the caller has
+    read them already."""
     if sub is not None and sub.deployment_id is not None:
-        with state.db.session() as s:
-            dep = s.get(Deployment, sub.deployment_id)
+        if dep is None or dep.id != sub.deployment_id:
+            with state.db.session() as s:
+                dep = s.get(Deployment, sub.deployment_id)
         if dep is not None:
             check_live(dep)
     if sub is None or not sub.explainability.get("enabled"):
@@ -94,7 +106,11 @@ def job_settings(
     elif method == "drise":
         raise InvalidInputError("drise explains an object detector's box; this is a classifier")
     elif method == AMORTIZED:
-        settings.update(amortized_settings(state, sub.deployment_id))
+        settings.update(
+            {EXPLAINER_SETTING: explainer_id}
+            if explainer_id is not None
+            else amortized_settings(state, sub.deployment_id)
+        )
     if not settings.pop("curves", True):
         check_curves_off(method, sub.model_metadata.get("problem_type") == "detection")
         settings["curves"] = False
@@ -132,31 +148,52 @@ def _new_job(space: SpaceRef, tx: Transaction, settings: dict[str, Any]) -> Expl
 
 def explanation_jobs(
     space: SpaceRef,
-    sub: Subscription,
     txs: list[Transaction],
     settings_of: Callable[[Transaction], dict[str, Any]],
 ) -> list[Explanation]:
-    """The queued jobs that explain the subscription's transactions ``txs`` (``auto_explain``),
+    """The queued jobs that explain a subscription's transactions ``txs`` (``auto_explain``),
     each with ``settings_of(tx)``; not yet stored (the caller stores them with the
-    transactions, in one database transaction, then enqueues them).
+    transactions, in one database transaction, then enqueues them). A transaction whose
+    settings are refused (a detector's image without a box) gets no job and is logged; the
+    others keep theirs.
 
     These jobs are not refused at ``LIMNER_MAX_JOBS_PER_SPACE``: they come one per scored
     image, so scoring's own limits bound them, and the runner's fair share keeps the space's
     jobs from holding every worker while other spaces' wait. They are background jobs: each
     starts once scoring has paused (:mod:`limner.jobs.foreground`)."""
-    return [_new_job(space, tx, {**settings_of(tx), BACKGROUND_SETTING: True}) for tx in txs]
+    jobs = []
+    for tx in txs:
+        try:
+            settings = settings_of(tx)
+        except LimnerError as exc:
+            log.info("auto_explain of transaction %s: %s", tx.scoring_id, exc.message)
+            continue
+        jobs.append(_new_job(space, tx, {**settings, BACKGROUND_SETTING: True}))
+    return jobs
 
 
 def auto_settings(
-    state: ServiceState, sub: Subscription, first: Transaction, overrides: dict[str, Any]
+    state: ServiceState,
+    sub: Subscription,
+    first: Transaction,
+    overrides: dict[str, Any],
+    *,
+    dep: Deployment | None = None,
+    explainer_id: str | None = None,
 ) -> Callable[[Transaction], dict[str, Any]]:
     """The settings of each ``auto_explain`` job of a scoring whose first transaction is
     ``first``: the subscription's with ``overrides``, worked out once for a classifier and per
-    transaction for a detector (its box); raises what :func:`job_settings` raises."""
+    transaction for a detector (its box); ``dep`` and ``explainer_id`` (method
+    ``amortized``), where the caller has read them already; raises what
+    :func:`job_settings` raises."""
     body = ExplanationCreate.model_validate({"scoring_id": first.scoring_id, **overrides})
+
+    def settings_of(tx: Transaction) -> dict[str, Any]:
+        return job_settings(state, sub, tx, body, dep=dep, explainer_id=explainer_id)
+
     if sub.model_metadata.get("problem_type") == "detection":
-        return lambda tx: job_settings(state, sub, tx, body)
-    shared = job_settings(state, sub, first, body)
+        return settings_of
+    shared = settings_of(first)
     return lambda tx: shared
 
 

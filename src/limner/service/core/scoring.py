@@ -207,7 +207,7 @@ def _log(
     """Store the images and log one transaction each; 413 (nothing logged) when the images
     would take the space over ``LIMNER_SPACE_QUOTA_BYTES``. ``jobs_for(rows)``: explanation
     jobs of the new transactions (``auto_explain``), stored in the same database transaction
-    (a transaction is never logged without the explanation its subscription asks for), then
+    (the jobs that could be made are never lost apart from their transactions), then
     enqueued; a failure to make them is logged, never the scoring's."""
     from limner.service.core.subscriptions import check_storage_room, record_transactions
     from limner.store.blobs import releases
@@ -245,8 +245,11 @@ def _log(
             ) from exc
         raise
     state.metrics.transactions.labels(space_id).inc(len(rows))
-    for job in jobs:
-        state.runner.enqueue(job.id)
+    try:
+        for job in jobs:
+            state.runner.enqueue(job.id)
+    except Exception:  # stored as queued: the runner's poll takes them up
+        logger.exception("auto_explain jobs of subscription %s not enqueued", sub_id)
     return [r.scoring_id for r in rows]
 
 
