@@ -183,6 +183,26 @@ def test_an_image_without_boxes_has_none_to_explain(faces: dict):
         client.explanations.create(blank.scoring_id)
 
 
+def test_auto_explain_queues_a_box_per_image_with_boxes_and_skips_only_the_blank_one(
+    shared: Running,
+):
+    """``auto_explain`` on a detector: one request scores a photo with a face and a blank
+    image; the photo's transaction gets its explanation job (its best box), stored with it, and
+    the blank one, which has no box to explain, gets none, without costing the photo its job or
+    the request its answer."""
+    client = shared.client(shared.new_key("detectors-auto"))
+    dep = client.deployments.create(name="faces-auto", model="opencv-faces")
+    sub = client.subscriptions.create(dep)
+    sub.enable_explainability(**FAST, auto_explain=True)
+    blank = encode_png(np.full((200, 300, 3), 90, np.uint8))
+    face, empty = client.score_many(dep, [encode_png(data.astronaut()), blank])
+    assert face.detections and empty.detections == []
+    jobs = client.explanations.list(scoring_id=face.scoring_id)
+    assert len(jobs) == 1 and jobs[0].data["settings"]["box"] == 0
+    assert jobs[0].data["settings"]["background"] is True
+    assert client.explanations.list(scoring_id=empty.scoring_id) == []
+
+
 def test_box_is_refused_for_a_classifiers_transaction(shared: Running, tmp_path: Path):
     from svc_helpers import TinyConv, deploy_onnx
 
