@@ -1,16 +1,16 @@
 """Scoring throughput with ``auto_explain`` on and off, and how long the explanations take.
 
-    .venv/bin/python benchmarks/auto_explain.py [--images 200] [--rounds 2]
+    .venv/bin/python benchmarks/auto_explain.py [--images 200] [--rounds 2] [--train N]
 
 Trains a shapes classifier (``limner train``'s default, 96×96), serves it (SQLite, a real
-uvicorn on loopback), scores ``--images`` transactions and trains the deployment's amortized
-explainer from them through the API (timed). Then, ``--rounds`` times in alternating order,
-scores ``--images`` new shapes in requests of ``--batch`` images from ``--clients`` clients,
-once with ``auto_explain`` off and once on, and reports the scoring images/s of each, their
-ratio, and with ``auto_explain`` how many of the scored images were explained, with which
-method, and how long after the last scoring the last explanation finished. The explanations
-are made without their curves (``"curves": false``, what ``auto_explain`` is for) unless
-``--curves`` is given.
+uvicorn on loopback), scores ``--train`` transactions (default: ``--images``) and trains the
+deployment's amortized explainer from them through the API (timed). Then, ``--rounds`` times
+in alternating order, scores ``--images`` new shapes in requests of ``--batch`` images from
+``--clients`` clients, once with ``auto_explain`` off and once on, and reports the scoring
+images/s of each, their ratio, and with ``auto_explain`` how many of the scored images were
+explained, with which method, and how long after the last scoring the last explanation
+finished. The explanations are made without their curves (``"curves": false``, what
+``auto_explain`` is for) unless ``--curves`` is given.
 """
 
 from __future__ import annotations
@@ -89,10 +89,13 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--curves", action="store_true", help="explanations with their curves")
+    ap.add_argument("--train", type=int, default=0,
+                    help="transactions the explainer learns from (default: --images)")  # fmt: skip
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="limner-auto-"))
     n = args.images
-    per_class = (n * (2 * args.rounds + 1)) // 3 + 20
+    learn = args.train or n
+    per_class = (learn + n * 2 * args.rounds) // 3 + 20
     make_shapes(root / "shapes", per_class=per_class, size=96,
                 classes=["circle", "square", "triangle"], seed=0)  # fmt: skip
     print("training the classifier …", file=sys.stderr)
@@ -102,7 +105,8 @@ def main() -> None:
         encode_png(im) for im in folder.validation.images
     ]
     order = np.random.default_rng(0).permutation(len(pool))  # the folders list class by class
-    sets = [[pool[j] for j in order[i * n : (i + 1) * n]] for i in range(2 * args.rounds + 1)]
+    rounds = [order[learn + i * n : learn + (i + 1) * n] for i in range(2 * args.rounds)]
+    sets = [[pool[j] for j in part] for part in [order[:learn], *rounds]]
     settings = Settings(data_dir=root / "data", database_url="", workers=2, model_roots=str(root))
     db = Database(settings.resolved_database_url())
     db.migrate()
@@ -122,7 +126,7 @@ def main() -> None:
         started = time.perf_counter()
         queued = http.post(
             f"/v1/deployments/{dep['id']}/explainers",
-            json={"limit": n, "baseline": "gray", "calibration_images": 20,
+            json={"limit": learn, "baseline": "gray", "calibration_images": 20,
                   "reference_samples": 1024},
         ).json()  # fmt: skip
         while (row := http.get(f"/v1/explainers/{queued['id']}").json())["status"] not in (
@@ -131,7 +135,7 @@ def main() -> None:
         ):
             time.sleep(1)
         print(
-            f"explainer from {n} transactions: {row['status']} in "
+            f"explainer from {learn} transactions: {row['status']} in "
             f"{time.perf_counter() - started:.0f} s (held-out error {row['heldout_error']})",
             file=sys.stderr,
         )
