@@ -43,6 +43,24 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "camera", "rocket", "hubble_deep_fie
           "immunohistochemistry", "brick", "grass", "gravel")  # fmt: skip
 
 
+#: The benchmarks' three classes.
+CLASSES = ["circle", "square", "triangle"]
+
+
+def shapes(root: Path, train_images: int, eval_images: int, preset: str = "textured") -> None:
+    """The three-shape data set (96×96, seed 0) in ``root / "shapes"``: ``train_images`` in
+    ``train/`` (80% of each class) and at least ``5 × eval_images`` in all."""
+    per_class = int(max(train_images / 0.8, eval_images * 5)) // 3 + 1
+    make_shapes(root / "shapes", per_class=per_class, size=96, classes=CLASSES, seed=0,
+                preset=preset)  # fmt: skip
+
+
+def classifier(root: Path) -> Model:
+    """``limner train``'s classifier of ``root / "shapes"``, saved in ``root / "model"``."""
+    train(root / "shapes", root / "model")
+    return load_model(str(root / "model"))
+
+
 def main() -> None:
     """Run the comparison and print its tables."""
     ap = argparse.ArgumentParser()
@@ -58,18 +76,11 @@ def main() -> None:
     ap.add_argument("--other", type=int, default=50, help="images of the other preset")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="limner-amortized-"))
-    per_class = int(max(args.train / 0.8, args.eval * 5)) // 3 + 1  # 80% of it: train/
-    classes = ["circle", "square", "triangle"]
-    make_shapes(root / "shapes", per_class=per_class, size=96, classes=classes, seed=0,
-                preset=args.preset)  # fmt: skip
+    shapes(root, args.train, args.eval, args.preset)
     other = "plain" if args.preset == "textured" else "textured"
-    make_shapes(root / "other", per_class=2 * args.other // 3 + 1, size=96, classes=classes,
+    make_shapes(root / "other", per_class=2 * args.other // 3 + 1, size=96, classes=CLASSES,
                 seed=1, preset=other, validation_fraction=0.5)  # fmt: skip
-    if args.keras:
-        model = load_model(str(keras_classifier(root)))
-    else:
-        train(root / "shapes", root / "model")
-        model = load_model(str(root / "model"))
+    model = load_model(str(keras_classifier(root))) if args.keras else classifier(root)
     images = load_image_folder(root / "shapes", 96)
     started = time.perf_counter()
     learned = train_explainer(

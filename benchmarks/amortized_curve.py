@@ -23,15 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from amortized import near_exact
+from amortized import CLASSES, classifier, near_exact, shapes
 
-from limner import load_model
 from limner.amortized.explainer import AmortizedExplainer
 from limner.amortized.games import play
 from limner.amortized.training import fit, pixels
 from limner.datasets import make_shapes
 from limner.explain.perturb import Perturber
-from limner.training import load_image_folder, train
+from limner.training import load_image_folder
 
 
 def main() -> None:
@@ -43,11 +42,8 @@ def main() -> None:
     ap.add_argument("--other", type=int, default=50)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="limner-amortized-curve-"))
-    per_class = int(max(args.images / 0.8, args.eval * 5)) // 3 + 1
-    make_shapes(root / "shapes", per_class=per_class, size=96,
-                classes=["circle", "square", "triangle"], seed=0)  # fmt: skip
-    train(root / "shapes", root / "model")
-    model = load_model(str(root / "model"))
+    shapes(root, args.images, args.eval)
+    model = classifier(root)
     images = load_image_folder(root / "shapes", 96)
     pictures = list(images.train.images[: args.images])
     started = time.perf_counter()
@@ -80,7 +76,7 @@ def main() -> None:
               f"{len(report.train_loss)} (best {report.best_epoch + 1}) | "
               f"{np.median(errors):.3f} ({np.mean(errors):.3f}) |", flush=True)  # fmt: skip
     make_shapes(root / "other", per_class=2 * args.other // 3 + 1, size=96, preset="plain",
-                classes=["circle", "square", "triangle"], seed=1,
+                classes=CLASSES, seed=1,
                 validation_fraction=0.5)  # fmt: skip
     others = load_image_folder(root / "other", 96).train.images[: args.other]
     own = images.validation.images[args.eval : args.eval + args.other]

@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from amortized import classifier, shapes
 from stats import paired
 
 import limner.amortized.network as network
-from limner import load_model
 from limner.amortized import train_explainer
-from limner.datasets import make_shapes
 from limner.explain import explain
-from limner.training import load_image_folder, train
+from limner.training import load_image_folder
 
 
 def session(path: str, spin: bool) -> ort.InferenceSession:
@@ -47,11 +46,8 @@ def main() -> None:
     ap.add_argument("--eval", type=int, default=40)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="limner-spinning-"))
-    per_class = int(max(args.train / 0.8, args.eval * 5)) // 3 + 1
-    make_shapes(root / "shapes", per_class=per_class, size=96,
-                classes=["circle", "square", "triangle"], seed=0, preset="plain")  # fmt: skip
-    train(root / "shapes", root / "model")
-    model = load_model(str(root / "model"))
+    shapes(root, args.train, args.eval, "plain")
+    model = classifier(root)
     images = load_image_folder(root / "shapes", 96)
     learned = train_explainer(model, list(images.train.images[: args.train]), baseline="gray",
                               pairs=32, epochs=20)  # fmt: skip
