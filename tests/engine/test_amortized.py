@@ -248,3 +248,23 @@ def test_the_checks_limits_keep_familiar_images_and_stay_above_every_heldout_val
     assert tail_limit([0.2, 0.9]) == 0.9 and tail_limit([]) == float("inf")
     # one far value among the held-out ones: the limit reaches it
     assert tail_limit([*rng.lognormal(0.0, 0.1, 49), 40.0]) >= 40.0
+
+
+def test_the_head_on_onnx_runtime_reads_as_the_pytorch_network(trained: Path):
+    """A read's maps come from the head exported to ONNX Runtime; they are the network's."""
+    import torch
+
+    from limner.amortized.training import pixels
+
+    learned = load_explainer(trained)
+    image, base = _images(2, 4)
+    labels = np.arange(SIDE * SIDE).reshape(SIDE, SIDE) % 8
+    delta = np.array([0.3, -0.3])
+    fast, fast_totals, _ = learned.read(image, base, labels, 8, delta)
+    assert learned.head() is not None  # the read went through ONNX Runtime
+    with torch.no_grad():
+        x = pixels(image[None], base[None])
+        maps = learned.net(x)
+    slow_totals = maps.sum(dim=(2, 3))[0].double().numpy()
+    assert np.allclose(fast_totals, slow_totals, atol=1e-4 * max(1.0, np.abs(slow_totals).max()))
+    assert np.isclose(fast.sum(axis=1), delta, atol=1e-5).all()  # still efficient

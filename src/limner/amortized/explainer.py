@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 
 from limner.amortized.calibration import Calibration, calibrate
 from limner.amortized.games import SEGMENTATIONS, Games, play
-from limner.amortized.network import BACKBONE, DEFAULT_WIDTH, ExplainerNet
+from limner.amortized.network import BACKBONE, DEFAULT_WIDTH, ExplainerNet, head_session
 from limner.amortized.training import StageProgress, fit, pixels, region_values
 from limner.errors import InvalidInputError
 from limner.models.base import Model
@@ -41,6 +42,11 @@ class AmortizedExplainer:
 
     net: ExplainerNet
     meta: dict[str, Any]
+    #: The head on ONNX Runtime for :meth:`read` (made at the first read; see :meth:`head`).
+    _head: Any = field(default=None, init=False, repr=False, compare=False)
+    _head_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @property
     def calibration(self) -> Calibration:
@@ -103,7 +109,12 @@ class AmortizedExplainer:
         with torch.no_grad():
             x = pixels(image[None], base[None])
             context = self.net.context(x)
-            maps = self.net(x, context)
+            head = self.head() if context is not None and context.device.type == "cpu" else None
+            if head is None or context is None:
+                maps = self.net(x, context)
+            else:
+                low = head.run(None, {"features": context.float().numpy()})[0]
+                maps = self.net.spread(torch.from_numpy(low), *x.shape[2:])
             phi = region_values(
                 maps,
                 torch.from_numpy(labels[None].astype(np.int64)),
@@ -113,6 +124,17 @@ class AmortizedExplainer:
             )
             distance = float(self.net.distance(x, context)[0])
         return phi[0].double().numpy(), maps.sum(dim=(2, 3))[0].double().numpy(), distance
+
+    def head(self) -> Any:
+        """The trained layers on ONNX Runtime, made from the network's weights at the first
+        call (a backbone explainer's; None for the older backbone-less form). Train no further
+        after: the session keeps the weights it was made with."""
+        if self.net.backbone is None:
+            return None
+        with self._head_lock:
+            if self._head is None:
+                self._head = head_session(self.net)
+            return self._head
 
     def weights(self) -> bytes:
         """The network's weights as safetensors bytes (tensors only)."""

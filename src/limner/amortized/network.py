@@ -102,10 +102,6 @@ def _taps_session() -> Any:
     """The taps on ONNX Runtime, exported into limner's cache the first time (about ten times
     faster than eager PyTorch on a CPU), with the threads the service's models get, which do
     not spin waiting for more work once a run is over."""
-    import os
-
-    import onnxruntime as ort
-
     from limner.models.zoo import cached_onnx
 
     with _BUILDING:
@@ -113,14 +109,56 @@ def _taps_session() -> Any:
             f"{BACKBONE}-taps-{BACKBONE_SIDE}-v1.onnx", _build_taps,
             (1, 3, BACKBONE_SIDE, BACKBONE_SIDE), "features",
         )  # fmt: skip
+    # the explainer's head and the model's check run right after each backbone run: threads
+    # left spinning for more work would take their CPU (an explainer's read took 8-11 ms with
+    # them, 3 ms without, on 2 cores)
+    return taps_session(str(target), spin=False)
+
+
+def taps_session(path: str, *, spin: bool) -> Any:
+    """An ONNX Runtime session of the taps at ``path`` with the service models' thread count,
+    its threads spinning for more work after a run or not."""
+    import os
+
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(os.environ.get("LIMNER_THREADS", 0)) or (os.cpu_count() or 1)
     opts.log_severity_level = 3
-    # the explainer's PyTorch head runs right after each backbone run: threads left spinning
-    # for more ONNX work would take its CPU (an explainer's read took 8-11 ms with them, 3 ms
-    # without, on 2 cores)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def head_session(net: ExplainerNet) -> Any:
+    """The trained layers of a backbone explainer (the backbone's features in, the maps at the
+    stride-8 grid out) on ONNX Runtime, exported from ``net`` in memory: one thread that does
+    not spin. On PyTorch's threads the head ran between the model's ONNX Runtime runs, and
+    the two sets of threads slowed each other (docs/benchmarks.md, "The head's threads")."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    grid = BACKBONE_SIDE // 8
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            nn.Sequential(net.body, net.head).eval(),
+            (torch.zeros(1, BACKBONE_CHANNELS, grid, grid),),
+            buffer,  # type: ignore[arg-type]  # the exporter writes to a file object too
+            input_names=["features"],
+            output_names=["maps"],
+            dynamic_axes={"features": {0: "batch"}, "maps": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(target), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(buffer.getvalue(), opts, providers=["CPUExecutionProvider"])
 
 
 def backbone_features(x: torch.Tensor) -> torch.Tensor:
@@ -243,8 +281,14 @@ class ExplainerNet(nn.Module):
         """The maps at the input's size; each low-resolution cell's value is spread over the
         pixels it covers (so a region's sum does not depend on the resolution). ``context``:
         :meth:`context` of ``x``, where already computed."""
-        h, w = x.shape[2:]
-        low = self.head(self._encode(x, context))
+        return self.spread(self.head(self._encode(x, context)), *x.shape[2:])
+
+    @staticmethod
+    def spread(low: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Low-resolution maps ``(N, C, h, w)`` at ``height`` × ``width``, each cell's value
+        spread over the pixels it covers."""
         cells = low.shape[2] * low.shape[3]
-        up = nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-        return up * (cells / (h * w))
+        up = nn.functional.interpolate(
+            low, size=(height, width), mode="bilinear", align_corners=False
+        )
+        return up * (cells / (height * width))
