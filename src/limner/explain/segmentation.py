@@ -43,8 +43,9 @@ COUNT_TOLERANCE = 0.2
 #: Longest side at which quickshift runs (its cost grows with pixels × kernel area).
 QUICKSHIFT_MAX_SIDE = 128
 #: Width of the Gaussian that smooths an image before SLIC, as a share of its longer side; 0
-#: (none) by default: 1/75 (3 px at 224) keeps the regions under pixel noise but is not yet
-#: measured for faithfulness (docs/benchmarks.md, "Regions under noise").
+#: (none) by default: 1/75 (3 px at 224) keeps the regions under pixel noise, but took only
+#: 15% off MaxSensitivity and both AUCs leaned worse (docs/benchmarks.md, "Regions under
+#: noise").
 SLIC_SMOOTHING = 0.0
 #: Most segmentations tried while searching an algorithm's scale parameter.
 MAX_TRIES = 8
