@@ -268,3 +268,28 @@ def test_the_head_on_onnx_runtime_reads_as_the_pytorch_network(trained: Path):
     slow_totals = maps.sum(dim=(2, 3))[0].double().numpy()
     assert np.allclose(fast_totals, slow_totals, atol=1e-4 * max(1.0, np.abs(slow_totals).max()))
     assert np.isclose(fast.sum(axis=1), delta, atol=1e-5).all()  # still efficient
+
+
+def test_explainers_first_read_at_once_on_several_threads(trained: Path):
+    """Each explainer exports its head at its first read; PyTorch's exporter is one per
+    process, so reads starting together on several job threads must not collide."""
+    import threading
+
+    explainers = [load_explainer(trained) for _ in range(4)]
+    image, base = _images(2, 6)
+    labels = np.arange(SIDE * SIDE).reshape(SIDE, SIDE) % 8
+    start, errors = threading.Barrier(len(explainers)), []
+
+    def first_read(learned) -> None:  # type: ignore[no-untyped-def]
+        start.wait()
+        try:
+            learned.read(image, base, labels, 8, np.array([0.3, -0.3]))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_read, args=(e,)) for e in explainers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

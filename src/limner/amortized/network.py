@@ -139,9 +139,11 @@ def head_session(net: ExplainerNet) -> Any:
 
     import onnxruntime as ort
 
+    from limner.models.zoo import EXPORT_LOCK
+
     grid = BACKBONE_SIDE // 8
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             nn.Sequential(net.body, net.head).eval(),

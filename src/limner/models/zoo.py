@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from limner.models.onnx import OnnxModel
 
 EFFICIENTNET_LITE0 = "efficientnet-lite0"
 BUILTIN_MODELS = (EFFICIENTNET_LITE0,)
+#: PyTorch's ONNX exporter keeps global state: one export at a time in the process.
+EXPORT_LOCK = threading.Lock()
 
 
 def imagenet_labels() -> list[str]:
@@ -176,7 +179,7 @@ def cached_onnx(
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
     os.close(fd)
     try:
-        with warnings.catch_warnings():
+        with EXPORT_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module(),
