@@ -110,10 +110,13 @@ def main() -> None:
     print(f"explainer from {args.train} images; {len(own)} familiar images, "
           f"{args.splits} splits of {HELDOUT} held-out / {len(own) - HELDOUT} checked")  # fmt: skip
     print("\n| rule | familiar images sent to the default, mean (5–95%) | by gap / residual / "
-          "distance | textured caught | photos caught |")  # fmt: skip
+          "distance | textured caught (by gap / residual / distance) | photos caught (by gap / "
+          "residual / distance) |")  # fmt: skip
     print("| --- | --- | --- | --- | --- |")
     for name, rule in RULES.items():
-        sent, by, caught = [], [], {"textured": [], "photos": []}
+        sent, by = [], []
+        caught: dict[str, list] = {"textured": [], "photos": []}
+        caught_by: dict[str, list] = {"textured": [], "photos": []}
         for _ in range(args.splits):
             idx = rng.permutation(len(own))
             held, checked = own[idx[:HELDOUT]], own[idx[HELDOUT:]]
@@ -122,12 +125,15 @@ def main() -> None:
             by.append((checked > limits).mean(axis=0))
             for k in caught:
                 caught[k].append((stats[k] > limits).any(axis=1).mean())
+                caught_by[k].append((stats[k] > limits).mean(axis=0))
         s, b = np.array(sent), np.mean(by, axis=0)
+        others = [
+            f"{np.mean(caught[k]):.1%} ({' / '.join(f'{x:.0%}' for x in np.mean(caught_by[k], 0))})"
+            for k in caught
+        ]
         print(
             f"| {name} | {s.mean():.2%} ({np.quantile(s, 0.05):.1%}–{np.quantile(s, 0.95):.1%}) "
-            f"| {b[0]:.2%} / {b[1]:.2%} / {b[2]:.2%} | "
-            + " | ".join(f"{np.mean(v):.1%} (fewest {np.min(v):.1%})" for v in caught.values())
-            + " |"
+            f"| {b[0]:.2%} / {b[1]:.2%} / {b[2]:.2%} | " + " | ".join(others) + " |"
         )
     print("\nquantiles 50 / 99 / max of gap, residual, distance:")
     for k, v in stats.items():

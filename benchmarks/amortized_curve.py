@@ -10,8 +10,8 @@ images' included), the head's training seconds, and the relative squared error Î
 of the predicted class on ``--eval`` validation images against KernelSHAP with
 ``--reference`` samples at 24 SLIC regions (gray baseline). Last, with the head trained on
 all of them, how many of ``--other`` images of the other data set (the plain preset) and of
-the explainer's own validation images lie past the distance check's limit (the 99th
-percentile of the held-out images' distances, as the calibration sets it).
+the explainer's own validation images lie past the distance check's limit (its
+``tail_limit`` of the held-out images' distances, as the calibration sets it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from amortized import CLASSES, classifier, near_exact, shapes
 
+from limner.amortized.calibration import tail_limit
 from limner.amortized.explainer import AmortizedExplainer
 from limner.amortized.games import play
 from limner.amortized.training import fit, pixels
@@ -88,7 +89,7 @@ def main() -> None:
 
     with torch.no_grad():
         net.familiarize(net.features(pixels(part.images, part.bases)))
-        limit = float(np.quantile(net.distance(pixels(held.images, held.bases)).numpy(), 0.99))
+        limit = tail_limit(net.distance(pixels(held.images, held.bases)).numpy())
     print(f"\nthe distance check (limit {limit:.1f}) sends {(distances(others) > limit).sum()}"
           f"/{len(others)} plain shapes and {(distances(own) > limit).sum()}/{len(own)} of "
           "its own validation images to the default")  # fmt: skip

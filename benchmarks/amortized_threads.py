@@ -2,12 +2,15 @@
 
     .venv/bin/python benchmarks/amortized_threads.py --compare head [--train 150] [--eval 40]
     .venv/bin/python benchmarks/amortized_threads.py --compare backbone [--train 150] [--eval 40]
+    .venv/bin/python benchmarks/amortized_threads.py --compare pixels [--train 150] [--eval 40]
 
 ``--compare backbone``: the explainer's ONNX backbone threads left spinning after each run
 (ONNX Runtime's default) or not (limner's setting). ``--compare head``: the explainer's trained head
 on PyTorch (its threads, as many as the machine's cores) or exported to ONNX Runtime on one
 thread that does not spin (limner's setting): PyTorch's threads, spinning after the head, slow
 the model's next ONNX Runtime run, and the model's spinning threads slow a head on two.
+``--compare pixels``: the image's conversion to the explainer's input (and with it the first
+work PyTorch's threads wake for) made by PyTorch, or by NumPy (limner's setting).
 
 Generates plain shapes (96×96, three classes), trains ``limner train``'s classifier and an
 explainer on ``--train`` training images (a small one: the timing does not depend on its
@@ -29,9 +32,11 @@ import numpy as np
 from amortized import classifier, shapes
 from stats import paired
 
+import limner.amortized.explainer as explainer_module
 import limner.amortized.network as network
 from limner.amortized import train_explainer
 from limner.amortized.explainer import AmortizedExplainer
+from limner.amortized.training import pixels
 from limner.explain import explain
 from limner.training import load_image_folder
 
@@ -51,6 +56,14 @@ def variants(compare: str) -> dict[str, Callable[[], None]]:
             ),
             "not spinning (limner)": lambda: setattr(network, "_taps_session", lambda: resting),
         }
+    if compare == "pixels":
+        numpy_made = explainer_module.pixels_array
+        return {
+            "PyTorch (its threads)": lambda: setattr(
+                explainer_module, "pixels_array", lambda i, b: pixels(i, b).numpy()
+            ),
+            "NumPy (limner)": lambda: setattr(explainer_module, "pixels_array", numpy_made),
+        }
     return {
         "PyTorch's threads (2)": lambda: setattr(AmortizedExplainer, "head", lambda self: None),
         "ONNX Runtime, one thread (limner)": lambda: setattr(AmortizedExplainer, "head", head),
@@ -60,7 +73,7 @@ def variants(compare: str) -> dict[str, Callable[[], None]]:
 def main() -> None:
     """Train, time both settings, print the table."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--compare", choices=("head", "backbone"), default="head")
+    ap.add_argument("--compare", choices=("head", "backbone", "pixels"), default="head")
     ap.add_argument("--train", type=int, default=150)
     ap.add_argument("--eval", type=int, default=40)
     args = ap.parse_args()

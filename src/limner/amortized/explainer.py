@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ import torch
 from limner.amortized.calibration import Calibration, calibrate
 from limner.amortized.games import SEGMENTATIONS, Games, play
 from limner.amortized.network import BACKBONE, DEFAULT_WIDTH, ExplainerNet, head_session
-from limner.amortized.training import StageProgress, fit, pixels, region_values
+from limner.amortized.training import StageProgress, fit, pixels, pixels_array, region_values
 from limner.errors import InvalidInputError
 from limner.models.base import Model
 
@@ -35,6 +36,8 @@ DESCRIPTION = "limner-explainer.json"
 FORMAT = 2
 FORMATS = (1, 2)
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class AmortizedExplainer:
@@ -42,7 +45,8 @@ class AmortizedExplainer:
 
     net: ExplainerNet
     meta: dict[str, Any]
-    #: The head on ONNX Runtime for :meth:`read` (made at the first read; see :meth:`head`).
+    #: The head on ONNX Runtime for :meth:`read` (made at the first read; False: its export
+    #: failed; see :meth:`head`).
     _head: Any = field(default=None, init=False, repr=False, compare=False)
     _head_lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
@@ -105,16 +109,24 @@ class AmortizedExplainer:
     ) -> tuple[np.ndarray, np.ndarray, float]:
         """One image's efficient values ``(C, M)``, raw totals ``(C,)`` and distance from the
         training images' features (uint8 ``image``, its baseline ``base`` and ``labels`` at
-        the model's input size), the backbone run once for all three."""
+        the model's input size), the backbone run once for all three.
+
+        On the CPU the head runs on ONNX Runtime and the image's conversion and the distance
+        in NumPy: PyTorch's threads, woken for them and left spinning, slowed the model's runs
+        around the read, and the model's threads slowed them (docs/benchmarks.md, "The head's
+        threads")."""
         with torch.no_grad():
-            x = pixels(image[None], base[None])
+            x = torch.from_numpy(pixels_array(image[None], base[None]))
             context = self.net.context(x)
             head = self.head() if context is not None and context.device.type == "cpu" else None
             if head is None or context is None:
                 maps = self.net(x, context)
+                distance = float(self.net.distance(x, context)[0])
             else:
-                low = head.run(None, {"features": context.float().numpy()})[0]
+                features = context.numpy()
+                low = head.run(None, {"features": features.astype(np.float32, copy=False)})[0]
                 maps = self.net.spread(torch.from_numpy(low), *x.shape[2:])
+                distance = self._distance(features.mean(axis=(2, 3), dtype=np.float64)[0])
             phi = region_values(
                 maps,
                 torch.from_numpy(labels[None].astype(np.int64)),
@@ -122,19 +134,32 @@ class AmortizedExplainer:
                 torch.from_numpy(np.asarray(delta, np.float32)[None]),
                 count,
             )
-            distance = float(self.net.distance(x, context)[0])
         return phi[0].double().numpy(), maps.sum(dim=(2, 3))[0].double().numpy(), distance
+
+    def _distance(self, features: np.ndarray) -> float:
+        """:meth:`ExplainerNet.distance` of one image's backbone channel means, in NumPy."""
+        d = features - self.net.get_buffer("familiar_mean").double().numpy()
+        precision = self.net.get_buffer("familiar_precision").double().numpy()
+        return float(np.sqrt(max(np.einsum("i,ij,j->", d, precision, d), 0.0)))
 
     def head(self) -> Any:
         """The trained layers on ONNX Runtime, made from the network's weights at the first
-        call (a backbone explainer's; None for the older backbone-less form). Train no further
-        after: the session keeps the weights it was made with."""
-        if self.net.backbone is None:
+        call (a backbone explainer's; None for the older backbone-less form, and where the
+        export failed: :meth:`read` then runs the head on PyTorch). Train no further after:
+        the session keeps the weights it was made with."""
+        if self.net.backbone is None or self._head is False:
             return None
-        with self._head_lock:
-            if self._head is None:
-                self._head = head_session(self.net)
-            return self._head
+        if self._head is None:
+            with self._head_lock:
+                if self._head is None:
+                    try:
+                        self._head = head_session(self.net)
+                    except Exception:  # the PyTorch head gives the same maps, slower
+                        log.warning("the explainer's head could not run on ONNX Runtime; "
+                                    "it runs on PyTorch", exc_info=True)  # fmt: skip
+                        self._head = False
+                        return None
+        return self._head
 
     def weights(self) -> bytes:
         """The network's weights as safetensors bytes (tensors only)."""

@@ -114,7 +114,8 @@ def _run(image: np.ndarray, algorithm: str, segments: int, t: float) -> np.ndarr
 
 
 def _search(run: Callable[[float], np.ndarray], target: int) -> np.ndarray:
-    """Search the log of the scale factor until the count is within 10% of ``target``."""
+    """Search the log of the scale factor until the count is within 10% of ``target``, or
+    within 20% after :data:`SETTLE_TRIES` runs (at most :data:`MAX_TRIES`)."""
     lo, hi = math.log(1 / 16), math.log(16)
     t = 0.0
     best: tuple[float, np.ndarray] | None = None

@@ -107,8 +107,10 @@ def small_cnn_input(size: int) -> InputSpec:
 
 def export_onnx(module: nn.Module, size: int, path: str | Path, output: str = "logits") -> None:
     """Export ``module`` (input ``[N, 3, size, size]``, any N) to ONNX (TorchScript exporter)."""
+    from limner.models.zoo import EXPORT_LOCK
+
     module.eval()
-    with warnings.catch_warnings():
+    with EXPORT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
