@@ -51,6 +51,10 @@ class AmortizedExplainer:
     _head_lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
+    #: The training features' mean and precision as NumPy arrays, for :meth:`read`.
+    _familiar: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def calibration(self) -> Calibration:
@@ -137,9 +141,15 @@ class AmortizedExplainer:
         return phi[0].double().numpy(), maps.sum(dim=(2, 3))[0].double().numpy(), distance
 
     def _distance(self, features: np.ndarray) -> float:
-        """:meth:`ExplainerNet.distance` of one image's backbone channel means, in NumPy."""
-        d = features - self.net.get_buffer("familiar_mean").double().numpy()
-        precision = self.net.get_buffer("familiar_precision").double().numpy()
+        """:meth:`ExplainerNet.distance` of one image's backbone channel means, in NumPy (the
+        training features' mean and precision converted once, with the head's session)."""
+        if self._familiar is None:
+            self._familiar = (
+                self.net.get_buffer("familiar_mean").double().numpy(),
+                self.net.get_buffer("familiar_precision").double().numpy(),
+            )
+        mean, precision = self._familiar
+        d = features - mean
         return float(np.sqrt(max(np.einsum("i,ij,j->", d, precision, d), 0.0)))
 
     def head(self) -> Any:

@@ -118,12 +118,12 @@ def _taps_session() -> Any:
 def taps_session(path: str, *, spin: bool) -> Any:
     """An ONNX Runtime session of the taps at ``path`` with the service models' thread count,
     its threads spinning for more work after a run or not."""
-    import os
-
     import onnxruntime as ort
 
+    from limner.models.onnx import session_threads
+
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(os.environ.get("LIMNER_THREADS", 0)) or (os.cpu_count() or 1)
+    opts.intra_op_num_threads = session_threads()
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
@@ -135,26 +135,17 @@ def head_session(net: ExplainerNet) -> Any:
     not spin. On PyTorch's threads the head ran between the model's ONNX Runtime runs, and
     the two sets of threads slowed each other (docs/benchmarks.md, "The head's threads")."""
     import io
-    import warnings
 
     import onnxruntime as ort
 
-    from limner.models.zoo import EXPORT_LOCK
+    from limner.models.zoo import export_onnx
 
     grid = BACKBONE_SIDE // 8
     buffer = io.BytesIO()
-    with EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            nn.Sequential(net.body, net.head).eval(),
-            (torch.zeros(1, BACKBONE_CHANNELS, grid, grid),),
-            buffer,  # type: ignore[arg-type]  # the exporter writes to a file object too
-            input_names=["features"],
-            output_names=["maps"],
-            dynamic_axes={"features": {0: "batch"}, "maps": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+    export_onnx(
+        nn.Sequential(net.body, net.head), (1, BACKBONE_CHANNELS, grid, grid), buffer,
+        input_name="features", output="maps",
+    )  # fmt: skip
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1

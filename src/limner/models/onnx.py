@@ -49,6 +49,11 @@ _PROBABILITY_OPS = frozenset({"Softmax", "Sigmoid"})
 _LINEAR_OPS = frozenset({"Gemm", "MatMul", "Add", "Conv", "LogSoftmax"})
 
 
+def session_threads() -> int:
+    """The threads an ONNX Runtime session runs on: ``LIMNER_THREADS``, else every core."""
+    return int(os.environ.get("LIMNER_THREADS", 0)) or (os.cpu_count() or 1)
+
+
 def open_session(path: str | Path, device: str = "cpu") -> tuple[Any, int]:
     """An ONNX Runtime session of the model at ``path`` and its preferred batch size (errors
     name the file, not the folder it lies in)."""
@@ -56,7 +61,7 @@ def open_session(path: str | Path, device: str = "cpu") -> tuple[Any, int]:
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = int(os.environ.get("LIMNER_THREADS", 0)) or (os.cpu_count() or 1)
+    opts.intra_op_num_threads = session_threads()
     opts.log_severity_level = 3
     providers = ["CPUExecutionProvider"]
     batch = OnnxModel.preferred_batch_size

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -174,23 +174,10 @@ def cached_onnx(
     target = cache_dir() / name
     if target.exists():
         return target
-    import torch
-
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
     os.close(fd)
     try:
-        with EXPORT_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module(),
-                (torch.zeros(*example),),
-                tmp,
-                input_names=["input"],
-                output_names=[output],
-                dynamic_axes={"input": {0: "batch"}, output: {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
+        export_onnx(module(), example, tmp, output=output)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -229,3 +216,31 @@ class BuiltinOnnxModel(OnnxModel):
                 efficientnet_lite0_module(), self.metadata, torch.device("cpu")
             )
         return self._torch_forward
+
+
+def export_onnx(
+    module: Any,
+    example: tuple[int, ...],
+    target: str | Path | BinaryIO,
+    *,
+    input_name: str = "input",
+    output: str = "logits",
+) -> None:
+    """Export the PyTorch ``module`` (in eval mode) to ONNX at ``target`` (a path or a file
+    object) with the TorchScript exporter: input ``input_name`` of shape ``example`` with any
+    batch size. One export at a time in the process (:data:`EXPORT_LOCK`)."""
+    import torch
+
+    module.eval()
+    with EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (torch.zeros(*example),),
+            str(target) if isinstance(target, str | Path) else target,  # type: ignore[arg-type]
+            input_names=[input_name],
+            output_names=[output],
+            dynamic_axes={input_name: {0: "batch"}, output: {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,21 +106,9 @@ def small_cnn_input(size: int) -> InputSpec:
 
 def export_onnx(module: nn.Module, size: int, path: str | Path, output: str = "logits") -> None:
     """Export ``module`` (input ``[N, 3, size, size]``, any N) to ONNX (TorchScript exporter)."""
-    from limner.models.zoo import EXPORT_LOCK
+    from limner.models.zoo import export_onnx as export
 
-    module.eval()
-    with EXPORT_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (torch.zeros(1, 3, size, size),),
-            str(path),
-            input_names=["input"],
-            output_names=[output],
-            dynamic_axes={"input": {0: "batch"}, output: {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+    export(module, (1, 3, size, size), path, output=output)
 
 
 @dataclass
